@@ -1,0 +1,62 @@
+package store
+
+import (
+	"github.com/bosun-gitops/bosun/internal/resource"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// ListOptions filter and page a List.
+type ListOptions struct {
+	// LabelSelector and FieldSelector filter objects; nil matches everything.
+	LabelSelector labels.Selector
+	// FieldSelector supports metadata.name, metadata.namespace and, for pods, spec.nodeName and
+	// status.phase (see FieldSet).
+	FieldSelector fields.Selector
+	// Limit caps the number of objects returned (0 = no limit); Continue resumes a paged list.
+	Limit    int64
+	Continue string
+}
+
+// ListResult is one page of a List: the objects and the revision the list was read at.
+type ListResult struct {
+	Items []resource.Object
+	// ResourceVersion is the etcd revision of the read; watch from it to see every later change.
+	ResourceVersion int64
+	// Continue is non-empty when more objects remain.
+	Continue string
+}
+
+// Event is one change seen by Watch. Type is watch.Added, Modified, Deleted, Bookmark or Error.
+// For Deleted, Object is the last state before deletion (with the deletion's revision as its
+// resourceVersion). For Error, Err says why the watch ended; a compacted start revision gives an
+// apierrors "410 Gone" (IsResourceExpired / IsGone) and the caller re-lists.
+type Event struct {
+	Type   watch.EventType
+	Object resource.Object
+	Err    error
+}
+
+// OpType is the kind of one write in a Batch.
+type OpType int
+
+// Batch operations.
+const (
+	OpCreate OpType = iota + 1 // fails if the object exists
+	OpUpdate                   // full update; precondition on ResourceVersion when set
+	OpDelete                   // precondition on ResourceVersion when set; "already gone" succeeds
+)
+
+// Op is one write in a Batch.
+type Op struct {
+	Type     OpType
+	Resource *resource.Resource
+	Object   resource.Object // for OpDelete only namespace, name and resourceVersion are read
+}
+
+// OpResult is the outcome of one Op of a Batch, in the same position.
+type OpResult struct {
+	Object resource.Object // the stored object (nil for deletes)
+	Err    error           // an apierrors StatusError (Conflict, AlreadyExists, NotFound) or nil
+}

@@ -1,0 +1,188 @@
+// Package v1alpha1 defines Bosun's own kinds in the bosun.dev/v1alpha1 API group: Cluster
+// (bosun.yaml), Machine (machines/*.yaml) and GitSync (the operator's sync status). Field names are
+// part of the repository format and must not change.
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Group and Version of Bosun's kinds.
+const (
+	Group   = "bosun.dev"
+	Version = "v1alpha1"
+)
+
+// SchemeGroupVersion is bosun.dev/v1alpha1.
+var SchemeGroupVersion = schema.GroupVersion{Group: Group, Version: Version}
+
+// Cluster holds cluster-wide settings. A repository has at most one, in bosun.yaml.
+type Cluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ClusterSpec `json:"spec,omitempty"`
+}
+
+// ClusterSpec is the desired cluster configuration.
+type ClusterSpec struct {
+	// PodCIDR is split into one /24 per node.
+	PodCIDR string `json:"podCIDR,omitempty"`
+	// ServiceCIDR is where ClusterIPs are allocated from.
+	ServiceCIDR   string `json:"serviceCIDR,omitempty"`
+	ClusterDomain string `json:"clusterDomain,omitempty"`
+	// NodeMonitorGracePeriod is how long a node lease may go unrenewed before the node is NotReady.
+	NodeMonitorGracePeriod *metav1.Duration `json:"nodeMonitorGracePeriod,omitempty"`
+	// PodEvictionTimeout is how long pods stay on a NotReady node before they are evicted.
+	PodEvictionTimeout *metav1.Duration `json:"podEvictionTimeout,omitempty"`
+	// TrustOnFirstUse lets machines without a pinned hostKey be trusted on first connection.
+	TrustOnFirstUse bool          `json:"trustOnFirstUse,omitempty"`
+	Upgrade         UpgradePolicy `json:"upgrade,omitempty"`
+}
+
+// UpgradePolicy bounds agent upgrades.
+type UpgradePolicy struct {
+	MaxUnavailable int32 `json:"maxUnavailable,omitempty"`
+}
+
+// ClusterList is a list of Clusters.
+type ClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Cluster `json:"items"`
+}
+
+// Machine is one VM or bare-metal host that Bosun bootstraps into a node over SSH.
+type Machine struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              MachineSpec   `json:"spec,omitempty"`
+	Status            MachineStatus `json:"status,omitempty"`
+}
+
+// MachineSpec says how to reach a machine and how its node looks.
+type MachineSpec struct {
+	Address string `json:"address"`
+	Port    int32  `json:"port,omitempty"`
+	User    string `json:"user,omitempty"`
+	// HostKey is the machine's SSH public host key ("ssh-ed25519 AAAA...") or its fingerprint
+	// ("SHA256:...").
+	HostKey string            `json:"hostKey,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Taints  []corev1.Taint    `json:"taints,omitempty"`
+	// PodCIDR optionally pins this node's pod CIDR.
+	PodCIDR string `json:"podCIDR,omitempty"`
+}
+
+// MachinePhase is where a machine is in its life.
+type MachinePhase string
+
+// Machine phases.
+const (
+	MachinePending    MachinePhase = "Pending"
+	MachineConnecting MachinePhase = "Connecting"
+	MachineInstalling MachinePhase = "Installing"
+	MachineStarting   MachinePhase = "Starting"
+	MachineReady      MachinePhase = "Ready"
+	MachineFailed     MachinePhase = "Failed"
+	MachineDraining   MachinePhase = "Draining"
+	MachineRetired    MachinePhase = "Retired"
+)
+
+// MachineStatus is written by the operator's machine controller.
+type MachineStatus struct {
+	Phase        MachinePhase       `json:"phase,omitempty"`
+	Step         string             `json:"step,omitempty"`
+	Conditions   []metav1.Condition `json:"conditions,omitempty"`
+	AgentVersion string             `json:"agentVersion,omitempty"`
+	// LearnedHostKey is the host key recorded on first use when trustOnFirstUse is enabled.
+	LearnedHostKey string       `json:"learnedHostKey,omitempty"`
+	LastError      string       `json:"lastError,omitempty"`
+	NextRetry      *metav1.Time `json:"nextRetry,omitempty"`
+}
+
+// MachineList is a list of Machines.
+type MachineList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Machine `json:"items"`
+}
+
+// GitSync reports the state of syncing one Git source into the cluster. The operator owns it; the
+// object is cluster-scoped and named after the source ("default" for --repo).
+type GitSync struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              GitSyncSpec   `json:"spec,omitempty"`
+	Status            GitSyncStatus `json:"status,omitempty"`
+}
+
+// GitSyncSpec is the source being synced, as configured on the operator's command line.
+type GitSyncSpec struct {
+	Repo     string          `json:"repo"`
+	Branch   string          `json:"branch,omitempty"`
+	Path     string          `json:"path,omitempty"`
+	Interval metav1.Duration `json:"interval,omitempty"`
+	// SyncRequested, when changed, asks the operator to sync at once (written by `bosun sync`).
+	SyncRequested string `json:"syncRequested,omitempty"`
+}
+
+// SyncState is the outcome of the latest sync attempt.
+type SyncState string
+
+// Sync states.
+const (
+	SyncStateSyncing SyncState = "Syncing"
+	SyncStateSynced  SyncState = "Synced"
+	SyncStateFailed  SyncState = "Failed"
+)
+
+// GitSyncStatus describes the last attempted commit and the last commit that was applied.
+type GitSyncStatus struct {
+	State SyncState `json:"state,omitempty"`
+	// Commit is the commit of the latest attempt.
+	Commit CommitInfo `json:"commit,omitempty"`
+	// Applied is the last commit that was applied completely (the live state).
+	Applied CommitInfo `json:"applied,omitempty"`
+	// Message summarises the latest attempt (for example why the fetch failed).
+	Message string `json:"message,omitempty"`
+	// Errors lists every validation error of the attempted commit.
+	Errors         []FileError  `json:"errors,omitempty"`
+	Counts         SyncCounts   `json:"counts,omitempty"`
+	LastAttempt    *metav1.Time `json:"lastAttempt,omitempty"`
+	LastSyncedTime *metav1.Time `json:"lastSyncedTime,omitempty"`
+	// ObservedSyncRequest is the last spec.syncRequested value acted on.
+	ObservedSyncRequest string `json:"observedSyncRequest,omitempty"`
+}
+
+// CommitInfo identifies a commit.
+type CommitInfo struct {
+	SHA     string       `json:"sha,omitempty"`
+	Author  string       `json:"author,omitempty"`
+	Message string       `json:"message,omitempty"`
+	Time    *metav1.Time `json:"time,omitempty"`
+}
+
+// FileError is one validation error with its place in the repository.
+type FileError struct {
+	File    string `json:"file"`
+	Line    int    `json:"line,omitempty"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+// SyncCounts counts what a sync did.
+type SyncCounts struct {
+	Created   int `json:"created"`
+	Updated   int `json:"updated"`
+	Deleted   int `json:"deleted"`
+	Unchanged int `json:"unchanged"`
+}
+
+// GitSyncList is a list of GitSyncs.
+type GitSyncList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []GitSync `json:"items"`
+}
