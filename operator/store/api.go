@@ -2,6 +2,7 @@ package store
 
 import (
 	"github.com/bosun-gitops/bosun/internal/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
@@ -59,4 +60,22 @@ type Op struct {
 type OpResult struct {
 	Object resource.Object // the stored object (nil for deletes)
 	Err    error           // an apierrors StatusError (Conflict, AlreadyExists, NotFound) or nil
+}
+
+// DeleteOptions carry the preconditions of a Delete, as in metav1.DeleteOptions.
+type DeleteOptions struct {
+	// Preconditions, when set, must match the stored object's UID and/or resourceVersion, or
+	// Delete fails with Conflict.
+	Preconditions *metav1.Preconditions
+}
+
+// WatchOptions select where a Watch starts and which objects it reports.
+type WatchOptions struct {
+	// ResourceVersion: events after this revision (exclusive). 0 means "unset" as in Kubernetes:
+	// synthetic ADDED events for every current object first, then changes.
+	ResourceVersion int64
+	LabelSelector   labels.Selector
+	FieldSelector   fields.Selector
+	// Bookmarks asks for periodic watch.Bookmark events carrying only the current revision.
+	Bookmarks bool
 }

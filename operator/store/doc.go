@@ -1,0 +1,22 @@
+// Package store keeps Bosun's objects in etcd the way the Kubernetes API server does: one JSON
+// value per object under /bosun/registry/<group>/<resource>/[<namespace>/]<name>, the etcd
+// ModRevision as resourceVersion, optimistic concurrency through transaction compares, and
+// watches that resume from a revision and ask for a re-list ("410 Gone") after compaction.
+//
+//	gitsync ──Batch──┐
+//	apiserver ─CRUD──┼─> Store ──txn/range/watch──> etcd (StartEtcd: embedded, or Connect)
+//	controllers ─────┘        └─ RunCompactor keeps the last N revisions
+//
+// Errors are k8s.io/apimachinery/pkg/api/errors StatusErrors (NotFound, AlreadyExists,
+// Conflict, Invalid, RequestEntityTooLarge, ResourceExpired), ready to be served as
+// metav1.Status. Objects passed in are never mutated; objects returned are fresh copies carrying
+// their new resourceVersion.
+//
+// A minimal single-member setup:
+//
+//	etcd, err := store.StartEtcd(ctx, store.EtcdConfig{Name: "bosun", DataDir: dir, Logger: log})
+//	if err != nil { ... }
+//	defer etcd.Close()
+//	s := store.New(etcd.Client(), store.Options{Logger: log})
+//	pod, err := s.Create(ctx, resource.Pods, &corev1.Pod{...})
+package store

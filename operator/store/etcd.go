@@ -1,0 +1,201 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// EtcdConfig configures an embedded etcd member listening on loopback.
+type EtcdConfig struct {
+	// Name of the member; "default" when empty.
+	Name string
+	// DataDir holds the member's WAL and snapshots.
+	DataDir string
+	// ClientURL and PeerURL, e.g. "http://127.0.0.1:2379"; empty picks a free 127.0.0.1 port.
+	ClientURL, PeerURL string
+	// InitialCluster is "name1=peerURL1,name2=peerURL2,..." for a multi-member cluster; empty
+	// means a single member.
+	InitialCluster string
+	// Logger receives etcd's warnings and errors (etcd's info logs are dropped).
+	Logger *slog.Logger
+	// ProgressNotifyInterval is how often etcd sends watch progress notifications (the source
+	// of watch bookmarks); default one minute.
+	ProgressNotifyInterval time.Duration
+}
+
+// Validate checks the fields that StartEtcd cannot default.
+func (c EtcdConfig) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("etcd DataDir is empty: set the directory that holds etcd's data")
+	}
+	for field, u := range map[string]string{"ClientURL": c.ClientURL, "PeerURL": c.PeerURL} {
+		if u == "" {
+			continue
+		}
+		if _, err := url.Parse(u); err != nil {
+			return fmt.Errorf("etcd %s %q: %w", field, u, err)
+		}
+	}
+	return nil
+}
+
+// Etcd is a running embedded etcd member and a client connected to it.
+type Etcd struct {
+	server    *embed.Etcd
+	client    *clientv3.Client
+	endpoints []string
+	peerURL   string
+	name      string
+}
+
+// StartEtcd starts an embedded etcd member and waits until it serves requests (for a
+// multi-member cluster: until the cluster has a leader, so start the members concurrently).
+func StartEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "etcd")
+	if cfg.Name == "" {
+		cfg.Name = "default"
+	}
+	// A port picked free can be taken before etcd binds it; retry with new ports then.
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		e, err := startEtcdOnce(ctx, cfg, log)
+		if err == nil {
+			return e, nil
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "address already in use") || (cfg.ClientURL != "" && cfg.PeerURL != "") {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd, error) {
+	clientURL, peerURL := cfg.ClientURL, cfg.PeerURL
+	var err error
+	if clientURL == "" {
+		if clientURL, err = FreeLocalURL(); err != nil {
+			return nil, err
+		}
+	}
+	if peerURL == "" {
+		if peerURL, err = FreeLocalURL(); err != nil {
+			return nil, err
+		}
+	}
+	cu, err := url.Parse(clientURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client URL %q: %w", clientURL, err)
+	}
+	pu, err := url.Parse(peerURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd peer URL %q: %w", peerURL, err)
+	}
+
+	ec := embed.NewConfig()
+	ec.Name = cfg.Name
+	ec.Dir = cfg.DataDir
+	ec.ListenClientUrls = []url.URL{*cu}
+	ec.AdvertiseClientUrls = []url.URL{*cu}
+	ec.ListenPeerUrls = []url.URL{*pu}
+	ec.AdvertisePeerUrls = []url.URL{*pu}
+	ec.InitialCluster = cfg.InitialCluster
+	if ec.InitialCluster == "" {
+		ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
+	}
+	ec.InitialClusterToken = "bosun"
+	ec.ListenMetricsUrls = nil
+	ec.WatchProgressNotifyInterval = cfg.ProgressNotifyInterval
+	if ec.WatchProgressNotifyInterval <= 0 {
+		ec.WatchProgressNotifyInterval = time.Minute
+	}
+	// NewConfig leaves this at 0, which logs every request as "expensive".
+	ec.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
+	zl := newZapLogger(log)
+	ec.Logger = "zap"
+	ec.LogLevel = "warn"
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zl)
+
+	srv, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd member %s in %s: %w", cfg.Name, cfg.DataDir, err)
+	}
+	select {
+	case <-srv.Server.ReadyNotify():
+	case err := <-srv.Err():
+		srv.Close()
+		return nil, fmt.Errorf("starting etcd member %s: %w", cfg.Name, err)
+	case <-ctx.Done():
+		srv.Server.Stop()
+		srv.Close()
+		return nil, fmt.Errorf("waiting for etcd member %s to be ready: %w", cfg.Name, ctx.Err())
+	}
+	endpoints := []string{cu.String()}
+	client, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      zl,
+		// Objects may be up to etcd's 1.5 MiB request limit; let etcd, not gRPC, refuse them.
+		MaxCallSendMsgSize: 4 << 20,
+	})
+	if err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("connecting to embedded etcd at %s: %w", cu, err)
+	}
+	log.Debug("etcd ready", "name", cfg.Name, "client", clientURL, "peer", peerURL)
+	return &Etcd{server: srv, client: client, endpoints: endpoints, peerURL: peerURL, name: cfg.Name}, nil
+}
+
+// Client returns a client connected to this member only.
+func (e *Etcd) Client() *clientv3.Client { return e.client }
+
+// Endpoints returns the member's client URLs.
+func (e *Etcd) Endpoints() []string { return append([]string(nil), e.endpoints...) }
+
+// PeerURL returns the member's peer URL.
+func (e *Etcd) PeerURL() string { return e.peerURL }
+
+// Name returns the member's name.
+func (e *Etcd) Name() string { return e.name }
+
+// Close closes the client and stops the member. It is safe to call more than once.
+func (e *Etcd) Close() error {
+	var err error
+	if e.client != nil {
+		if cerr := e.client.Close(); cerr != nil && !errors.Is(cerr, context.Canceled) {
+			err = fmt.Errorf("closing etcd client: %w", cerr)
+		}
+		e.client = nil
+	}
+	if e.server != nil {
+		e.server.Close()
+		e.server = nil
+	}
+	return err
+}
+
+// FreeLocalURL returns "http://127.0.0.1:<port>" for a port that was free a moment ago.
+func FreeLocalURL() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("picking a free loopback port: %w", err)
+	}
+	defer l.Close()
+	return "http://" + l.Addr().String(), nil
+}
