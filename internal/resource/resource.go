@@ -5,6 +5,7 @@ package resource
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -212,3 +213,15 @@ const (
 	// object is recognised without comparing defaulted fields.
 	AnnotationAppliedHash = "bosun.dev/applied-hash"
 )
+
+// ForObject finds the resource of a typed object by its Go type (TypeMeta may be empty on
+// objects decoded into a known type).
+func ForObject(obj runtime.Object) (*Resource, bool) {
+	t := reflect.TypeOf(obj)
+	for _, r := range All {
+		if reflect.TypeOf(r.New()) == t {
+			return r, true
+		}
+	}
+	return nil, false
+}
