@@ -29,6 +29,9 @@ type Set struct {
 	Cluster *bosunv1.Cluster
 	// Objects holds every other object, Machines included, sorted by file then line.
 	Objects []Object
+
+	// clusterFile is where Cluster was declared, "" when it holds only defaults.
+	clusterFile string
 }
 
 // Error is one problem with the repository, printed as "FILE:LINE: field.path: reason".

@@ -49,6 +49,12 @@ func newRootCmd() *cobra.Command {
 		"kubeconfig file (default $BOSUN_KUBECONFIG, then $KUBECONFIG, then ~/.bosun/admin.kubeconfig)")
 	root.AddCommand(
 		newVersionCmd(),
+		newValidateCmd(), newInitCmd(),
+		newGetCmd(g),
+		newDescribeCmd(g),
+		newStatusCmd(g),
+		newSyncCmd(g),
+		newEventsCmd(g),
 	)
 	return root
 }

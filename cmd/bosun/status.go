@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bosun-gitops/bosun/internal/resource"
+	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// defaultSync is the GitSync object of the operator's --repo.
+const defaultSync = "default"
+
+func newStatusCmd(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show what is synced from Git: commit, state, counts and every validation error",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			objs, err := c.list(cmd.Context(), resource.GitSyncs, "", nil)
+			if err != nil {
+				return err
+			}
+			if len(objs) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "No Git source has been synced yet; the operator creates its status on its first sync.")
+				return nil
+			}
+			for i, o := range objs {
+				if i > 0 {
+					fmt.Fprintln(cmd.OutOrStdout())
+				}
+				if err := describeGitSync(cmd.OutOrStdout(), o.(*bosunv1.GitSync), nil, time.Now()); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func commitLine(ci bosunv1.CommitInfo, now time.Time) string {
+	if ci.SHA == "" {
+		return "<none>"
+	}
+	msg := strings.SplitN(ci.Message, "\n", 2)[0]
+	s := fmt.Sprintf("%s %q", shortSHA(ci.SHA), msg)
+	if ci.Author != "" {
+		s += " by " + ci.Author
+	}
+	if ci.Time != nil {
+		s += ", " + age(*ci.Time, now) + " ago"
+	}
+	return s
+}
+
+func describeGitSync(w io.Writer, g *bosunv1.GitSync, events []*corev1.Event, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
+	kv := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
+	src := g.Spec.Repo
+	if g.Spec.Branch != "" {
+		src += " (branch " + g.Spec.Branch
+		if g.Spec.Path != "" && g.Spec.Path != "." {
+			src += ", path " + g.Spec.Path
+		}
+		src += ")"
+	}
+	kv("Source", src)
+	kv("State", orNone(string(g.Status.State)))
+	kv("Commit", commitLine(g.Status.Commit, now))
+	kv("Applied", commitLine(g.Status.Applied, now))
+	if g.Status.LastSyncedTime != nil {
+		kv("Last synced", age(*g.Status.LastSyncedTime, now)+" ago")
+	}
+	if g.Status.LastAttempt != nil {
+		kv("Last attempt", age(*g.Status.LastAttempt, now)+" ago")
+	}
+	n := g.Status.Counts
+	kv("Objects", fmt.Sprintf("%d created, %d updated, %d deleted, %d unchanged", n.Created, n.Updated, n.Deleted, n.Unchanged))
+	if g.Status.Message != "" {
+		kv("Message", g.Status.Message)
+	}
+	tw.Flush()
+	if len(g.Status.Errors) > 0 {
+		fmt.Fprintf(w, "Errors (%d; nothing from this commit was applied):\n", len(g.Status.Errors))
+		for _, e := range g.Status.Errors {
+			fmt.Fprintf(w, "  %s\n", formatFileError(e))
+		}
+	}
+	if events != nil {
+		printEvents(w, events, now)
+	}
+	return nil
+}
+
+func formatFileError(e bosunv1.FileError) string {
+	s := e.File
+	if e.Line > 0 {
+		s += fmt.Sprintf(":%d", e.Line)
+	}
+	s += ": "
+	if e.Field != "" {
+		s += e.Field + ": "
+	}
+	return s + e.Message
+}
+
+func newSyncCmd(g *globalFlags) *cobra.Command {
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "Fetch the Git repository and apply its latest commit now",
+		Long: `Ask the operator to fetch and apply the tracked branch at once instead of at its next poll.
+With --wait (the default) it waits for the result and exits 1 if the commit failed to apply.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			token := time.Now().UTC().Format(time.RFC3339Nano)
+			patch := map[string]any{"spec": map[string]any{"syncRequested": token}}
+			err = c.do(ctx, http.MethodPatch, resourcePath(resource.GitSyncs, "", defaultSync), nil, patch, "application/merge-patch+json", nil)
+			if isNotFound(err) {
+				return errors.New("the operator has not created its sync status yet; is it running? (bosun operator --repo ...)")
+			}
+			if err != nil {
+				return fmt.Errorf("requesting a sync: %w", err)
+			}
+			if !wait {
+				fmt.Fprintln(cmd.OutOrStdout(), "sync requested")
+				return nil
+			}
+			gs, err := waitSynced(ctx, c, token, timeout)
+			if err != nil {
+				return err
+			}
+			if err := describeGitSync(cmd.OutOrStdout(), gs, nil, time.Now()); err != nil {
+				return err
+			}
+			if gs.Status.State == bosunv1.SyncStateFailed {
+				return exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait for the sync to finish and print its result")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
+	return cmd
+}
+
+// waitSynced polls the GitSync status until the operator has acted on the request token.
+func waitSynced(ctx context.Context, c *apiClient, token string, timeout time.Duration) (*bosunv1.GitSync, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		obj, err := c.get(ctx, resource.GitSyncs, "", defaultSync)
+		if err != nil {
+			return nil, err
+		}
+		gs := obj.(*bosunv1.GitSync)
+		if gs.Status.ObservedSyncRequest == token && gs.Status.State != bosunv1.SyncStateSyncing {
+			return gs, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the operator did not finish the sync within %s; see `bosun status` and the operator's log", timeout)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package repolayout
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/api/validate/content"
+	metavalidation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	bosunres "github.com/bosun-gitops/bosun/internal/resource"
+	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+)
+
+// validateCluster checks bosun.yaml's Cluster after defaulting.
+func validateCluster(c *bosunv1.Cluster) field.ErrorList {
+	var errs field.ErrorList
+	p := field.NewPath("spec")
+	pod, podErrs := parseIPv4CIDR(c.Spec.PodCIDR, p.Child("podCIDR"))
+	errs = append(errs, podErrs...)
+	if pod.IsValid() && pod.Bits() > 24 {
+		errs = append(errs, field.Invalid(p.Child("podCIDR"), c.Spec.PodCIDR, "must be /24 or larger: it is split into one /24 per node"))
+	}
+	svc, svcErrs := parseIPv4CIDR(c.Spec.ServiceCIDR, p.Child("serviceCIDR"))
+	errs = append(errs, svcErrs...)
+	if svc.IsValid() && svc.Bits() > 28 {
+		errs = append(errs, field.Invalid(p.Child("serviceCIDR"), c.Spec.ServiceCIDR, "must be /28 or larger"))
+	}
+	if pod.IsValid() && svc.IsValid() && pod.Overlaps(svc) {
+		errs = append(errs, field.Invalid(p.Child("serviceCIDR"), c.Spec.ServiceCIDR, fmt.Sprintf("overlaps podCIDR %s", c.Spec.PodCIDR)))
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(c.Spec.ClusterDomain) {
+		errs = append(errs, field.Invalid(p.Child("clusterDomain"), c.Spec.ClusterDomain, msg))
+	}
+	if d := c.Spec.NodeMonitorGracePeriod; d != nil && d.Duration <= 0 {
+		errs = append(errs, field.Invalid(p.Child("nodeMonitorGracePeriod"), d.Duration.String(), "must be a positive duration"))
+	}
+	if d := c.Spec.PodEvictionTimeout; d != nil && d.Duration < 0 {
+		errs = append(errs, field.Invalid(p.Child("podEvictionTimeout"), d.Duration.String(), "must not be negative"))
+	}
+	if m := c.Spec.Upgrade.MaxUnavailable; m < 1 {
+		errs = append(errs, field.Invalid(p.Child("upgrade", "maxUnavailable"), m, "must be at least 1"))
+	}
+	return errs
+}
+
+// parseIPv4CIDR parses a network address in CIDR form; Bosun's pod and service networks are
+// IPv4 only for now.
+func parseIPv4CIDR(s string, p *field.Path) (netip.Prefix, field.ErrorList) {
+	pr, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, "must be an IPv4 CIDR such as 10.244.0.0/16")}
+	}
+	if !pr.Addr().Is4() {
+		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, "must be an IPv4 CIDR; IPv6 is not supported yet")}
+	}
+	if pr.Masked() != pr {
+		return netip.Prefix{}, field.ErrorList{field.Invalid(p, s, fmt.Sprintf("host bits are set; did you mean %s?", pr.Masked()))}
+	}
+	return pr, nil
+}
+
+// unixUser is what useradd accepts (and what OpenSSH will log in as).
+var unixUser = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// validateMachine checks a Machine after defaulting.
+func validateMachine(m *bosunv1.Machine) field.ErrorList {
+	var errs field.ErrorList
+	p := field.NewPath("spec")
+	s := &m.Spec
+	switch {
+	case s.Address == "":
+		errs = append(errs, field.Required(p.Child("address"), "the IP address or DNS name Bosun connects to over SSH"))
+	default:
+		if _, err := netip.ParseAddr(s.Address); err != nil {
+			if msgs := validation.IsDNS1123Subdomain(s.Address); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(p.Child("address"), s.Address, "must be an IP address or a DNS name"))
+			}
+		}
+	}
+	for _, msg := range validation.IsValidPortNum(int(s.Port)) {
+		errs = append(errs, field.Invalid(p.Child("port"), s.Port, msg))
+	}
+	if !unixUser.MatchString(s.User) {
+		errs = append(errs, field.Invalid(p.Child("user"), s.User, "must be a Unix user name (lower case letters, digits, '_' and '-', starting with a letter or '_', at most 32 characters)"))
+	}
+	if s.HostKey != "" {
+		if err := checkHostKey(s.HostKey); err != nil {
+			errs = append(errs, field.Invalid(p.Child("hostKey"), s.HostKey, err.Error()))
+		}
+	}
+	errs = append(errs, metavalidation.ValidateLabels(s.Labels, p.Child("labels"))...)
+	type keyEffect struct{ key, effect string }
+	seen := map[keyEffect]bool{}
+	for i, t := range s.Taints {
+		tp := p.Child("taints").Index(i)
+		if t.Key == "" {
+			errs = append(errs, field.Required(tp.Child("key"), ""))
+		}
+		for _, msg := range content.IsLabelKey(t.Key) {
+			if t.Key != "" {
+				errs = append(errs, field.Invalid(tp.Child("key"), t.Key, msg))
+			}
+		}
+		for _, msg := range content.IsLabelValue(t.Value) {
+			errs = append(errs, field.Invalid(tp.Child("value"), t.Value, msg))
+		}
+		if t.Effect == "" {
+			errs = append(errs, field.Required(tp.Child("effect"), "one of NoSchedule, PreferNoSchedule, NoExecute"))
+		} else {
+			errs = append(errs, validateTaintEffect(t.Effect, tp.Child("effect"))...)
+		}
+		k := keyEffect{t.Key, string(t.Effect)}
+		if seen[k] {
+			errs = append(errs, field.Duplicate(tp, t.Key+":"+string(t.Effect)))
+		}
+		seen[k] = true
+		if t.TimeAdded != nil {
+			errs = append(errs, field.Forbidden(tp.Child("timeAdded"), "set by Bosun"))
+		}
+	}
+	if s.PodCIDR != "" {
+		pr, perrs := parseIPv4CIDR(s.PodCIDR, p.Child("podCIDR"))
+		errs = append(errs, perrs...)
+		if pr.IsValid() && pr.Bits() != 24 {
+			errs = append(errs, field.Invalid(p.Child("podCIDR"), s.PodCIDR, "must be a /24"))
+		}
+	}
+	return errs
+}
+
+// checkHostKey accepts an OpenSSH public key ("ssh-ed25519 AAAA...", as in known_hosts without
+// the host name) or a SHA-256 fingerprint as ssh-keygen -l prints it ("SHA256:...").
+func checkHostKey(k string) error {
+	if fp, ok := strings.CutPrefix(k, "SHA256:"); ok {
+		b, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(fp, "="))
+		if err != nil || len(b) != 32 {
+			return fmt.Errorf("a SHA256 fingerprint is 43 base64 characters, as printed by ssh-keygen -lf")
+		}
+		return nil
+	}
+	if _, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(k)); err != nil || len(strings.TrimSpace(string(rest))) > 0 {
+		return fmt.Errorf(`must be an SSH public key such as "ssh-ed25519 AAAA..." (from ssh-keyscan or /etc/ssh/ssh_host_ed25519_key.pub) or a "SHA256:..." fingerprint`)
+	}
+	return nil
+}
+
+// checkMachines runs the Machine checks that need the Cluster or other Machines.
+func (l *loader) checkMachines(cluster *bosunv1.Cluster) {
+	podCIDR, _ := netip.ParsePrefix(cluster.Spec.PodCIDR)
+	addrs := map[string]loadedObject{}
+	for _, o := range l.objects {
+		if o.Resource != bosunres.Machines {
+			continue
+		}
+		if o.invalid {
+			continue
+		}
+		m := o.Object.Object.(*bosunv1.Machine)
+		if m.Spec.HostKey == "" && !cluster.Spec.TrustOnFirstUse {
+			l.errs = append(l.errs, o.doc.errorf("spec.hostKey",
+				"Required value: pin the machine's SSH host key (ssh-keyscan -t ed25519 %s), or set spec.trustOnFirstUse: true in %s", m.Spec.Address, clusterFile))
+		}
+		if pr, err := netip.ParsePrefix(m.Spec.PodCIDR); err == nil && podCIDR.IsValid() && !podCIDR.Contains(pr.Addr()) {
+			l.errs = append(l.errs, o.doc.errorf("spec.podCIDR", "Invalid value: %q: must be inside the cluster's podCIDR %s", m.Spec.PodCIDR, cluster.Spec.PodCIDR))
+		}
+		at := fmt.Sprintf("%s:%d", m.Spec.Address, m.Spec.Port)
+		if prev, dup := addrs[at]; dup {
+			l.errs = append(l.errs, o.doc.errorf("spec.address", "Duplicate value: %s is also Machine %s at %s:%d", at, prev.Object.Object.GetName(), prev.File, prev.Line))
+			continue
+		}
+		addrs[at] = o
+	}
+}

@@ -1,0 +1,437 @@
+package repolayout
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+// writeTree writes files (slash-separated paths relative to the root) into a new directory.
+func writeTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// errorLines returns the loader's errors one per line, failing if err is not an ErrorList.
+func errorLines(t *testing.T, err error) []string {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	var list ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("error is %T (%v), want ErrorList", err, err)
+	}
+	lines := make([]string, len(list))
+	for i, e := range list {
+		lines[i] = e.Error()
+	}
+	return lines
+}
+
+const cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n"
+
+const deployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: docker.io/library/busybox:1.36
+`
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  []string
+	}{
+		{
+			name:  "unknown kind",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: Widget\nmetadata: {name: w}\n"},
+			want:  []string{`a.yaml:2: kind: unknown kind "Widget"; the repository may declare Cluster, ConfigMap, DaemonSet, Deployment, Machine, Namespace, Pod, ReplicaSet, ReplicationController, Secret, Service`},
+		},
+		{
+			name:  "kind in another apiVersion",
+			files: map[string]string{"a.yaml": "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: w}\n"},
+			want:  []string{"a.yaml:1: apiVersion: kind Deployment is not served in extensions/v1beta1; use apiVersion: apps/v1"},
+		},
+		{
+			name:  "kind case",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: configmap\nmetadata: {name: w}\n"},
+			want:  []string{`a.yaml:2: kind: unknown kind "configmap"; did you mean ConfigMap?`},
+		},
+		{
+			name:  "kind not in repo",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: Node\nmetadata: {name: n}\n"},
+			want:  []string{"a.yaml:2: kind: Node objects are managed by Bosun and cannot be declared in the repository"},
+		},
+		{
+			name:  "missing kind apiVersion and name",
+			files: map[string]string{"a.yaml": "metadata: {}\n"},
+			want: []string{
+				"a.yaml:1: apiVersion: Required value: every manifest needs apiVersion, kind and metadata.name",
+				"a.yaml:1: kind: Required value: every manifest needs apiVersion, kind and metadata.name",
+			},
+		},
+		{
+			name:  "missing name",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {a: b}\n"},
+			want:  []string{"a.yaml:3: metadata.name: Required value: every manifest needs apiVersion, kind and metadata.name"},
+		},
+		{
+			name:  "unknown field",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "          image:", "          imagePolicy: Always\n          image:", 1)},
+			want:  []string{`a.yaml:14: spec.template.spec.containers[0].imagePolicy: unknown field "imagePolicy"; check its spelling and indentation (Bosun decodes manifests strictly)`},
+		},
+		{
+			name:  "wrong type",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "spec:\n  selector", "spec:\n  replicas: two\n  selector", 1)},
+			want:  []string{"a.yaml:6: spec.replicas: Invalid value: expected an integer, found string"},
+		},
+		{
+			name: "duplicate object",
+			files: map[string]string{
+				"a.yaml":     cm,
+				"sub/b.yaml": "# same object\n---\n" + strings.Replace(cm, "{name: settings}", "{name: settings, namespace: default}", 1),
+			},
+			want: []string{"sub/b.yaml:5: metadata.name: ConfigMap default/settings is declared twice: here and at a.yaml:1; keep one"},
+		},
+		{
+			name:  "same name different kinds is fine",
+			files: map[string]string{"a.yaml": cm + "---\n" + strings.Replace(strings.Replace(cm, "ConfigMap", "Secret", 1), "\ndata:", "\nstringData:", 1)},
+		},
+		{
+			name:  "file too large",
+			files: map[string]string{"big.yaml": cm + "# " + strings.Repeat("x", 1<<20) + "\n"},
+			want:  []string{"big.yaml: file is 1048650 bytes, over the 1 MiB limit; split it into several files"},
+		},
+		{
+			name:  "invalid UTF-8",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \xff}\n"},
+			want:  []string{"a.yaml:3: invalid UTF-8 at byte offset 48; manifests must be UTF-8 text"},
+		},
+		{
+			name:  "invalid YAML",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: [ConfigMap\n"},
+			want:  []string{"a.yaml:1: invalid YAML: did not find expected ',' or ']'"},
+		},
+		{
+			name:  "duplicate YAML key",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\nkind: Secret\n"},
+			want:  []string{`a.yaml:4: invalid YAML: mapping key "kind" already defined at line 2`},
+		},
+		{
+			name:  "invalid JSON",
+			files: map[string]string{"a.json": "{\"apiVersion\": \"v1\",\n\"kind\": }\n"},
+			want:  []string{"a.json:2: invalid JSON: invalid character '}' looking for beginning of value"},
+		},
+		{
+			name:  "not a mapping",
+			files: map[string]string{"a.yaml": "- a\n- b\n"},
+			want:  []string{"a.yaml:1: a manifest must be an object with apiVersion, kind and metadata"},
+		},
+		{
+			name:  "namespace on cluster-scoped kind",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  namespace: default\n"},
+			want:  []string{"a.yaml:5: metadata.namespace: Forbidden: Namespace is cluster-scoped; remove metadata.namespace"},
+		},
+		{
+			name:  "status",
+			files: map[string]string{"a.yaml": cm + "status:\n  phase: Active\n"},
+			want:  []string{"a.yaml:5: status: Forbidden: status is written by Bosun's controllers, not by the repository; remove it"},
+		},
+		{
+			name:  "secret data not base64",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata:\n  password: hunter2!\n"},
+			want:  []string{"a.yaml:5: data[password]: Invalid value: must be base64-encoded; use stringData for plain text"},
+		},
+		{
+			name:  "empty status and null creationTimestamp are fine",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, creationTimestamp: null}\nstatus: {}\n"},
+		},
+		{
+			name:  "server-set metadata",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  resourceVersion: \"12\"\n  uid: 5f0c\n"},
+			want: []string{
+				"a.yaml:5: metadata.resourceVersion: Forbidden: set by the API server, not by manifests; remove it (was the file copied from `kubectl get -o yaml`?)",
+				"a.yaml:6: metadata.uid: Forbidden: set by the API server, not by manifests; remove it (was the file copied from `kubectl get -o yaml`?)",
+			},
+		},
+		{
+			name:  "reserved annotation",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations:\n    bosun.dev/source: x.yaml\n"},
+			want:  []string{"a.yaml:6: metadata.annotations[bosun.dev/source]: Forbidden: annotations under bosun.dev/ are written by Bosun"},
+		},
+		{
+			name:  "undeclared namespace",
+			files: map[string]string{"a.yaml": strings.Replace(cm, "{name: settings}", "{name: settings, namespace: shop}", 1)},
+			want:  []string{`a.yaml:3: metadata.namespace: namespace "shop" is not declared in the repository; add a Namespace manifest (apiVersion: v1, kind: Namespace, metadata.name: shop)`},
+		},
+		{
+			name: "declared namespace",
+			files: map[string]string{
+				"a.yaml":  strings.Replace(cm, "{name: settings}", "{name: settings, namespace: shop}", 1),
+				"ns.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+			},
+		},
+		{
+			name: "invalid names",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: Namespace\nmetadata: {name: a.b}\n---\n" +
+				"apiVersion: v1\nkind: Service\nmetadata: {name: 1svc}\nspec:\n  selector: {app: a}\n  ports: [{port: 80}]\n"},
+			want: []string{
+				`a.yaml:3: metadata.name: Invalid value: "a.b": must not contain dots`,
+				`a.yaml:7: metadata.name: Invalid value: "1svc": a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`,
+			},
+		},
+		{
+			name:  "invalid label",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  labels:\n    ok: yes-it-is\n    bad: \"-x\"\n"},
+			want:  []string{`a.yaml:5: metadata.labels: Invalid value: "-x": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')`},
+		},
+		{
+			name:  "selector does not match template",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "labels: {app: web}", "labels: {app: api}", 1)},
+			want:  []string{"a.yaml:10: spec.template.metadata.labels: Invalid value: {\"app\":\"api\"}: `selector` does not match template `labels`"},
+		},
+		{
+			name:  "missing selector",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "  selector:\n    matchLabels: {app: web}\n", "", 1)},
+			want:  []string{"a.yaml:5: spec.selector: Required value: set matchLabels selecting the pod template's labels"},
+		},
+		{
+			name: "containers",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "          image: docker.io/library/busybox:1.36\n",
+				"          image: \"\"\n          ports: [{containerPort: 0, name: http}, {containerPort: 81, name: http}]\n"+
+					"        - name: Web\n          image: x\n          resources:\n            requests: {memory: 2Gi}\n            limits: {memory: 1Gi, cpu: lots}\n", 1)},
+			want: []string{
+				"a.yaml:14: spec.template.spec.containers[0].image: Required value: set the container image, for example docker.io/library/busybox:1.36",
+				"a.yaml:15: spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive",
+				`a.yaml:15: spec.template.spec.containers[0].ports[1].name: Duplicate value: "http"`,
+				`a.yaml:16: spec.template.spec.containers[1].name: Invalid value: "Web": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`,
+				`a.yaml:19: spec.template.spec.containers[1].resources.requests[memory]: Invalid value: "2Gi": must be less than or equal to memory limit of 1Gi`,
+				`a.yaml:20: spec.template.spec.containers[1].resources.limits[cpu]: Invalid value: "lots": must be a quantity such as 500m, 1, 128Mi`,
+			},
+		},
+		{
+			name: "volumes",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
+				"      volumes:\n        - {name: data, emptyDir: {}}\n        - {name: data, hostPath: {path: rel}}\n        - {name: claim, persistentVolumeClaim: {claimName: c}}\n      containers:\n", 1) +
+				"          volumeMounts: [{name: nope, mountPath: /x}]\n"},
+			want: []string{
+				`a.yaml:14: spec.template.spec.volumes[1].hostPath.path: Invalid value: "rel": must be an absolute path`,
+				`a.yaml:14: spec.template.spec.volumes[1].name: Duplicate value: "data"`,
+				"a.yaml:15: spec.template.spec.volumes[2].persistentVolumeClaim: Unsupported: Bosun does not implement persistentVolumeClaim yet (supported: emptyDir, hostPath, configMap, secret)",
+				`a.yaml:19: spec.template.spec.containers[0].volumeMounts[0].name: Not found: "nope"`,
+			},
+		},
+		{
+			name:  "unsupported pod fields",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n", "      hostNetwork: true\n      hostPID: false\n      dnsPolicy: None\n      containers:\n", 1)},
+			want: []string{
+				`a.yaml:12: spec.template.spec.hostNetwork: Unsupported: Bosun does not implement this field yet; remove it`,
+				`a.yaml:14: spec.template.spec.dnsPolicy: Unsupported value: "None": Bosun does not implement it yet (supported: "ClusterFirst", "Default")`,
+			},
+		},
+		{
+			name: "service",
+			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  type: LoadBalancer\n" +
+				"  ports:\n    - {name: a, port: 80, targetPort: \"-x\"}\n    - {name: a, port: 80}\n"},
+			want: []string{
+				"a.yaml:4: spec.selector: Required value: Bosun computes endpoints from the selector; a Service without one is not supported",
+				`a.yaml:5: spec.type: Unsupported value: "LoadBalancer": Bosun does not implement it yet (supported: "ClusterIP", "NodePort")`,
+				`a.yaml:7: spec.ports[0].targetPort: Invalid value: "-x": must not begin or end with a hyphen`,
+				`a.yaml:8: spec.ports[1]: Duplicate value: "80/TCP"`,
+				`a.yaml:8: spec.ports[1].name: Duplicate value: "a"`,
+			},
+		},
+		{
+			name:  "cluster outside bosun.yaml",
+			files: map[string]string{"conf/bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\n"},
+			want:  []string{"conf/bosun.yaml:2: kind: a Cluster may only be declared in bosun.yaml at the repository root"},
+		},
+		{
+			name:  "two clusters",
+			files: map[string]string{"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\n---\napiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: d}\n"},
+			want:  []string{"bosun.yaml:5: a second Cluster; a repository declares at most one, in bosun.yaml (the first is at line 1)"},
+		},
+		{
+			name: "cluster",
+			files: map[string]string{"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n" +
+				"  podCIDR: 10.0.0.0/25\n  serviceCIDR: 10.0.0.0/8\n  clusterDomain: Cluster_Local\n  podEvictionTimeout: 5\n"},
+			want: []string{
+				`bosun.yaml:5: spec.podCIDR: Invalid value: "10.0.0.0/25": must be /24 or larger: it is split into one /24 per node`,
+				`bosun.yaml:6: spec.serviceCIDR: Invalid value: "10.0.0.0/8": overlaps podCIDR 10.0.0.0/25`,
+				`bosun.yaml:7: spec.clusterDomain: Invalid value: "Cluster_Local": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+				"bosun.yaml:8: spec.podEvictionTimeout: Invalid value: 5: must be a duration such as 40s or 5m",
+			},
+		},
+		{
+			name:  "machine outside machines/",
+			files: map[string]string{"machines/sub/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec: {address: 192.0.2.1}\n"},
+			want:  []string{"machines/sub/m.yaml:2: kind: a Machine may only be declared in machines/*.yaml; move it there"},
+		},
+		{
+			name: "machine",
+			files: map[string]string{"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec:\n" +
+				"  address: 192.0.2.1\n  user: \"root; rm\"\n  hostKey: SHA256:short\n  taints: [{key: a, effect: NoSchedule}, {key: a, effect: NoSchedule}, {key: b}]\n"},
+			want: []string{
+				`machines/m.yaml:6: spec.user: Invalid value: "root; rm": must be a Unix user name (lower case letters, digits, '_' and '-', starting with a letter or '_', at most 32 characters)`,
+				`machines/m.yaml:7: spec.hostKey: Invalid value: "SHA256:short": a SHA256 fingerprint is 43 base64 characters, as printed by ssh-keygen -lf`,
+				`machines/m.yaml:8: spec.taints[1]: Duplicate value: "a:NoSchedule"`,
+				`machines/m.yaml:8: spec.taints[2].effect: Required value: one of NoSchedule, PreferNoSchedule, NoExecute`,
+			},
+		},
+		{
+			name:  "machine without host key",
+			files: map[string]string{"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec:\n  address: 192.0.2.1\n"},
+			want:  []string{"machines/m.yaml:4: spec.hostKey: Required value: pin the machine's SSH host key (ssh-keyscan -t ed25519 192.0.2.1), or set spec.trustOnFirstUse: true in bosun.yaml"},
+		},
+		{
+			name: "list",
+			files: map[string]string{"l.yaml": "apiVersion: v1\nkind: List\nitems:\n  - " + strings.ReplaceAll(strings.TrimSpace(cm), "\n", "\n    ") +
+				"\n  - apiVersion: v1\n    kind: Secret\n    metadata: {name: s}\n    bogus: 1\n"},
+			want: []string{`l.yaml:11: items[1].bogus: unknown field "bogus"; check its spelling and indentation (Bosun decodes manifests strictly)`},
+		},
+		{
+			name: "ignored and hidden files",
+			files: map[string]string{
+				".bosunignore":          "drafts/\n*.tmp.yaml\n!keep.tmp.yaml\n",
+				"drafts/a.yaml":         "garbage: [",
+				"x.tmp.yaml":            "garbage: [",
+				".hidden/a.yaml":        "garbage: [",
+				"dir/.also-hidden.yaml": "garbage: [",
+				"README.md":             "garbage: [",
+				"keep.tmp.yaml":         "garbage: [",
+			},
+			want: []string{"keep.tmp.yaml:1: invalid YAML: did not find expected node content"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeTree(t, tt.files)
+			_, err := LoadDir(dir)
+			if diff := cmp.Diff(tt.want, errorLines(t, err)); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSymlinksInDir(t *testing.T) {
+	dir := writeTree(t, map[string]string{"shared/cm.txt": cm, "outside.yaml": cm})
+	outside := t.TempDir()
+	for _, l := range []struct{ target, link string }{
+		{"../shared/cm.txt", "apps/cm.yaml"},   // followed: a file inside the repository
+		{"../shared", "apps/shared-dir"},       // followed: a directory, but it holds no manifest
+		{"../../etc/passwd", "apps/evil.yaml"}, // leaves the repository
+		{outside, "abs"},                       // absolute
+		{"..", "apps/loop"},                    // a loop
+		{"cm.yaml", "apps/chain.yaml"},         // a link to a link
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(l.link))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(l.target, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := LoadDir(dir)
+	want := []string{
+		`abs: symlink to "` + outside + `" leaves the repository; link to a path inside it, relatively`,
+		`apps/chain.yaml: symlink to "cm.yaml" points to another symlink; only one level of links is followed`,
+		`apps/evil.yaml: symlink to "../../etc/passwd" leaves the repository; link to a path inside it`,
+		`apps/loop: symlink to ".." points to a directory that contains it (a loop)`,
+		`outside.yaml:3: metadata.name: ConfigMap default/settings is declared twice: here and at apps/cm.yaml:1; keep one`,
+	}
+	if diff := cmp.Diff(want, errorLines(t, err)); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}
+
+func TestExampleValid(t *testing.T) {
+	set, err := LoadDir("examples/valid")
+	if err != nil {
+		t.Fatalf("LoadDir: %v", err)
+	}
+	var got []string
+	for _, o := range set.Objects {
+		got = append(got, o.File+":"+strconv.Itoa(o.Line)+" "+o.Resource.Kind+" "+o.Object.GetNamespace()+"/"+o.Object.GetName())
+	}
+	want := []string{
+		"apps/shop/all.yaml:3 Namespace /shop",
+		"apps/shop/all.yaml:10 Deployment shop/api",
+		"apps/shop/all.yaml:48 Service shop/api",
+		"apps/shop/config.json:5 ConfigMap shop/api-config",
+		"apps/shop/config.json:11 Secret shop/api-secret",
+		"infra/node-exporter.yaml:1 DaemonSet kube-system/node-exporter",
+		"infra/node-exporter.yaml:23 ReplicationController default/legacy",
+		"infra/node-exporter.yaml:35 ReplicaSet default/plain",
+		"infra/node-exporter.yaml:51 Pod default/once",
+		"machines/db-1.yaml:1 Machine /db-1",
+		"machines/web-1.yml:2 Machine /web-1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("objects (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(Stats{Objects: 12, Files: 6}, set.Stats()); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+	if set.Cluster.Name != "lab" || !set.Cluster.Spec.TrustOnFirstUse {
+		t.Errorf("cluster = %+v, want lab with trustOnFirstUse", set.Cluster)
+	}
+}
+
+// TestExampleInvalid compares every error of examples/invalid with testdata/invalid.golden;
+// go test -run TestExampleInvalid -update rewrites it.
+func TestExampleInvalid(t *testing.T) {
+	_, err := LoadDir("examples/invalid")
+	got := strings.Join(errorLines(t, err), "\n") + "\n"
+	golden := filepath.Join("testdata", "invalid.golden")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadDirIOError(t *testing.T) {
+	_, err := LoadDir(filepath.Join(t.TempDir(), "absent"))
+	var list ErrorList
+	if err == nil || errors.As(err, &list) {
+		t.Fatalf("err = %v, want an I/O error that is not an ErrorList", err)
+	}
+}

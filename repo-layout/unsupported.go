@@ -1,0 +1,249 @@
+package repolayout
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	bosunres "github.com/bosun-gitops/bosun/internal/resource"
+)
+
+// unsupportedField is a field that Kubernetes accepts but Bosun does not implement yet. Setting
+// it is an error naming the field: it is never silently dropped. When a later change implements
+// a field, it removes the field's entry here.
+type unsupportedField struct {
+	// path is a pattern relative to the object: "." separates keys, "[*]" is any list element,
+	// "*" is any key of an object.
+	path string
+	// allowed, when set, lists the values Bosun implements; any other value is an error.
+	allowed []string
+	// onlyKeys, when set, lists the keys Bosun implements inside the object at path.
+	onlyKeys []string
+}
+
+// podSpecUnsupported is relative to a pod spec.
+var podSpecUnsupported = []unsupportedField{
+	{path: "ephemeralContainers"},
+	{path: "initContainers"},
+	{path: "affinity"},
+	{path: "topologySpreadConstraints"},
+	{path: "priorityClassName"},
+	{path: "priority"},
+	{path: "preemptionPolicy"},
+	{path: "runtimeClassName"},
+	{path: "overhead"},
+	{path: "readinessGates"},
+	{path: "resourceClaims"},
+	{path: "resources"},
+	{path: "schedulingGates"},
+	{path: "hostUsers"},
+	{path: "os"},
+	{path: "hostNetwork"},
+	{path: "hostPID"},
+	{path: "hostIPC"},
+	{path: "shareProcessNamespace"},
+	{path: "dnsConfig"},
+	{path: "dnsPolicy", allowed: []string{"ClusterFirst", "Default"}},
+	{path: "hostAliases"},
+	{path: "subdomain"},
+	{path: "setHostnameAsFQDN"},
+	{path: "activeDeadlineSeconds"},
+	{path: "imagePullSecrets"},
+	{path: "serviceAccountName", allowed: []string{"default"}},
+	{path: "serviceAccount", allowed: []string{"default"}},
+	{path: "automountServiceAccountToken"},
+	{path: "securityContext.seLinuxOptions"},
+	{path: "securityContext.windowsOptions"},
+	{path: "securityContext.seccompProfile"},
+	{path: "securityContext.appArmorProfile"},
+	{path: "securityContext.sysctls"},
+	{path: "securityContext.fsGroup"},
+	{path: "securityContext.fsGroupChangePolicy"},
+	{path: "securityContext.seLinuxChangePolicy"},
+	{path: "securityContext.supplementalGroupsPolicy"},
+	{path: "volumes[*]", onlyKeys: []string{"name", "emptyDir", "hostPath", "configMap", "secret"}},
+	{path: "volumes[*].emptyDir.medium", allowed: []string{""}},
+	{path: "containers[*].lifecycle"},
+	{path: "containers[*].startupProbe"},
+	{path: "containers[*].resizePolicy"},
+	{path: "containers[*].restartPolicy"},
+	{path: "containers[*].restartPolicyRules"},
+	{path: "containers[*].volumeDevices"},
+	{path: "containers[*].stdin"},
+	{path: "containers[*].stdinOnce"},
+	{path: "containers[*].tty"},
+	{path: "containers[*].securityContext.seLinuxOptions"},
+	{path: "containers[*].securityContext.windowsOptions"},
+	{path: "containers[*].securityContext.seccompProfile"},
+	{path: "containers[*].securityContext.appArmorProfile"},
+	{path: "containers[*].securityContext.procMount"},
+	{path: "containers[*].env[*].valueFrom.resourceFieldRef"},
+	{path: "containers[*].env[*].valueFrom.fileKeyRef"},
+	{path: "containers[*].volumeMounts[*].mountPropagation"},
+	{path: "containers[*].volumeMounts[*].subPathExpr"},
+	{path: "containers[*].volumeMounts[*].recursiveReadOnly"},
+	{path: "containers[*].ports[*].hostIP"},
+	{path: "containers[*].ports[*].protocol", allowed: []string{"TCP", "UDP"}},
+}
+
+// serviceUnsupported is relative to a Service.
+var serviceUnsupported = []unsupportedField{
+	{path: "spec.type", allowed: []string{"ClusterIP", "NodePort"}},
+	{path: "spec.externalName"},
+	{path: "spec.externalIPs"},
+	{path: "spec.loadBalancerIP"},
+	{path: "spec.loadBalancerSourceRanges"},
+	{path: "spec.loadBalancerClass"},
+	{path: "spec.allocateLoadBalancerNodePorts"},
+	{path: "spec.healthCheckNodePort"},
+	{path: "spec.externalTrafficPolicy", allowed: []string{"Cluster"}},
+	{path: "spec.internalTrafficPolicy", allowed: []string{"Cluster"}},
+	{path: "spec.sessionAffinity", allowed: []string{"None"}},
+	{path: "spec.sessionAffinityConfig"},
+	{path: "spec.ipFamilies"},
+	{path: "spec.ipFamilyPolicy", allowed: []string{"SingleStack"}},
+	{path: "spec.publishNotReadyAddresses"},
+	{path: "spec.trafficDistribution"},
+	{path: "spec.ports[*].protocol", allowed: []string{"TCP", "UDP"}},
+}
+
+// unsupportedByKind is the table of unsupported field paths per kind.
+var unsupportedByKind = map[string][]unsupportedField{
+	"Pod":                   prefixed("spec.", podSpecUnsupported),
+	"ReplicationController": prefixed("spec.template.spec.", podSpecUnsupported),
+	"ReplicaSet":            prefixed("spec.template.spec.", podSpecUnsupported),
+	"Deployment": append(prefixed("spec.template.spec.", podSpecUnsupported),
+		unsupportedField{path: "spec.paused"}),
+	"DaemonSet": prefixed("spec.template.spec.", podSpecUnsupported),
+	"Service":   serviceUnsupported,
+}
+
+func prefixed(prefix string, fields []unsupportedField) []unsupportedField {
+	out := make([]unsupportedField, 0, len(fields))
+	for _, f := range fields {
+		f.path = prefix + f.path
+		out = append(out, f)
+	}
+	return out
+}
+
+// checkUnsupported reports every unsupported field the document sets.
+func checkUnsupported(doc document, r *bosunres.Resource) ErrorList {
+	var errs ErrorList
+	for _, f := range unsupportedByKind[r.Kind] {
+		matchPaths(doc.value, f.path, func(p string, v any) {
+			switch {
+			case f.onlyKeys != nil:
+				m, ok := v.(map[string]any)
+				if !ok {
+					return
+				}
+				keys := make([]string, 0, len(m))
+				for k := range m {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					if !contains(f.onlyKeys, k) && !isEmptyValue(m[k]) {
+						errs = append(errs, doc.errorf(joinKey(p, k), "Unsupported: Bosun does not implement %s yet (supported: %s)",
+							k, strings.Join(f.onlyKeys[1:], ", ")))
+					}
+				}
+			case f.allowed != nil:
+				s := fmt.Sprint(v)
+				if v == nil || contains(f.allowed, s) {
+					return
+				}
+				errs = append(errs, doc.errorf(p, "Unsupported value: %q: Bosun does not implement it yet (supported: %s)",
+					s, strings.Join(quoteAll(f.allowed), ", ")))
+			case !isEmptyValue(v):
+				errs = append(errs, doc.errorf(p, "Unsupported: Bosun does not implement this field yet; remove it"))
+			}
+		})
+	}
+	return errs
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = fmt.Sprintf("%q", s)
+	}
+	return out
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// isEmptyValue reports whether a generic JSON value is null, false, zero or empty: setting a
+// field to its zero value asks for nothing unsupported.
+func isEmptyValue(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case bool:
+		return !t
+	case string:
+		return t == ""
+	case int:
+		return t == 0
+	case int64:
+		return t == 0
+	case uint64:
+		return t == 0
+	case float64:
+		return t == 0
+	case map[string]any:
+		return len(t) == 0
+	case []any:
+		return len(t) == 0
+	}
+	return false
+}
+
+// matchPaths calls fn for every value of v at pattern, with the concrete field path.
+func matchPaths(v any, pattern string, fn func(path string, v any)) {
+	matchSegs(v, splitPattern(pattern), "", fn)
+}
+
+func splitPattern(p string) []string {
+	p = strings.ReplaceAll(p, "[*]", ".[*]")
+	return strings.Split(p, ".")
+}
+
+func matchSegs(v any, segs []string, at string, fn func(string, any)) {
+	if len(segs) == 0 {
+		fn(at, v)
+		return
+	}
+	seg := segs[0]
+	switch t := v.(type) {
+	case map[string]any:
+		if seg == "*" {
+			keys := make([]string, 0, len(t))
+			for k := range t {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				matchSegs(t[k], segs[1:], at+"["+k+"]", fn)
+			}
+			return
+		}
+		if e, ok := t[seg]; ok {
+			matchSegs(e, segs[1:], joinKey(at, seg), fn)
+		}
+	case []any:
+		if seg == "[*]" {
+			for i, e := range t {
+				matchSegs(e, segs[1:], fmt.Sprintf("%s[%d]", at, i), fn)
+			}
+		}
+	}
+}
