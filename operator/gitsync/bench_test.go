@@ -1,0 +1,178 @@
+package gitsync
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/operator/store"
+	"github.com/bosun-gitops/bosun/operator/store/storetest"
+	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+)
+
+const benchPerFile, benchNamespaces = 10, 10
+
+// writeBenchRepo writes n Deployment-sized manifests, benchPerFile per file, plus namespaces.
+func writeBenchRepo(f *gitFixture, n int) {
+	for i := 0; i < benchNamespaces; i++ {
+		f.write(fmt.Sprintf("namespaces/ns-%d.yaml", i), namespace(fmt.Sprintf("ns-%d", i)))
+	}
+	for file := 0; file < n; file += benchPerFile {
+		var b strings.Builder
+		for i := file; i < file+benchPerFile && i < n; i++ {
+			b.WriteString("---\n")
+			b.WriteString(deployment(fmt.Sprintf("ns-%d", i%benchNamespaces), fmt.Sprintf("app-%d", i), 2))
+		}
+		f.write(fmt.Sprintf("apps/%04d.yaml", file/benchPerFile), b.String())
+	}
+}
+
+// rawPayloads encodes the same Deployments as the store would (JSON with Bosun's annotations),
+// under a separate prefix, for the raw etcd ceiling.
+func rawPayloads(b *testing.B, n int) map[string][]byte {
+	kvs := make(map[string][]byte, n)
+	for i := 0; i < n; i++ {
+		var d appsv1.Deployment
+		if err := yaml.Unmarshal([]byte(deployment(fmt.Sprintf("ns-%d", i%benchNamespaces), fmt.Sprintf("app-%d", i), 2)), &d); err != nil {
+			b.Fatal(err)
+		}
+		d.Annotations = map[string]string{
+			resource.AnnotationSource: "apps/0000.yaml", resource.AnnotationSourceLine: "100",
+			resource.AnnotationCommit: strings.Repeat("a", 40), resource.AnnotationAppliedHash: strings.Repeat("b", 40),
+		}
+		d.UID, d.ResourceVersion = "0a1b2c3d-0000-4000-8000-000000000000", ""
+		data, err := json.Marshal(&d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		kvs[fmt.Sprintf("/raw-ceiling/apps/deployments/%s/%s", d.Namespace, d.Name)] = data
+	}
+	return kvs
+}
+
+func waitApplied(b *testing.B, st *store.Store, sha string) {
+	for {
+		obj, err := st.Get(context.Background(), resource.GitSyncs, "", "default")
+		if err == nil {
+			s := obj.(*bosunv1.GitSync).Status
+			if s.Applied.SHA == sha {
+				return
+			}
+			if s.State == bosunv1.SyncStateFailed && s.Commit.SHA == sha {
+				b.Fatalf("sync failed: %s %v", s.Message, s.Errors)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func countDeployments(b *testing.B, st *store.Store) int {
+	l, err := st.List(context.Background(), resource.Deployments, "", store.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return len(l.Items)
+}
+
+// BenchmarkPushToVisible measures git push → every object visible in the store, against raw
+// etcd batches of the same payloads in the same run. Run with
+//
+//	go test ./operator/gitsync -run '^$' -bench PushToVisible -benchtime 1x
+func BenchmarkPushToVisible(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for iter := 0; iter < b.N; iter++ {
+				benchPushToVisible(b, n)
+			}
+		})
+	}
+}
+
+func benchPushToVisible(b *testing.B, n int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	etcd := storetest.NewEtcd(b)
+	st := store.New(etcd.Client(), store.Options{Logger: storetest.Logger(b)})
+	f := newGitFixture(b)
+	f.write("README.md", "bench\n")
+	f.commitPush("empty", "main")
+	s, err := New(Config{Repo: f.bare, WorkDir: b.TempDir(), Interval: time.Hour}, st, testLogger(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = s.Run(ctx) }()
+	waitApplied(b, st, f.git("rev-parse", "HEAD"))
+
+	writeBenchRepo(f, n)
+	f.git("add", "-A")
+	f.git("commit", "--quiet", "-m", "bench")
+	sha := f.git("rev-parse", "HEAD")
+	b.ResetTimer()
+	start := time.Now()
+	f.git("push", "--quiet", "origin", "HEAD:main")
+	s.Trigger() // what a push webhook does
+	waitApplied(b, st, sha)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if got := countDeployments(b, st); got != n {
+		b.Fatalf("%d deployments visible, want %d", got, n)
+	}
+
+	kvs := rawPayloads(b, n)
+	rawStart := time.Now()
+	if err := storetest.RawPutBatches(ctx, etcd.Client(), kvs, store.DefaultMaxTxnOps, store.DefaultBatchConcurrency); err != nil {
+		b.Fatal(err)
+	}
+	raw := time.Since(rawStart)
+	fmt.Printf("bench: gitsync-push-to-visible-%d %.3f s limit=%.3f ratio=%.2f\n",
+		n, elapsed.Seconds(), raw.Seconds(), elapsed.Seconds()/raw.Seconds())
+
+	if n != 10000 {
+		return
+	}
+	// One changed object: push, Trigger, visible.
+	f.write("apps/0000.yaml", strings.Replace(readFile(b, f, "apps/0000.yaml"), "replicas: 2", "replicas: 3", 1))
+	f.git("commit", "--quiet", "-am", "one")
+	one := f.git("rev-parse", "HEAD")
+	start = time.Now()
+	f.git("push", "--quiet", "origin", "HEAD:main")
+	s.Trigger()
+	for {
+		obj, err := st.Get(ctx, resource.Deployments, "ns-0", "app-0")
+		if err == nil && obj.GetAnnotations()[resource.AnnotationCommit] == one {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fmt.Printf("bench: gitsync-one-object-latency %.0f ms\n", float64(time.Since(start).Microseconds())/1000)
+	cancel()
+
+	// RSS of an operator process that syncs the 10 000 objects into a fresh etcd.
+	etcd2 := storetest.NewEtcd(b)
+	h := startHelper(b, envEndpoints+"="+strings.Join(etcd2.Endpoints(), ","), envRepo+"="+f.bare,
+		envWorkDir+"="+b.TempDir(), envMode+"=once")
+	if err := h.cmd.Wait(); err != nil {
+		b.Fatalf("helper: %v\n%s", err, h.output())
+	}
+	for _, line := range strings.Split(h.output(), "\n") {
+		if rest, ok := strings.CutPrefix(line, "rss-kb="); ok {
+			kb, _ := strconv.Atoi(rest)
+			fmt.Printf("bench: gitsync-rss-10000 %.0f MB\n", float64(kb)/1024)
+		}
+	}
+}
+
+func readFile(b *testing.B, f *gitFixture, name string) string {
+	data, err := readWorkFile(f, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}

@@ -1,0 +1,423 @@
+package gitsync
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/operator/store"
+	"github.com/bosun-gitops/bosun/operator/store/storetest"
+	repolayout "github.com/bosun-gitops/bosun/repo-layout"
+	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func newSyncer(t *testing.T, f *gitFixture, st *store.Store, mod func(*Config)) *Syncer {
+	t.Helper()
+	cfg := Config{Repo: f.bare, WorkDir: t.TempDir(), Interval: time.Hour}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, st, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func mustSync(t *testing.T, s *Syncer) *Result {
+	t.Helper()
+	res, err := s.SyncOnce(context.Background())
+	if err != nil {
+		t.Fatalf("SyncOnce: %v", err)
+	}
+	return res
+}
+
+func resourceVersions(m map[string]resource.Object) map[string]string {
+	out := map[string]string{}
+	for k, o := range m {
+		out[k] = o.GetResourceVersion()
+	}
+	return out
+}
+
+func TestSyncCreateUpdatePruneInvalid(t *testing.T) {
+	st := storetest.NewStore(t)
+	f := newGitFixture(t)
+	f.write("apps/ns.yaml", namespace("apps"))
+	f.write("apps/config.yaml", configMap("apps", "one", "1")+"---\n"+configMap("apps", "two", "2"))
+	f.write("apps/web.yaml", deployment("apps", "web", 2))
+	first := f.commitPush("first", "main")
+	s := newSyncer(t, f, st, nil)
+
+	// push → objects appear, annotated with their source.
+	res := mustSync(t, s)
+	if diff := cmp.Diff(bosunv1.SyncCounts{Created: 5}, res.Counts); diff != "" {
+		t.Errorf("counts of the first sync (-want +got):\n%s", diff) // ns, 2 cm, deploy, Cluster
+	}
+	cms := names(t, st, resource.ConfigMaps)
+	if diff := cmp.Diff([]string{"apps/one", "apps/two"}, keys(cms)); diff != "" {
+		t.Fatalf("config maps (-want +got):\n%s", diff)
+	}
+	gotAnn := cms["apps/two"].GetAnnotations()
+	wantAnn := map[string]string{
+		resource.AnnotationSource: "apps/config.yaml", resource.AnnotationSourceLine: "9",
+		resource.AnnotationCommit: first, resource.AnnotationAppliedHash: gotAnn[resource.AnnotationAppliedHash],
+	}
+	if diff := cmp.Diff(wantAnn, gotAnn); diff != "" || gotAnn[resource.AnnotationAppliedHash] == "" {
+		t.Errorf("annotations (-want +got):\n%s", diff)
+	}
+	status := gitSyncStatus(t, st, "default")
+	if status.State != bosunv1.SyncStateSynced || status.Applied.SHA != first || status.Commit.Author != "Test Author <author@example.com>" || status.Commit.Message != "first" {
+		t.Errorf("status after first sync = %+v", status)
+	}
+
+	// A sync without changes writes nothing.
+	before := resourceVersions(cms)
+	res = mustSync(t, s)
+	if diff := cmp.Diff(bosunv1.SyncCounts{Unchanged: 5}, res.Counts); diff != "" {
+		t.Errorf("counts of an idle sync (-want +got):\n%s", diff)
+	}
+
+	// edit → only that object's resourceVersion changes.
+	f.write("apps/config.yaml", configMap("apps", "one", "1")+"---\n"+configMap("apps", "two", "changed"))
+	f.write("apps/unrelated.txt", "not yaml is ignored? no: only an edit elsewhere\n")
+	f.remove("apps/unrelated.txt")
+	second := f.commitPush("edit two", "main")
+	res = mustSync(t, s)
+	if diff := cmp.Diff(bosunv1.SyncCounts{Updated: 1, Unchanged: 4}, res.Counts); diff != "" {
+		t.Errorf("counts after an edit (-want +got):\n%s", diff)
+	}
+	after := names(t, st, resource.ConfigMaps)
+	if after["apps/one"].GetResourceVersion() != before["apps/one"] {
+		t.Error("the unchanged ConfigMap was rewritten")
+	}
+	if after["apps/two"].GetResourceVersion() == before["apps/two"] {
+		t.Error("the edited ConfigMap was not rewritten")
+	}
+	if got := after["apps/two"].(*corev1.ConfigMap).Data["key"]; got != "changed" {
+		t.Errorf("edited data = %q", got)
+	}
+	if got := after["apps/two"].GetAnnotations()[resource.AnnotationCommit]; got != second {
+		t.Errorf("commit annotation = %s, want %s", got, second)
+	}
+	if got := after["apps/one"].GetAnnotations()[resource.AnnotationCommit]; got != first {
+		t.Errorf("commit annotation of the unchanged object = %s, want the commit it last changed in %s", got, first)
+	}
+
+	// delete file → pruned.
+	f.remove("apps/web.yaml")
+	third := f.commitPush("remove web", "main")
+	res = mustSync(t, s)
+	if diff := cmp.Diff(bosunv1.SyncCounts{Deleted: 1, Unchanged: 4}, res.Counts); diff != "" {
+		t.Errorf("counts after a delete (-want +got):\n%s", diff)
+	}
+	if got := keys(names(t, st, resource.Deployments)); len(got) != 0 {
+		t.Errorf("deployments after delete = %v", got)
+	}
+
+	// invalid commit → nothing changes, every error listed with file:line.
+	live := resourceVersions(names(t, st, resource.ConfigMaps))
+	f.write("apps/config.yaml", configMap("apps", "one", "new value that must not appear"))
+	f.write("apps/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: apps\nnotAField: 1\n")
+	f.write("apps/worse.yaml", "apiVersion: v1\nkind: NoSuchKind\nmetadata:\n  name: x\n")
+	bad := f.commitPush("broken", "main")
+	_, err := s.SyncOnce(context.Background())
+	var list repolayout.ErrorList
+	if !errors.As(err, &list) {
+		t.Fatalf("SyncOnce of an invalid commit = %v, want an ErrorList", err)
+	}
+	if diff := cmp.Diff(live, resourceVersions(names(t, st, resource.ConfigMaps))); diff != "" {
+		t.Errorf("an invalid commit changed objects (-before +after):\n%s", diff)
+	}
+	status = gitSyncStatus(t, st, "default")
+	var files []string
+	for _, e := range status.Errors {
+		files = append(files, e.File)
+		if e.Line == 0 || e.Message == "" {
+			t.Errorf("error without line or message: %+v", e)
+		}
+	}
+	if diff := cmp.Diff([]string{"apps/bad.yaml", "apps/worse.yaml"}, files); diff != "" {
+		t.Errorf("files in status errors (-want +got):\n%s", diff)
+	}
+	if status.State != bosunv1.SyncStateFailed || status.Commit.SHA != bad || status.Applied.SHA != third ||
+		!strings.Contains(status.Message, "fix the files") {
+		t.Errorf("status after an invalid commit = %+v", status)
+	}
+
+	reg := prometheus.NewRegistry()
+	if err := s.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		metric prometheus.Metric
+		want   float64
+	}{
+		{s.metrics.syncs.WithLabelValues(resultSynced), 4},
+		{s.metrics.syncs.WithLabelValues(resultInvalid), 1},
+		{s.metrics.applied.WithLabelValues("created"), 5},
+		{s.metrics.applied.WithLabelValues("updated"), 1},
+		{s.metrics.applied.WithLabelValues("deleted"), 1},
+	} {
+		var m dto.Metric
+		if err := c.metric.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetCounter().GetValue(); got != c.want {
+			t.Errorf("%s = %v, want %v", c.metric.Desc(), got, c.want)
+		}
+	}
+	families, err := reg.Gather()
+	var got []string
+	for _, f := range families {
+		got = append(got, f.GetName())
+	}
+	want := []string{"bosun_gitsync_last_success_timestamp_seconds", "bosun_gitsync_objects_applied_total",
+		"bosun_gitsync_sync_duration_seconds", "bosun_gitsync_syncs_total"}
+	if diff := cmp.Diff(want, got); err != nil || diff != "" {
+		t.Errorf("gathered metrics (-want +got), err %v:\n%s", err, diff)
+	}
+}
+
+func TestSyncSubPath(t *testing.T) {
+	st := storetest.NewStore(t)
+	f := newGitFixture(t)
+	f.write("README.md", "not loaded\n")
+	f.write("other/cm.yaml", configMap("default", "outside", "x"))
+	f.write("deploy/prod/ns.yaml", namespace("prod"))
+	f.write("deploy/prod/cm.yaml", configMap("prod", "inside", "y"))
+	f.commitPush("layout", "main")
+	s := newSyncer(t, f, st, func(c *Config) { c.Path = "deploy/prod" })
+	mustSync(t, s)
+	cms := names(t, st, resource.ConfigMaps)
+	if diff := cmp.Diff([]string{"prod/inside"}, keys(cms)); diff != "" {
+		t.Fatalf("config maps (-want +got):\n%s", diff)
+	}
+	if got := cms["prod/inside"].GetAnnotations()[resource.AnnotationSource]; got != "deploy/prod/cm.yaml" {
+		t.Errorf("source annotation = %q, want the path from the repository root", got)
+	}
+}
+
+func TestSyncForcePushToOlderCommit(t *testing.T) {
+	st := storetest.NewStore(t)
+	f := newGitFixture(t)
+	f.write("a.yaml", configMap("default", "a", "1"))
+	old := f.commitPush("a", "main")
+	f.write("b.yaml", configMap("default", "b", "1"))
+	f.write("a.yaml", configMap("default", "a", "2"))
+	f.commitPush("b", "main")
+	s := newSyncer(t, f, st, nil)
+	mustSync(t, s)
+	if got := keys(names(t, st, resource.ConfigMaps)); len(got) != 2 {
+		t.Fatalf("config maps = %v", got)
+	}
+	f.git("reset", "--quiet", "--hard", old)
+	f.git("push", "--quiet", "--force", "origin", "HEAD:main")
+	mustSync(t, s)
+	cms := names(t, st, resource.ConfigMaps)
+	if diff := cmp.Diff([]string{"default/a"}, keys(cms)); diff != "" {
+		t.Errorf("config maps after force-push (-want +got):\n%s", diff)
+	}
+	if got := cms["default/a"].(*corev1.ConfigMap).Data["key"]; got != "1" {
+		t.Errorf("a = %q after force-push to the older commit, want 1", got)
+	}
+	if got := gitSyncStatus(t, st, "default").Applied.SHA; got != old {
+		t.Errorf("applied = %s, want %s", got, old)
+	}
+}
+
+func TestSyncRemoteFailuresKeepLastGoodState(t *testing.T) {
+	tests := []struct {
+		name    string
+		break_  func(f *gitFixture)
+		repair  func(f *gitFixture)
+		message string
+	}{
+		{
+			name:    "branch deleted",
+			break_:  func(f *gitFixture) { f.git("push", "--quiet", "origin", "--delete", "prod") },
+			repair:  func(f *gitFixture) { f.git("push", "--quiet", "origin", "HEAD:refs/heads/prod") },
+			message: `branch "prod" not found`,
+		},
+		{
+			name:    "remote unreachable",
+			break_:  func(f *gitFixture) { rename(f.t, f.bare, f.bare+".away") },
+			repair:  func(f *gitFixture) { rename(f.t, f.bare+".away", f.bare) },
+			message: "check that the repository is reachable",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := storetest.NewStore(t)
+			f := newGitFixture(t)
+			f.write("a.yaml", configMap("default", "a", "1"))
+			f.commitPush("main", "main")
+			good := f.commitPush("a", "prod")
+			s := newSyncer(t, f, st, func(c *Config) { c.Branch = "prod" })
+			mustSync(t, s)
+			before := resourceVersions(names(t, st, resource.ConfigMaps))
+
+			tt.break_(f)
+			if _, err := s.SyncOnce(context.Background()); err == nil {
+				t.Fatal("SyncOnce succeeded against a broken remote")
+			}
+			if diff := cmp.Diff(before, resourceVersions(names(t, st, resource.ConfigMaps))); diff != "" {
+				t.Errorf("objects changed (-before +after):\n%s", diff)
+			}
+			status := gitSyncStatus(t, st, "default")
+			if status.State != bosunv1.SyncStateFailed || !strings.Contains(status.Message, tt.message) ||
+				!strings.Contains(status.Message, "stays applied") || status.Applied.SHA != good {
+				t.Errorf("status = %+v, want Failed with %q", status, tt.message)
+			}
+
+			tt.repair(f)
+			mustSync(t, s)
+			if status := gitSyncStatus(t, st, "default"); status.State != bosunv1.SyncStateSynced {
+				t.Errorf("status after repair = %+v", status)
+			}
+		})
+	}
+}
+
+func rename(t testing.TB, from, to string) {
+	t.Helper()
+	if err := os.Rename(from, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSyncKeepsControllerFieldsAndAdopts(t *testing.T) {
+	ctx := context.Background()
+	st := storetest.NewStore(t)
+	f := newGitFixture(t)
+
+	// An object created through the API before Git declares it.
+	byHand := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "adopted"}, Data: map[string]string{"key": "by hand"}}
+	resource.ConfigMaps.SetTypeMeta(byHand)
+	if _, err := st.Create(ctx, resource.ConfigMaps, byHand); err != nil {
+		t.Fatal(err)
+	}
+	f.write("svc.yaml", service("default", "web", "app: web"))
+	f.write("cm.yaml", configMap("default", "adopted", "from git"))
+	f.commitPush("svc", "main")
+	s := newSyncer(t, f, st, nil)
+	res := mustSync(t, s)
+	if res.Counts.Updated != 1 {
+		t.Errorf("counts = %+v, want the adoption counted as an update", res.Counts)
+	}
+	cm := names(t, st, resource.ConfigMaps)["default/adopted"].(*corev1.ConfigMap)
+	if cm.Data["key"] != "from git" || cm.Annotations[resource.AnnotationSource] != "cm.yaml" {
+		t.Errorf("adopted ConfigMap = %+v", cm)
+	}
+
+	// "A controller" allocates the cluster IP and a finalizer.
+	obj, err := st.Get(ctx, resource.Services, "default", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := obj.(*corev1.Service)
+	svc.Spec.ClusterIP, svc.Spec.ClusterIPs = "10.96.0.42", []string{"10.96.0.42"}
+	svc.Finalizers = []string{"bosun.dev/service-ip"}
+	if _, err := st.Update(ctx, resource.Services, svc); err != nil {
+		t.Fatal(err)
+	}
+
+	f.write("svc.yaml", service("default", "web", "app: web, edited: \"yes\""))
+	f.commitPush("edit svc", "main")
+	if res := mustSync(t, s); res.Counts.Updated != 1 {
+		t.Errorf("counts = %+v, want one update", res.Counts)
+	}
+	svc = names(t, st, resource.Services)["default/web"].(*corev1.Service)
+	if svc.Labels["edited"] != "yes" {
+		t.Errorf("labels = %v, the edit was not applied", svc.Labels)
+	}
+	if diff := cmp.Diff([]string{"10.96.0.42"}, svc.Spec.ClusterIPs); diff != "" || svc.Spec.ClusterIP != "10.96.0.42" {
+		t.Errorf("cluster IP lost on re-apply: %q %v", svc.Spec.ClusterIP, svc.Spec.ClusterIPs)
+	}
+	if diff := cmp.Diff([]string{"bosun.dev/service-ip"}, svc.Finalizers); diff != "" {
+		t.Errorf("finalizers (-want +got):\n%s", diff)
+	}
+}
+
+func TestRunSyncsOnTriggerAndRequest(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := storetest.NewStore(t)
+	f := newGitFixture(t)
+	f.write("a.yaml", configMap("default", "a", "1"))
+	f.commitPush("a", "main")
+	s := newSyncer(t, f, st, nil) // Interval: an hour, so only triggers sync
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	has := func(name string) func() bool {
+		return func() bool { _, ok := names(t, st, resource.ConfigMaps)["default/"+name]; return ok }
+	}
+	waitFor(t, "the first sync", has("a"))
+
+	f.write("b.yaml", configMap("default", "b", "1"))
+	f.commitPush("b", "main")
+	s.Trigger()
+	waitFor(t, "Trigger to sync b", has("b"))
+
+	// `bosun sync` changes spec.syncRequested through the API.
+	f.write("c.yaml", configMap("default", "c", "1"))
+	f.commitPush("c", "main")
+	obj, err := st.Get(ctx, resource.GitSyncs, "", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := obj.(*bosunv1.GitSync)
+	gs.Spec.SyncRequested = "2026-01-01T00:00:00Z"
+	if _, err := st.Update(ctx, resource.GitSyncs, gs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "spec.syncRequested to sync c", has("c"))
+	waitFor(t, "status.observedSyncRequest", func() bool {
+		return gitSyncStatus(t, st, "default").ObservedSyncRequest == "2026-01-01T00:00:00Z"
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // substrings of the error, nil = valid
+	}{
+		{"path", Config{Repo: dir, WorkDir: dir}, nil},
+		{"file url", Config{Repo: "file://" + dir, WorkDir: dir}, nil},
+		{"https with token", Config{Repo: "https://git.example.com/r.git", Token: "t", WorkDir: dir}, nil},
+		{"ssh", Config{Repo: "ssh://git@h/r.git", SSHKeyFile: "k", KnownHostsFile: "kh", WorkDir: dir}, nil},
+		{"missing", Config{}, []string{"repo: required", "workDir: required"}},
+		{"ssh without known hosts", Config{Repo: "git@h:r.git", SSHKeyFile: "k", WorkDir: dir}, []string{"knownHostsFile"}},
+		{"bad scheme", Config{Repo: "ftp://h/r", WorkDir: dir}, []string{"unsupported scheme"}},
+		{"bad branch", Config{Repo: dir, WorkDir: dir, Branch: "a b"}, []string{"branch:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if (err == nil) != (tt.want == nil) {
+				t.Fatalf("Validate() = %v, want errors %v", err, tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %v, want it to mention %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,369 @@
+package gitsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/operator/store"
+	repolayout "github.com/bosun-gitops/bosun/repo-layout"
+	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// Syncer keeps the store in line with one branch of one repository.
+type Syncer struct {
+	cfg     Config
+	st      Store
+	log     *slog.Logger
+	git     *gitRepo
+	metrics *metrics
+	trigger chan struct{}
+
+	mu          sync.Mutex // one sync at a time; guards the fields below
+	ensured     bool
+	lastApplied string // commit this process applied completely
+	handled     string // last spec.syncRequested acted on
+}
+
+// Result is what one sync did.
+type Result struct {
+	Commit   string
+	Counts   bosunv1.SyncCounts
+	Duration time.Duration
+	// Skipped is true when the commit was already applied by this process and no sync was
+	// requested (polling found nothing new).
+	Skipped bool
+}
+
+// New validates cfg and returns a Syncer; nothing is fetched before Run or SyncOnce.
+func New(cfg Config, st Store, log *slog.Logger) (*Syncer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid git sync configuration: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	g, err := openGitRepo(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Syncer{
+		cfg:     cfg,
+		st:      st,
+		log:     log.With("component", "gitsync", "gitsync", cfg.Name),
+		git:     g,
+		metrics: newMetrics(cfg.Name),
+		trigger: make(chan struct{}, 1),
+	}, nil
+}
+
+// Trigger asks for a sync as soon as possible; it never blocks.
+func (s *Syncer) Trigger() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run polls every Interval and on Trigger or a changed spec.syncRequested, until ctx ends.
+func (s *Syncer) Run(ctx context.Context) error {
+	go s.watchRequests(ctx)
+	force := true
+	for {
+		if _, err := s.sync(ctx, force); err != nil && ctx.Err() == nil {
+			s.log.Warn("sync failed", "err", err)
+		}
+		timer := time.NewTimer(s.cfg.Interval)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+			force = false
+		case <-s.trigger:
+			timer.Stop()
+			force = true
+		}
+	}
+}
+
+// SyncOnce fetches and applies the branch once, re-diffing against the live objects even when
+// the commit did not change.
+func (s *Syncer) SyncOnce(ctx context.Context) (*Result, error) {
+	return s.sync(ctx, true)
+}
+
+// watchRequests triggers a sync when spec.syncRequested of our GitSync differs from what was
+// last observed; the watch is re-established when it ends.
+func (s *Syncer) watchRequests(ctx context.Context) {
+	for ctx.Err() == nil {
+		ch, err := s.st.Watch(ctx, resource.GitSyncs, "", store.WatchOptions{
+			FieldSelector: fields.OneTermEqualSelector("metadata.name", s.cfg.Name),
+		})
+		if err != nil {
+			s.log.Warn("watching GitSync objects", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		for ev := range ch {
+			if ev.Type == watch.Error {
+				break
+			}
+			gs, ok := ev.Object.(*bosunv1.GitSync)
+			if !ok || gs.Name != s.cfg.Name || ev.Type == watch.Deleted {
+				continue
+			}
+			req := gs.Spec.SyncRequested
+			s.mu.Lock()
+			handled := s.handled
+			s.mu.Unlock()
+			if req != "" && req != gs.Status.ObservedSyncRequest && req != handled {
+				s.log.Info("sync requested through the API", "request", req)
+				s.Trigger()
+			}
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// sync is one fetch + plan + apply; force re-diffs an already applied commit.
+func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := time.Now()
+	if !s.ensured {
+		if _, err := s.ensureGitSync(ctx); err != nil {
+			return nil, err
+		}
+		s.ensured = true
+	}
+	gs, err := s.getGitSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	request := gs.Spec.SyncRequested
+	if request != gs.Status.ObservedSyncRequest {
+		force = true
+	}
+	s.handled = request
+
+	t := phaseTimer{last: start}
+	commit, err := s.git.fetch(ctx)
+	t.lap("fetch")
+	if err != nil {
+		return nil, s.fail(ctx, start, request, nil, fetchMessage(s.cfg, err, gs.Status.Applied.SHA), err)
+	}
+	info := infoOf(commit)
+	res := &Result{Commit: info.SHA}
+	if !force && info.SHA == s.lastApplied && gs.Status.State == bosunv1.SyncStateSynced {
+		s.metrics.syncs.WithLabelValues(resultUnchanged).Inc()
+		res.Skipped = true
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+
+	tree, err := subtree(commit, s.cfg.Path)
+	if err != nil {
+		msg := fmt.Sprintf("path %q does not exist in commit %s: fix --path or push the directory; %s",
+			s.cfg.Path, shortSHA(info.SHA), keepMessage(gs.Status.Applied.SHA))
+		return nil, s.fail(ctx, start, request, &info, msg, err)
+	}
+	set, err := repolayout.LoadTree(tree)
+	if err != nil {
+		var list repolayout.ErrorList
+		if errors.As(err, &list) {
+			return nil, s.invalid(ctx, start, request, info, list, gs.Status.Applied.SHA)
+		}
+		msg := fmt.Sprintf("loading commit %s: %v; %s", shortSHA(info.SHA), err, keepMessage(gs.Status.Applied.SHA))
+		return nil, s.fail(ctx, start, request, &info, msg, err)
+	}
+	t.lap("load")
+	want, err := s.desiredFrom(set)
+	if err != nil {
+		return nil, s.fail(ctx, start, request, &info, err.Error(), err)
+	}
+	set = nil // let the loader's copies go: the desired objects are all we keep
+
+	live, err := listLive(ctx, s.st, want)
+	if err != nil {
+		return nil, s.fail(ctx, start, request, &info, fmt.Sprintf("reading live objects: %v; will retry", err), err)
+	}
+	t.lap("list")
+	p := computePlan(want, live)
+	live, want = nil, nil
+	if !p.empty() {
+		if err := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
+			st.State = bosunv1.SyncStateSyncing
+			st.Commit = commitStatus(info)
+			st.Message = fmt.Sprintf("applying commit %s", shortSHA(info.SHA))
+		}); err != nil {
+			return nil, err
+		}
+	}
+	n, err := s.apply(ctx, p, info.SHA)
+	t.lap("apply")
+	s.countApplied(n)
+	if err != nil {
+		msg := fmt.Sprintf("applying commit %s: %v; will retry on the next sync", shortSHA(info.SHA), err)
+		return nil, s.fail(ctx, start, request, &info, msg, err)
+	}
+	res.Counts = bosunv1.SyncCounts{Created: n.created, Updated: n.updated, Deleted: n.deleted, Unchanged: p.unchanged}
+	res.Duration = time.Since(start)
+	if err := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
+		now := metav1.NewTime(time.Now())
+		st.State = bosunv1.SyncStateSynced
+		st.Commit = commitStatus(info)
+		st.Applied = commitStatus(info)
+		st.Message = fmt.Sprintf("commit %s applied: %d created, %d updated, %d deleted, %d unchanged",
+			shortSHA(info.SHA), n.created, n.updated, n.deleted, p.unchanged)
+		st.Errors = nil
+		st.Counts = res.Counts
+		st.LastSyncedTime = &now
+		st.ObservedSyncRequest = request
+	}); err != nil {
+		return nil, err
+	}
+	s.lastApplied = info.SHA
+	s.metrics.syncs.WithLabelValues(resultSynced).Inc()
+	s.metrics.duration.Observe(res.Duration.Seconds())
+	s.metrics.lastSuccess.SetToCurrentTime()
+	s.log.Info("synced", "commit", shortSHA(info.SHA), "created", n.created, "updated", n.updated,
+		"deleted", n.deleted, "unchanged", p.unchanged, "duration", res.Duration, "phases", t.String())
+	return res, nil
+}
+
+func (s *Syncer) countApplied(n applyCounts) {
+	s.metrics.applied.WithLabelValues("created").Add(float64(n.created))
+	s.metrics.applied.WithLabelValues("updated").Add(float64(n.updated))
+	s.metrics.applied.WithLabelValues("deleted").Add(float64(n.deleted))
+}
+
+// fetchMessage tells the user what went wrong with the remote and what to do.
+func fetchMessage(cfg Config, err error, applied string) string {
+	keep := keepMessage(applied)
+	if errors.Is(err, ErrBranchNotFound) {
+		return fmt.Sprintf("branch %q not found in %s: push it, or point --branch at an existing branch; %s", cfg.Branch, cfg.Repo, keep)
+	}
+	return fmt.Sprintf("cannot fetch %s: %v; check that the repository is reachable and the credentials are right; %s", cfg.Repo, err, keep)
+}
+
+// fail records a failed attempt in the status and returns err (wrapped with the message).
+func (s *Syncer) fail(ctx context.Context, start time.Time, request string, info *commitInfo, msg string, err error) error {
+	s.metrics.syncs.WithLabelValues(resultFailed).Inc()
+	s.metrics.duration.Observe(time.Since(start).Seconds())
+	s.log.Error("sync failed", "message", msg, "duration", time.Since(start))
+	if werr := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
+		st.State = bosunv1.SyncStateFailed
+		if info != nil {
+			st.Commit = commitStatus(*info)
+		}
+		st.Message = msg
+		st.Errors = nil
+		st.ObservedSyncRequest = request
+	}); werr != nil {
+		s.log.Error("recording failed sync", "err", werr)
+	}
+	return fmt.Errorf("%s: %w", msg, err)
+}
+
+// invalid records every validation error of a commit; nothing of it is applied.
+func (s *Syncer) invalid(ctx context.Context, start time.Time, request string, info commitInfo, list repolayout.ErrorList, applied string) error {
+	s.metrics.syncs.WithLabelValues(resultInvalid).Inc()
+	s.metrics.duration.Observe(time.Since(start).Seconds())
+	msg := fmt.Sprintf("commit %s is invalid (%d errors), nothing was applied: fix the files listed in errors and push; %s",
+		shortSHA(info.SHA), len(list), keepMessage(applied))
+	s.log.Error("invalid commit", "commit", shortSHA(info.SHA), "errors", len(list))
+	errs := make([]bosunv1.FileError, len(list))
+	for i, e := range list {
+		errs[i] = bosunv1.FileError{File: s.repoFile(e.File), Line: e.Line, Field: e.Field, Message: e.Reason}
+	}
+	if werr := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
+		st.State = bosunv1.SyncStateFailed
+		st.Commit = commitStatus(info)
+		st.Message = msg
+		st.Errors = errs
+		st.ObservedSyncRequest = request
+	}); werr != nil {
+		s.log.Error("recording invalid commit", "err", werr)
+	}
+	return fmt.Errorf("%s: %w", msg, list)
+}
+
+// repoFile turns a path relative to the loaded sub-directory into one relative to the
+// repository root, which is what a user edits.
+func (s *Syncer) repoFile(file string) string {
+	if s.cfg.Path == "." || file == "" {
+		return file
+	}
+	return path.Join(s.cfg.Path, file)
+}
+
+// clusterFile is where the Cluster object is declared.
+const clusterFile = "bosun.yaml"
+
+// defaultClusterName names the Cluster object when bosun.yaml does not.
+const defaultClusterName = "default"
+
+// desiredFrom turns a loaded set into desired objects with their applied hashes.
+func (s *Syncer) desiredFrom(set *repolayout.Set) ([]*desired, error) {
+	want := make([]*desired, 0, len(set.Objects)+1)
+	if set.Cluster != nil {
+		c := set.Cluster
+		if c.Name == "" {
+			c.Name = defaultClusterName
+		}
+		raw, err := json.Marshal(c)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the Cluster object: %w", err)
+		}
+		file := s.repoFile(clusterFile)
+		want = append(want, &desired{res: resource.Clusters, obj: c, file: file, line: 1, hash: appliedHash(raw, file, 1)})
+	}
+	for _, o := range set.Objects {
+		file := s.repoFile(o.File)
+		want = append(want, &desired{res: o.Resource, obj: o.Object, file: file, line: o.Line, hash: appliedHash(o.Raw, file, o.Line)})
+	}
+	return want, nil
+}
+
+func keepMessage(applied string) string {
+	if applied == "" {
+		return "nothing has been applied yet"
+	}
+	return fmt.Sprintf("the last good commit %s stays applied", shortSHA(applied))
+}
+
+// phaseTimer records how long each step of a sync took, for the sync log line.
+type phaseTimer struct {
+	last  time.Time
+	parts []string
+}
+
+func (t *phaseTimer) lap(name string) {
+	now := time.Now()
+	t.parts = append(t.parts, fmt.Sprintf("%s=%s", name, now.Sub(t.last).Round(time.Millisecond)))
+	t.last = now
+}
+
+func (t *phaseTimer) String() string { return strings.Join(t.parts, " ") }
