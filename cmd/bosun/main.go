@@ -55,6 +55,8 @@ func newRootCmd() *cobra.Command {
 		newStatusCmd(g),
 		newSyncCmd(g),
 		newEventsCmd(g),
+		newOperatorCmd(),
+		newUpCmd(),
 	)
 	return root
 }

@@ -1,0 +1,328 @@
+package apiserver
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/operator/store"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, ri *requestInfo) {
+	obj, err := s.cfg.Store.Get(r.Context(), ri.Resource, ri.Namespace, ri.Name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeObject(w, http.StatusOK, ri.Resource, obj)
+}
+
+// selectors parses labelSelector and fieldSelector.
+func selectors(r *http.Request) (labels.Selector, fields.Selector, error) {
+	q := r.URL.Query()
+	var ls labels.Selector
+	var fs fields.Selector
+	if v := q.Get("labelSelector"); v != "" {
+		sel, err := labels.Parse(v)
+		if err != nil {
+			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("labelSelector %q: %v", v, err))
+		}
+		ls = sel
+	}
+	if v := q.Get("fieldSelector"); v != "" {
+		sel, err := fields.ParseSelector(v)
+		if err != nil {
+			return nil, nil, apierrors.NewBadRequest(fmt.Sprintf("fieldSelector %q: %v", v, err))
+		}
+		fs = sel // the store refuses fields it does not index, naming the ones it does
+	}
+	return ls, fs, nil
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request, ri *requestInfo) {
+	ls, fs, err := selectors(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	opts := store.ListOptions{LabelSelector: ls, FieldSelector: fs, Continue: q.Get("continue")}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, apierrors.NewBadRequest(fmt.Sprintf("limit %q: must be a non-negative integer", v)))
+			return
+		}
+		opts.Limit = n
+	}
+	lr, err := s.cfg.Store.List(r.Context(), ri.Resource, ri.Namespace, opts)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	list, err := toList(ri.Resource, lr)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+// toList builds the typed <Kind>List of a store page.
+func toList(res *resource.Resource, lr *store.ListResult) (runtime.Object, error) {
+	list := res.NewList()
+	items := make([]runtime.Object, len(lr.Items))
+	for i, o := range lr.Items {
+		items[i] = o
+	}
+	if err := meta.SetList(list, items); err != nil {
+		return nil, fmt.Errorf("building %s: %w", res.ListKind, err)
+	}
+	lm, err := meta.ListAccessor(list)
+	if err != nil {
+		return nil, fmt.Errorf("building %s: %w", res.ListKind, err)
+	}
+	lm.SetResourceVersion(strconv.FormatInt(lr.ResourceVersion, 10))
+	lm.SetContinue(lr.Continue)
+	list.GetObjectKind().SetGroupVersionKind(res.GroupVersion().WithKind(res.ListKind))
+	return list, nil
+}
+
+// dryRun reports whether the request asks for dryRun=All; other values are refused.
+func dryRun(r *http.Request) (bool, error) {
+	vals := r.URL.Query()["dryRun"]
+	for _, v := range vals {
+		if v != metav1.DryRunAll {
+			return false, apierrors.NewBadRequest(fmt.Sprintf("dryRun %q: only All is supported", v))
+		}
+	}
+	return len(vals) > 0, nil
+}
+
+func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, ri *requestInfo, u *userInfo) {
+	res := ri.Resource
+	dry, err := dryRun(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	data, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	obj, err := s.codec.decode(r, res, data)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if res.Namespaced {
+		if ns := obj.GetNamespace(); ns != "" && ns != ri.Namespace {
+			writeError(w, apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request"))
+			return
+		}
+		if ri.Namespace == "" {
+			writeError(w, apierrors.NewBadRequest(fmt.Sprintf("%s is namespaced: POST to /namespaces/{namespace}/%s", res, res.Resource)))
+			return
+		}
+		obj.SetNamespace(ri.Namespace)
+	} else {
+		obj.SetNamespace("")
+	}
+	if obj.GetName() == "" && obj.GetGenerateName() == "" {
+		writeError(w, apierrors.NewInvalid(res.GroupVersionKind().GroupKind(), "", field.ErrorList{
+			field.Required(field.NewPath("metadata", "name"), "name or generateName is required")}))
+		return
+	}
+	if node, ok := u.nodeName(); ok && !u.inGroup(groupMasters) && (res == resource.Nodes || res == resource.Leases) && obj.GetName() != node {
+		writeError(w, forbidden(u, &requestInfo{Resource: res, Namespace: ri.Namespace, Name: obj.GetName(), Verb: verbCreate}))
+		return
+	}
+	if res.Namespaced {
+		ns, err := s.cfg.Store.Get(r.Context(), resource.Namespaces, "", ri.Namespace)
+		if err != nil {
+			writeError(w, err) // NotFound names the namespace, as Kubernetes does
+			return
+		}
+		if ns.GetDeletionTimestamp() != nil {
+			writeError(w, apierrors.NewForbidden(res.GroupResource(), obj.GetName(),
+				fmt.Errorf("unable to create new content in namespace %s because it is being terminated", ri.Namespace)))
+			return
+		}
+	}
+	if dry {
+		if obj.GetName() != "" {
+			if _, err := s.cfg.Store.Get(r.Context(), res, obj.GetNamespace(), obj.GetName()); err == nil {
+				writeError(w, apierrors.NewAlreadyExists(res.GroupResource(), obj.GetName()))
+				return
+			} else if !apierrors.IsNotFound(err) {
+				writeError(w, err)
+				return
+			}
+		}
+		writeObject(w, http.StatusCreated, res, obj)
+		return
+	}
+	created, err := s.cfg.Store.Create(r.Context(), res, obj)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeObject(w, http.StatusCreated, res, created)
+}
+
+// checkIdentity makes a body's name and namespace agree with the path; empty ones are filled in.
+func checkIdentity(ri *requestInfo, obj resource.Object) error {
+	if obj.GetName() == "" {
+		obj.SetName(ri.Name)
+	}
+	if obj.GetName() != ri.Name {
+		return apierrors.NewBadRequest(fmt.Sprintf("the name of the object (%s) does not match the name on the URL (%s)", obj.GetName(), ri.Name))
+	}
+	if ri.Resource.Namespaced {
+		if ns := obj.GetNamespace(); ns != "" && ns != ri.Namespace {
+			return apierrors.NewBadRequest("the namespace of the provided object does not match the namespace sent on the request")
+		}
+		obj.SetNamespace(ri.Namespace)
+	} else {
+		obj.SetNamespace("")
+	}
+	return nil
+}
+
+func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, ri *requestInfo) {
+	dry, err := dryRun(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	data, err := readBody(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	obj, err := s.codec.decode(r, ri.Resource, data)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := checkIdentity(ri, obj); err != nil {
+		writeError(w, err)
+		return
+	}
+	existing, err := s.cfg.Store.Get(r.Context(), ri.Resource, ri.Namespace, ri.Name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if ri.Subresource == "" {
+		if err := gitRule(ri.Resource, existing); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	if dry {
+		if rv := obj.GetResourceVersion(); rv != "" && rv != existing.GetResourceVersion() {
+			writeError(w, conflictStale(ri))
+			return
+		}
+		writeObject(w, http.StatusOK, ri.Resource, obj)
+		return
+	}
+	updated, err := s.write(r, ri, obj)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeObject(w, http.StatusOK, ri.Resource, updated)
+}
+
+// write stores obj as a spec update or, for the status subresource, a status update.
+func (s *Server) write(r *http.Request, ri *requestInfo, obj resource.Object) (resource.Object, error) {
+	if ri.Subresource == "status" {
+		return s.cfg.Store.UpdateStatus(r.Context(), ri.Resource, obj)
+	}
+	return s.cfg.Store.Update(r.Context(), ri.Resource, obj)
+}
+
+func conflictStale(ri *requestInfo) error {
+	return apierrors.NewConflict(ri.Resource.GroupResource(), ri.Name,
+		fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, ri *requestInfo) {
+	opts, err := s.codec.decodeDeleteOptions(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for _, v := range opts.DryRun {
+		if v != metav1.DryRunAll {
+			writeError(w, apierrors.NewBadRequest(fmt.Sprintf("dryRun %q: only All is supported", v)))
+			return
+		}
+	}
+	existing, err := s.cfg.Store.Get(r.Context(), ri.Resource, ri.Namespace, ri.Name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := gitRule(ri.Resource, existing); err != nil {
+		writeError(w, err)
+		return
+	}
+	if p := opts.Preconditions; p != nil {
+		if p.UID != nil && *p.UID != existing.GetUID() {
+			writeError(w, apierrors.NewConflict(ri.Resource.GroupResource(), ri.Name,
+				fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, existing.GetUID())))
+			return
+		}
+		if p.ResourceVersion != nil && *p.ResourceVersion != existing.GetResourceVersion() {
+			writeError(w, apierrors.NewConflict(ri.Resource.GroupResource(), ri.Name,
+				fmt.Errorf("Precondition failed: ResourceVersion in precondition: %v, ResourceVersion in object meta: %v", *p.ResourceVersion, existing.GetResourceVersion())))
+			return
+		}
+	}
+	if len(opts.DryRun) > 0 {
+		writeObject(w, http.StatusOK, ri.Resource, existing)
+		return
+	}
+	deleted, err := s.cfg.Store.Delete(r.Context(), ri.Resource, ri.Namespace, ri.Name, store.DeleteOptions{Preconditions: opts.Preconditions})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if deleted == nil {
+		deleted = existing
+	}
+	writeObject(w, http.StatusOK, ri.Resource, deleted)
+}
+
+// gitRule refuses spec and metadata writes to objects that Git manages, naming the file to edit.
+func gitRule(res *resource.Resource, existing metav1.Object) error {
+	ann := existing.GetAnnotations()
+	src, ok := ann[resource.AnnotationSource]
+	if !ok {
+		return nil
+	}
+	msg := fmt.Sprintf("%s %q is managed by Git: edit %s in the repository and push", res, existing.GetName(), src)
+	if c := ann[resource.AnnotationCommit]; c != "" {
+		if len(c) > 7 {
+			c = c[:7]
+		}
+		msg += fmt.Sprintf(" (commit %s)", c)
+	}
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusConflict, Reason: metav1.StatusReasonConflict,
+		Message: msg,
+		Details: &metav1.StatusDetails{Name: existing.GetName(), Group: res.Group, Kind: res.Resource},
+	}}
+}

@@ -1,0 +1,131 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/bosun-gitops/bosun/internal/resource"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// maxBodyBytes bounds request bodies; etcd refuses requests over 1.5 MiB anyway.
+const maxBodyBytes = 3 << 20
+
+// statusFor turns any error into a metav1.Status: StatusErrors keep their code and reason, other
+// errors become 500 Internal Server Error.
+func statusFor(err error) metav1.Status {
+	var st metav1.Status
+	var apiStatus apierrors.APIStatus
+	if errors.As(err, &apiStatus) {
+		st = apiStatus.Status()
+	} else {
+		st = apierrors.NewInternalError(err).Status()
+	}
+	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	if st.Status == "" {
+		st.Status = metav1.StatusFailure
+	}
+	if st.Code == 0 {
+		st.Code = http.StatusInternalServerError
+	}
+	return st
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	st := statusFor(err)
+	if rec, ok := w.(*recorder); ok {
+		rec.errMsg = st.Message
+	}
+	writeJSON(w, int(st.Code), &st)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		code = http.StatusInternalServerError
+		data, _ = json.Marshal(statusFor(fmt.Errorf("encoding response: %w", err)))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(data)
+	w.Write([]byte("\n"))
+}
+
+// writeObject answers with obj, its apiVersion and kind set.
+func writeObject(w http.ResponseWriter, code int, res *resource.Resource, obj runtime.Object) {
+	res.SetTypeMeta(obj)
+	writeJSON(w, code, obj)
+}
+
+// readBody reads a request body, refusing oversized ones.
+func readBody(r *http.Request) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("reading request body: %v", err))
+	}
+	if len(data) > maxBodyBytes {
+		return nil, apierrors.NewRequestEntityTooLargeError(fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes))
+	}
+	return data, nil
+}
+
+// decodeObject decodes a request body into a new object of res, checking apiVersion and kind
+// when the body sets them.
+func decodeObject(res *resource.Resource, data []byte) (resource.Object, error) {
+	if len(data) == 0 {
+		return nil, apierrors.NewBadRequest("request body is empty; send a JSON object")
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(data, &tm); err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("decoding request body: %v", err))
+	}
+	if (tm.APIVersion != "" && tm.APIVersion != res.APIVersion()) || (tm.Kind != "" && tm.Kind != res.Kind) {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("the body is %s %s, but the request is for %s (apiVersion %s, kind %s)",
+			tm.APIVersion, tm.Kind, res, res.APIVersion(), res.Kind))
+	}
+	obj := res.New()
+	if err := json.Unmarshal(data, obj); err != nil {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("decoding %s: %v", res.Kind, err))
+	}
+	res.SetTypeMeta(obj)
+	return obj, nil
+}
+
+// decodeDeleteOptions reads optional DeleteOptions from a DELETE body.
+func (c *codec) decodeDeleteOptions(r *http.Request) (*metav1.DeleteOptions, error) {
+	opts := &metav1.DeleteOptions{}
+	data, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > 0 && bodyMediaType(r) == mediaProtobuf {
+		if err := c.decodeProto(data, opts); err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("decoding DeleteOptions from protobuf: %v", err))
+		}
+	} else if len(data) > 0 {
+		if err := json.Unmarshal(data, opts); err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("decoding DeleteOptions: %v", err))
+		}
+	}
+	q := r.URL.Query()
+	if v := q.Get("propagationPolicy"); v != "" {
+		p := metav1.DeletionPropagation(v)
+		opts.PropagationPolicy = &p
+	}
+	if v, ok := q["dryRun"]; ok {
+		opts.DryRun = v
+	}
+	if opts.PropagationPolicy != nil {
+		switch *opts.PropagationPolicy {
+		case metav1.DeletePropagationForeground, metav1.DeletePropagationBackground, metav1.DeletePropagationOrphan:
+		default:
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("propagationPolicy %q: must be Foreground, Background or Orphan", *opts.PropagationPolicy))
+		}
+	}
+	return opts, nil
+}

@@ -1,0 +1,89 @@
+package operator
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/bosun-gitops/bosun/operator/store"
+)
+
+// Config is the operator's validated runtime configuration.
+type Config struct {
+	// DataDir holds the embedded etcd, the PKI, the admin kubeconfig and the Git clone.
+	DataDir string
+	// Repo is the Git repository to sync: a path, file://, ssh:// or https:// URL.
+	Repo   string
+	Branch string
+	// Path is the sub-directory of the repository that holds the manifests.
+	Path     string
+	Interval time.Duration
+	// Listen is the API server's address.
+	Listen string
+	// ServerNames are extra names and addresses for the API server certificate.
+	ServerNames []string
+	// Etcd selects an existing etcd cluster; with no endpoints the operator embeds one.
+	Etcd store.ClientConfig
+	// SSHKeyFile and KnownHostsFile authenticate ssh:// remotes.
+	SSHKeyFile     string
+	KnownHostsFile string
+	// GitToken authenticates https:// remotes.
+	GitToken string
+	// CompactInterval and CompactKeep control etcd history compaction.
+	CompactInterval time.Duration
+	CompactKeep     int64
+	// Identity names this operator in leader election (default hostname-pid).
+	Identity string
+	Logger   *slog.Logger
+}
+
+// Validate checks the configuration and fills in defaults; errors name the flag to fix.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	c.DataDir = abs
+	if c.Repo == "" {
+		return errors.New("--repo is required: the Git repository to sync (path, file://, ssh:// or https:// URL)")
+	}
+	if c.Branch == "" {
+		c.Branch = "main"
+	}
+	if c.Path == "" {
+		c.Path = "."
+	}
+	if c.Interval == 0 {
+		c.Interval = 10 * time.Second
+	}
+	if c.Interval < time.Second {
+		return fmt.Errorf("--interval %s is too short: use at least 1s (webhooks and `bosun sync` trigger at once)", c.Interval)
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:6443"
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: want host:port, for example 127.0.0.1:6443", c.Listen)
+	}
+	if len(c.Etcd.Endpoints) > 0 {
+		if err := c.Etcd.Validate(); err != nil {
+			return fmt.Errorf("--etcd-endpoints: %w", err)
+		}
+	}
+	if c.CompactInterval == 0 {
+		c.CompactInterval = 5 * time.Minute
+	}
+	if c.CompactKeep == 0 {
+		c.CompactKeep = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}

@@ -1,0 +1,47 @@
+package operator
+
+import (
+	"log/slog"
+
+	"github.com/bosun-gitops/bosun/operator/controllers"
+	"github.com/bosun-gitops/bosun/operator/controllers/deployment"
+	"github.com/bosun-gitops/bosun/operator/controllers/endpoints"
+	"github.com/bosun-gitops/bosun/operator/controllers/replicaset"
+	"github.com/bosun-gitops/bosun/operator/controllers/service"
+	"github.com/bosun-gitops/bosun/operator/events"
+	"github.com/bosun-gitops/bosun/operator/informer"
+	"github.com/bosun-gitops/bosun/operator/store"
+	"k8s.io/utils/clock"
+)
+
+// Controllers lists every reconciler the leader runs, by name.
+func Controllers() map[string]controllers.Constructor {
+	return map[string]controllers.Constructor{
+		replicaset.Name:   replicaset.New,
+		replicaset.RCName: replicaset.NewReplicationController,
+		deployment.Name:   deployment.New,
+		service.Name:      service.New,
+		endpoints.Name:    endpoints.New,
+	}
+}
+
+// buildControllers wires the shared informers, the event recorder and every controller.
+func buildControllers(st *store.Store, log *slog.Logger) (*controllers.Set, *events.StoreRecorder, error) {
+	factory := informer.NewFactory(st, 0)
+	clk := clock.RealClock{}
+	recorder := events.NewRecorder(st, "bosun-operator", log, clk)
+	c := &controllers.Context{
+		Store:     st,
+		Informers: factory,
+		Recorder:  recorder,
+		Cluster:   controllers.ClusterFromInformer(factory),
+		Logger:    log.With("component", "controllers"),
+		Clock:     clk,
+		Workers:   4,
+	}
+	set, err := controllers.Build(c, Controllers())
+	if err != nil {
+		return nil, nil, err
+	}
+	return set, recorder, nil
+}

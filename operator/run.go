@@ -1,0 +1,224 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/bosun-gitops/bosun/operator/apiserver"
+	"github.com/bosun-gitops/bosun/operator/gitsync"
+	"github.com/bosun-gitops/bosun/operator/store"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// leaseTTLSeconds is how long the etcd election session outlives a crashed leader: another
+// operator takes over within this time.
+const leaseTTLSeconds = 10
+
+var nowFunc = time.Now
+
+// Operator is a running control plane; Run starts it.
+type Operator struct {
+	cfg   Config
+	ready chan struct{}
+
+	mu     sync.Mutex
+	server *apiserver.Server
+	store  *store.Store
+}
+
+// New returns an operator for a validated configuration.
+func New(cfg Config) (*Operator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Operator{cfg: cfg, ready: make(chan struct{})}, nil
+}
+
+// Run is New followed by Operator.Run.
+func Run(ctx context.Context, cfg Config) error {
+	op, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	return op.Run(ctx)
+}
+
+// Ready is closed once the API server is serving.
+func (o *Operator) Ready() <-chan struct{} { return o.ready }
+
+// Server returns the API server once Ready is closed.
+func (o *Operator) Server() *apiserver.Server {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.server
+}
+
+// Store returns the object store once Ready is closed.
+func (o *Operator) Store() *store.Store {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.store
+}
+
+// Run starts every component and blocks until ctx ends or one of them fails.
+func (o *Operator) Run(ctx context.Context) error {
+	cfg := o.cfg
+	log := cfg.Logger.With("component", "operator")
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+
+	client, closeEtcd, err := o.connectEtcd(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeEtcd()
+
+	st := store.New(client, store.Options{Logger: cfg.Logger})
+	if err := ensureSystemNamespaces(ctx, st); err != nil {
+		return err
+	}
+	srv, err := apiserver.New(ctx, apiserver.Config{
+		Listen:      cfg.Listen,
+		DataDir:     cfg.DataDir,
+		ServerNames: cfg.ServerNames,
+		Store:       st,
+		Logger:      cfg.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("starting API server: %w", err)
+	}
+	o.mu.Lock()
+	o.server, o.store = srv, st
+	o.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+	var wg sync.WaitGroup
+	start := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	start("api server", srv.Run)
+	start("leader", func(ctx context.Context) error { return o.lead(ctx, client, st) })
+
+	select {
+	case <-srv.Ready():
+		close(o.ready)
+		log.Info("operator ready", "api", srv.URL(), "kubeconfig", srv.AdminKubeconfigPath(),
+			"repo", cfg.Repo, "branch", cfg.Branch, "path", cfg.Path)
+	case err := <-errc:
+		cancel()
+		wg.Wait()
+		return err
+	case <-ctx.Done():
+	}
+
+	var runErr error
+	select {
+	case runErr = <-errc:
+	case <-ctx.Done():
+	}
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+func (o *Operator) connectEtcd(ctx context.Context) (*clientv3.Client, func(), error) {
+	cfg := o.cfg
+	if len(cfg.Etcd.Endpoints) > 0 {
+		client, err := store.Connect(ctx, cfg.Etcd)
+		if err != nil {
+			return nil, nil, fmt.Errorf("connecting to etcd %v: %w", cfg.Etcd.Endpoints, err)
+		}
+		return client, func() { client.Close() }, nil
+	}
+	etcd, err := store.StartEtcd(ctx, store.EtcdConfig{
+		Name:    "bosun",
+		DataDir: filepath.Join(cfg.DataDir, "etcd"),
+		Logger:  cfg.Logger,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting embedded etcd in %s: %w", filepath.Join(cfg.DataDir, "etcd"), err)
+	}
+	return etcd.Client(), func() { etcd.Close() }, nil
+}
+
+// lead campaigns for leadership and runs the reconcilers while this operator leads. Losing the
+// etcd session ends Run with an error, as kube-controller-manager does: a restart is the only
+// state that is certainly clean.
+func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.Store) error {
+	cfg := o.cfg
+	log := cfg.Logger.With("component", "leader")
+	session, err := concurrency.NewSession(client, concurrency.WithTTL(leaseTTLSeconds), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("creating etcd session: %w", err)
+	}
+	defer session.Close()
+	identity := cfg.Identity
+	if identity == "" {
+		host, _ := os.Hostname()
+		identity = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	election := concurrency.NewElection(session, "/bosun/leader")
+	log.Info("campaigning for leadership", "identity", identity)
+	if err := election.Campaign(ctx, identity); err != nil {
+		return fmt.Errorf("campaigning: %w", err)
+	}
+	log.Info("became leader", "identity", identity)
+	if err := recordLeader(ctx, st, identity); err != nil {
+		log.Warn("recording leadership in the kube-system/bosun-operator lease", "err", err)
+	}
+
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	syncer, err := gitsync.New(gitsync.Config{
+		Repo:           cfg.Repo,
+		Branch:         cfg.Branch,
+		Path:           cfg.Path,
+		Interval:       cfg.Interval,
+		WorkDir:        filepath.Join(cfg.DataDir, "git"),
+		SSHKeyFile:     cfg.SSHKeyFile,
+		KnownHostsFile: cfg.KnownHostsFile,
+		Token:          cfg.GitToken,
+	}, st, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	ctrls, recorder, err := buildControllers(st, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 4)
+	go func() { errc <- syncer.Run(lctx) }()
+	go func() { errc <- st.RunCompactor(lctx, cfg.CompactInterval, cfg.CompactKeep) }()
+	go func() { errc <- recorder.Run(lctx) }()
+	go func() { errc <- ctrls.Run(lctx) }()
+
+	select {
+	case <-session.Done():
+		cancel()
+		return errors.New("lost leadership (etcd session expired); restart the operator")
+	case err := <-errc:
+		cancel()
+		return err
+	case <-ctx.Done():
+		// Resign so that another operator takes over at once instead of after the session TTL.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 2e9)
+		defer rcancel()
+		_ = election.Resign(rctx)
+		return nil
+	}
+}
