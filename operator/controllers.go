@@ -4,24 +4,36 @@ import (
 	"log/slog"
 
 	"github.com/bosun-gitops/bosun/operator/controllers"
+	"github.com/bosun-gitops/bosun/operator/controllers/daemonset"
 	"github.com/bosun-gitops/bosun/operator/controllers/deployment"
 	"github.com/bosun-gitops/bosun/operator/controllers/endpoints"
+	"github.com/bosun-gitops/bosun/operator/controllers/gc"
+	"github.com/bosun-gitops/bosun/operator/controllers/namespace"
+	"github.com/bosun-gitops/bosun/operator/controllers/nodeipam"
+	"github.com/bosun-gitops/bosun/operator/controllers/nodelifecycle"
 	"github.com/bosun-gitops/bosun/operator/controllers/replicaset"
 	"github.com/bosun-gitops/bosun/operator/controllers/service"
 	"github.com/bosun-gitops/bosun/operator/events"
 	"github.com/bosun-gitops/bosun/operator/informer"
+	"github.com/bosun-gitops/bosun/operator/scheduler"
 	"github.com/bosun-gitops/bosun/operator/store"
 	"k8s.io/utils/clock"
 )
 
-// Controllers lists every reconciler the leader runs, by name.
+// Controllers lists every reconciler the leader runs, by name; the scheduler is one of them.
 func Controllers() map[string]controllers.Constructor {
 	return map[string]controllers.Constructor{
-		replicaset.Name:   replicaset.New,
-		replicaset.RCName: replicaset.NewReplicationController,
-		deployment.Name:   deployment.New,
-		service.Name:      service.New,
-		endpoints.Name:    endpoints.New,
+		replicaset.Name:    replicaset.New,
+		replicaset.RCName:  replicaset.NewReplicationController,
+		deployment.Name:    deployment.New,
+		daemonset.Name:     daemonset.New,
+		service.Name:       service.New,
+		endpoints.Name:     endpoints.New,
+		nodeipam.Name:      nodeipam.New,
+		nodelifecycle.Name: nodelifecycle.New,
+		gc.Name:            gc.New,
+		namespace.Name:     namespace.New,
+		scheduler.Name:     scheduler.New,
 	}
 }
 

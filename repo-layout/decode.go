@@ -21,7 +21,7 @@ import (
 
 // errorf returns an Error at field (a path relative to the document) on the field's line.
 func (d document) errorf(fieldPath, format string, args ...any) Error {
-	return Error{File: d.file, Line: lineOf(d.node, fieldPath), Field: d.prefix + fieldPath, Reason: fmt.Sprintf(format, args...)}
+	return Error{File: d.file, Line: d.lineOf(fieldPath), Field: d.prefix + fieldPath, Reason: fmt.Sprintf(format, args...)}
 }
 
 // fieldErrors converts Kubernetes validation errors into Errors located in the document.

@@ -30,9 +30,10 @@ func FuzzLoadFile(f *testing.F) {
 			name = "apps/x.json"
 		}
 		l := &loader{src: memSource{name: data}}
-		if err := l.loadFile(name, name, int64(len(data))); err != nil {
+		if err := l.loadFile(name, name, entry{name: name, kind: kindFile, size: int64(len(data))}); err != nil {
 			t.Fatalf("loadFile: %v", err)
 		}
+		l.parseFiles()
 		set := l.finish()
 		if len(l.errs) == 0 && set == nil {
 			t.Fatal("no errors and no set")
@@ -63,5 +64,9 @@ func (m memSource) readFile(p string) ([]byte, error) {
 		return b, nil
 	}
 	return nil, errors.New("not found")
+}
+func (m memSource) readEntry(p string, e entry) ([]byte, int64, error) {
+	b, err := m.readFile(p)
+	return b, int64(len(b)), err
 }
 func (m memSource) readLink(string) (string, error) { return "", errors.New("not a symlink") }

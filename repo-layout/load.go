@@ -3,9 +3,12 @@ package repolayout
 import (
 	"fmt"
 	"path"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/object"
 
@@ -63,8 +66,12 @@ type loader struct {
 	src     source
 	ignore  gitignore.Matcher
 	errs    ErrorList
+	files   []*fileTask // manifest files in walk order
 	objects []loadedObject
 	cluster *loadedObject
+	// cache holds the results of files already parsed (by path and blob hash); nil when the
+	// source has no content hashes. used collects the entries this load needed.
+	cache, used map[fileKey]*fileResult
 }
 
 // loadedObject is a decoded object with the document it came from, for cross-object checks.
@@ -75,20 +82,102 @@ type loadedObject struct {
 	invalid bool
 }
 
+// fileTask is one manifest file to parse, or already parsed (result set from the cache).
+type fileTask struct {
+	shown  string
+	data   []byte
+	key    fileKey
+	result *fileResult
+}
+
+// fileKey identifies a file's parse result: its path as shown (errors and objects name it, and
+// some kinds are only valid at some paths) and the hash of its content.
+type fileKey struct {
+	shown string
+	hash  plumbing.Hash
+}
+
+// fileResult is what parsing one file gives; it depends only on the file's path and content,
+// so it is cached across loads. Its objects are shared and never modified.
+type fileResult struct {
+	objects []loadedObject // Clusters included, in document order
+	errs    ErrorList
+}
+
 func load(src source) (*Set, error) {
-	l := &loader{src: src}
+	set, _, err := loadWith(src, nil)
+	return set, err
+}
+
+// loadWith loads src reusing the file results in cache (nil: no caching). It returns the
+// results the load used, to be the next load's cache.
+func loadWith(src source, cache map[fileKey]*fileResult) (*Set, map[fileKey]*fileResult, error) {
+	l := &loader{src: src, cache: cache}
+	if cache != nil {
+		l.used = make(map[fileKey]*fileResult, len(cache))
+	}
 	if err := l.loadIgnore(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := l.walk("", "", false); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	l.parseFiles()
 	set := l.finish()
 	if len(l.errs) > 0 {
 		sortErrors(l.errs)
-		return nil, l.errs
+		return nil, l.used, l.errs
 	}
-	return set, nil
+	return set, l.used, nil
+}
+
+// parseFiles parses the files that the cache did not hold, GOMAXPROCS at a time, then merges
+// every file's result in walk order.
+func (l *loader) parseFiles() {
+	var todo []*fileTask
+	for _, f := range l.files {
+		if f.result == nil {
+			todo = append(todo, f)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	next := make(chan *fileTask)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range next {
+				f.result = parseFile(f.shown, f.data)
+				f.data = nil
+			}
+		}()
+	}
+	for _, f := range todo {
+		next <- f
+	}
+	close(next)
+	wg.Wait()
+
+	for _, f := range l.files {
+		if l.used != nil && !f.key.hash.IsZero() {
+			l.used[f.key] = f.result
+		}
+		l.errs = append(l.errs, f.result.errs...)
+		for i := range f.result.objects {
+			o := &f.result.objects[i]
+			if o.Resource != resource.Clusters {
+				l.objects = append(l.objects, *o)
+				continue
+			}
+			if l.cluster != nil {
+				l.addError(o.File, o.Line, "", "a second Cluster; a repository declares at most one, in %s (the first is at line %d)", clusterFile, l.cluster.Line)
+				continue
+			}
+			l.cluster = o
+		}
+	}
+	l.files = nil
 }
 
 func sortErrors(errs ErrorList) {
@@ -170,7 +259,7 @@ func (l *loader) walk(real, shown string, viaLink bool) error {
 			}
 		case kindFile:
 			if isManifest(e.name) {
-				if err := l.loadFile(r, s, e.size); err != nil {
+				if err := l.loadFile(r, s, e); err != nil {
 					return err
 				}
 			}
@@ -236,7 +325,7 @@ func (l *loader) followLink(real, shown string, viaLink bool) error {
 		l.addError(shown, 0, "", "symlink to %q points to another symlink; only one level of links is followed", target)
 	case e.kind == kindFile:
 		if isManifest(shown) {
-			return l.loadFile(resolved, shown, e.size)
+			return l.loadFile(resolved, shown, e)
 		}
 	case e.kind == kindDir:
 		if resolved == "" || resolved == path.Dir(real) || strings.HasPrefix(real, resolved+"/") {
@@ -252,56 +341,72 @@ func (l *loader) followLink(real, shown string, viaLink bool) error {
 	return nil
 }
 
-// loadFile reads and decodes one manifest file.
-func (l *loader) loadFile(real, shown string, size int64) error {
+// loadFile queues one manifest file (e describes real) for parsing, unless the cache holds it.
+func (l *loader) loadFile(real, shown string, e entry) error {
+	key := fileKey{shown: shown, hash: e.hash}
+	if r, ok := l.cache[key]; ok && !key.hash.IsZero() {
+		l.files = append(l.files, &fileTask{shown: shown, key: key, result: r})
+		return nil
+	}
+	data, size, err := l.src.readEntry(real, e)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", shown, err)
+	}
 	if size > maxFileSize {
 		l.addError(shown, 0, "", "file is %d bytes, over the 1 MiB limit; split it into several files", size)
 		return nil
-	}
-	data, err := l.src.readFile(real)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", shown, err)
 	}
 	if len(data) > maxFileSize {
 		l.addError(shown, 0, "", "file is over the 1 MiB limit; split it into several files")
 		return nil
 	}
-	docs, errs := splitDocuments(shown, data, strings.ToLower(path.Ext(shown)) == ".json")
-	l.errs = append(l.errs, errs...)
-	for _, doc := range docs {
-		l.loadDocument(doc)
-	}
+	l.files = append(l.files, &fileTask{shown: shown, data: data, key: key})
 	return nil
 }
 
+// parseFile decodes one manifest file; it uses no state of the load, so files are parsed in
+// parallel.
+func parseFile(shown string, data []byte) *fileResult {
+	r := &fileResult{}
+	docs, errs := splitDocuments(shown, data, strings.ToLower(path.Ext(shown)) == ".json")
+	r.errs = append(r.errs, errs...)
+	for _, doc := range docs {
+		r.loadDocument(doc)
+	}
+	return r
+}
+
+// crossFields are the fields that the checks across objects report on: their lines are kept
+// when a document's YAML nodes are released.
+var crossFields = []string{"metadata.name", "metadata.namespace"}
+
 // loadDocument decodes one document (or, for a List, each of its items).
-func (l *loader) loadDocument(doc document) {
+func (r *fileResult) loadDocument(doc document) {
 	items, isList, errs := listItems(doc)
-	l.errs = append(l.errs, errs...)
+	r.errs = append(r.errs, errs...)
 	if isList {
 		for _, item := range items {
-			l.loadDocument(item)
+			r.loadDocument(item)
 		}
 		return
 	}
 	if len(errs) > 0 {
 		return
 	}
-	r, obj, errs := decodeDocument(doc)
-	l.errs = append(l.errs, errs...)
+	res, obj, errs := decodeDocument(doc)
+	r.errs = append(r.errs, errs...)
 	if obj == nil {
 		return
 	}
-	lo := loadedObject{Object: Object{Resource: r, Object: obj, File: doc.file, Line: doc.line, Raw: doc.raw}, doc: doc, invalid: len(errs) > 0}
-	if r == resource.Clusters {
-		if l.cluster != nil {
-			l.addError(doc.file, doc.line, "", "a second Cluster; a repository declares at most one, in %s (the first is at line %d)", clusterFile, l.cluster.Line)
-			return
-		}
-		l.cluster = &lo
-		return
+	raw := doc.raw
+	// Keep only what the checks across objects need: the YAML nodes and the generic value are
+	// the bulk of a document's memory. Machines keep their nodes (checkMachines reports on
+	// several fields; there are few of them).
+	if res != resource.Machines {
+		doc = doc.released(crossFields)
 	}
-	l.objects = append(l.objects, lo)
+	doc.value, doc.raw = nil, nil
+	r.objects = append(r.objects, loadedObject{Object: Object{Resource: res, Object: obj, File: doc.file, Line: doc.line, Raw: raw}, doc: doc, invalid: len(errs) > 0})
 }
 
 // finish runs the checks that span objects and builds the Set.

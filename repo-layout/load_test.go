@@ -15,7 +15,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // writeTree writes files (slash-separated paths relative to the root) into a new directory.
-func writeTree(t *testing.T, files map[string]string) string {
+func writeTree(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {

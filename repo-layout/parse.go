@@ -27,6 +27,38 @@ type document struct {
 	raw []byte
 	// prefix is prepended to field paths in errors ("items[2]." for an item of a List).
 	prefix string
+	// lines holds the lines of a few fields once node has been released (see released).
+	lines []fieldLine
+}
+
+// fieldLine is the line of one field of a document.
+type fieldLine struct {
+	field string
+	line  int
+}
+
+// released returns the document without its YAML nodes, remembering the lines of fields.
+func (d document) released(fields []string) document {
+	d.lines = make([]fieldLine, len(fields))
+	for i, f := range fields {
+		d.lines[i] = fieldLine{f, lineOf(d.node, f)}
+	}
+	d.node = nil
+	return d
+}
+
+// lineOf returns the line of fieldPath in the document: from its nodes, or from the lines kept
+// when they were released (else the document's first line).
+func (d document) lineOf(fieldPath string) int {
+	if d.node != nil {
+		return lineOf(d.node, fieldPath)
+	}
+	for _, fl := range d.lines {
+		if fl.field == fieldPath {
+			return fl.line
+		}
+	}
+	return d.line
 }
 
 var yamlLineError = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

@@ -2,7 +2,6 @@ package repolayout
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
@@ -29,7 +29,8 @@ const (
 type entry struct {
 	name string
 	kind entryKind
-	size int64
+	size int64         // of files in a dirSource; a treeSource reads it with the content
+	hash plumbing.Hash // of the content, in a treeSource; zero in a dirSource
 }
 
 // source is what the loader needs from a file tree. Paths are slash-separated and relative to
@@ -39,6 +40,9 @@ type source interface {
 	// stat describes one path without following a final symlink; ok is false if it is absent.
 	stat(p string) (e entry, ok bool, err error)
 	readFile(p string) ([]byte, error)
+	// readEntry reads the file p that e describes (from readDir or stat): its content (nil when
+	// it is over maxFileSize) and its size.
+	readEntry(p string, e entry) (data []byte, size int64, err error)
 	readLink(p string) (string, error)
 }
 
@@ -108,6 +112,14 @@ func (s dirSource) readFile(p string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxFileSize+1))
 }
 
+func (s dirSource) readEntry(p string, e entry) ([]byte, int64, error) {
+	if e.size > maxFileSize {
+		return nil, e.size, nil
+	}
+	data, err := s.readFile(p)
+	return data, e.size, err
+}
+
 func (s dirSource) readLink(p string) (string, error) {
 	t, err := os.Readlink(s.full(p))
 	return filepath.ToSlash(t), err
@@ -125,9 +137,10 @@ func (s treeSource) dirTree(dir string) (*object.Tree, error) {
 	return s.tree.Tree(dir)
 }
 
-// treeEntry describes te, an entry of the tree parent.
-func treeEntry(parent *object.Tree, te object.TreeEntry) (entry, error) {
-	e := entry{name: te.Name}
+// treeEntry describes te. The size of a file is read with its content: reading it here would
+// cost a lookup of every blob, also of those that a Loader's cache holds.
+func treeEntry(te object.TreeEntry) entry {
+	e := entry{name: te.Name, hash: te.Hash}
 	switch te.Mode {
 	case filemode.Dir:
 		e.kind = kindDir
@@ -135,13 +148,8 @@ func treeEntry(parent *object.Tree, te object.TreeEntry) (entry, error) {
 		e.kind = kindSymlink
 	case filemode.Regular, filemode.Executable, filemode.Deprecated:
 		e.kind = kindFile
-		size, err := parent.Size(te.Name)
-		if err != nil {
-			return e, fmt.Errorf("reading size of %s: %w", te.Name, err)
-		}
-		e.size = size
 	}
-	return e, nil
+	return e
 }
 
 func (s treeSource) readDir(dir string) ([]entry, error) {
@@ -151,11 +159,7 @@ func (s treeSource) readDir(dir string) ([]entry, error) {
 	}
 	out := make([]entry, 0, len(t.Entries))
 	for _, te := range t.Entries {
-		e, err := treeEntry(t, te)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
+		out = append(out, treeEntry(te))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out, nil
@@ -178,8 +182,7 @@ func (s treeSource) stat(p string) (entry, bool, error) {
 	if err != nil {
 		return entry{}, false, nil
 	}
-	e, err := treeEntry(parent, *te)
-	return e, err == nil, err
+	return treeEntry(*te), true, nil
 }
 
 func (s treeSource) blob(p string) ([]byte, error) {
@@ -196,6 +199,24 @@ func (s treeSource) blob(p string) ([]byte, error) {
 }
 
 func (s treeSource) readFile(p string) ([]byte, error) { return s.blob(p) }
+
+// readEntry reads the blob by its hash: no lookup of the path from the root.
+func (s treeSource) readEntry(p string, e entry) ([]byte, int64, error) {
+	f, err := s.tree.TreeEntryFile(&object.TreeEntry{Name: e.name, Mode: filemode.Regular, Hash: e.hash})
+	if err != nil {
+		return nil, 0, err
+	}
+	if f.Size > maxFileSize {
+		return nil, f.Size, nil
+	}
+	r, err := f.Reader()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer r.Close()
+	data, err := io.ReadAll(io.LimitReader(r, maxFileSize+1))
+	return data, f.Size, err
+}
 func (s treeSource) readLink(p string) (string, error) {
 	b, err := s.blob(p)
 	return string(b), err

@@ -16,7 +16,7 @@ import (
 
 // gitRepo makes a real repository with the git CLI from files and symlinks, commits everything
 // and returns the commit's tree as go-git reads it.
-func gitRepo(t *testing.T, files map[string]string, links map[string]string) (dir string, tree *object.Tree) {
+func gitRepo(t testing.TB, files map[string]string, links map[string]string) (dir string, tree *object.Tree) {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skip("git CLI not installed")

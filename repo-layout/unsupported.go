@@ -207,22 +207,40 @@ func isEmptyValue(v any) bool {
 	return false
 }
 
-// matchPaths calls fn for every value of v at pattern, with the concrete field path.
+// matchPaths calls fn for every value of v at pattern, with the concrete field path. Patterns
+// are keys separated by dots, "*" for every key of an object and "[*]" for every list element.
+// The path string is only built for a match: most patterns match nothing in most documents.
 func matchPaths(v any, pattern string, fn func(path string, v any)) {
-	matchSegs(v, splitPattern(pattern), "", fn)
+	var steps [16]pathStep
+	matchPattern(v, pattern, steps[:0], fn)
 }
 
-func splitPattern(p string) []string {
-	p = strings.ReplaceAll(p, "[*]", ".[*]")
-	return strings.Split(p, ".")
+// pathStep is one step walked by matchPattern: an object key (bracketed when matched by "*")
+// or a list index.
+type pathStep struct {
+	key       string
+	index     int
+	bracketed bool
 }
 
-func matchSegs(v any, segs []string, at string, fn func(string, any)) {
-	if len(segs) == 0 {
-		fn(at, v)
+// nextSegment splits the first segment off pattern.
+func nextSegment(p string) (seg, rest string) {
+	if strings.HasPrefix(p, "[*]") {
+		seg, rest = "[*]", p[3:]
+	} else if end := strings.IndexAny(p, ".["); end >= 0 {
+		seg, rest = p[:end], p[end:]
+	} else {
+		seg, rest = p, ""
+	}
+	return seg, strings.TrimPrefix(rest, ".")
+}
+
+func matchPattern(v any, pattern string, steps []pathStep, fn func(string, any)) {
+	if pattern == "" {
+		fn(renderSteps(steps), v)
 		return
 	}
-	seg := segs[0]
+	seg, rest := nextSegment(pattern)
 	switch t := v.(type) {
 	case map[string]any:
 		if seg == "*" {
@@ -232,18 +250,33 @@ func matchSegs(v any, segs []string, at string, fn func(string, any)) {
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				matchSegs(t[k], segs[1:], at+"["+k+"]", fn)
+				matchPattern(t[k], rest, append(steps, pathStep{key: k, bracketed: true}), fn)
 			}
 			return
 		}
 		if e, ok := t[seg]; ok {
-			matchSegs(e, segs[1:], joinKey(at, seg), fn)
+			matchPattern(e, rest, append(steps, pathStep{key: seg, index: -1}), fn)
 		}
 	case []any:
 		if seg == "[*]" {
 			for i, e := range t {
-				matchSegs(e, segs[1:], fmt.Sprintf("%s[%d]", at, i), fn)
+				matchPattern(e, rest, append(steps, pathStep{index: i}), fn)
 			}
 		}
 	}
+}
+
+func renderSteps(steps []pathStep) string {
+	at := ""
+	for _, s := range steps {
+		switch {
+		case s.bracketed:
+			at += "[" + s.key + "]"
+		case s.index >= 0:
+			at = fmt.Sprintf("%s[%d]", at, s.index)
+		default:
+			at = joinKey(at, s.key)
+		}
+	}
+	return at
 }

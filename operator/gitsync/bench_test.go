@@ -162,9 +162,15 @@ func benchPushToVisible(b *testing.B, n int) {
 		b.Fatalf("helper: %v\n%s", err, h.output())
 	}
 	for _, line := range strings.Split(h.output(), "\n") {
-		if rest, ok := strings.CutPrefix(line, "rss-kb="); ok {
-			kb, _ := strconv.Atoi(rest)
-			fmt.Printf("bench: gitsync-rss-10000 %.0f MB\n", float64(kb)/1024)
+		for _, m := range []struct{ prefix, name string }{
+			{"rss-kb=", "gitsync-rss-10000"},
+			{"heap-live-kb=", "gitsync-heap-live-10000"},
+			{"rss-freed-kb=", "gitsync-rss-after-free-10000"},
+		} {
+			if rest, ok := strings.CutPrefix(line, m.prefix); ok {
+				kb, _ := strconv.Atoi(rest)
+				fmt.Printf("bench: %s %.0f MB\n", m.name, float64(kb)/1024)
+			}
 		}
 	}
 }

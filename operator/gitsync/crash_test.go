@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,6 +64,13 @@ func TestHelperProcess(t *testing.T) {
 			os.Exit(1)
 		}
 		fmt.Printf("rss-kb=%d\n", vmRSSKB())
+		// What of it is live, and what is left once the freed heap is returned to the OS.
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		fmt.Printf("heap-live-kb=%d\n", ms.HeapAlloc/1024)
+		debug.FreeOSMemory()
+		fmt.Printf("rss-freed-kb=%d\n", vmRSSKB())
 		os.Exit(0)
 	}
 	if err := s.Run(ctx); err != nil {

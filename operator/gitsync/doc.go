@@ -10,6 +10,12 @@
 // The loop is level-triggered: every sync recomputes the plan from what is live, so a process
 // killed half-way through an apply converges on restart without losing or doubling anything.
 //
+// Cost per sync: a repolayout.Loader kept across syncs re-parses only the files whose git blob
+// changed (the checks across files still run on the whole set); what is live is read as
+// metadata only (Store.ListMetadata: names, applied hashes, resourceVersions), and only the
+// objects the plan updates or adopts are read in full. A commit that changes one object costs
+// a fetch, a walk of the tree, one parsed file, a metadata list and one write.
+//
 // Ownership of metadata: labels and annotations of a managed object are exactly what the manifest
 // says (as Argo CD and Flux do), plus Bosun's own annotations and the annotations that
 // controllers are known to write (see keepAnnotationPrefixes). ownerReferences and finalizers set

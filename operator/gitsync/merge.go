@@ -23,11 +23,12 @@ var keepLiveFields = map[*resource.Resource]func(want, live resource.Object){
 	resource.Namespaces: keepNamespaceFinalizers,
 }
 
-// prepare stamps the Bosun annotations on the desired object and, when it replaces a live object,
+// prepare returns a copy of the desired object (the loader's objects are shared across syncs)
+// with the Bosun annotations stamped and, when it replaces a live object, it
 // carries over what Git does not own: identity, ownerReferences, finalizers, controller
 // annotations and the per-kind allocated fields. Status is left to the store (Update keeps it).
 func prepare(d *desired, live resource.Object, commit string) resource.Object {
-	obj := d.obj
+	obj := d.obj.DeepCopyObject().(resource.Object) // the loader's objects are shared
 	d.res.SetTypeMeta(obj)
 	ann := obj.GetAnnotations()
 	if ann == nil {

@@ -16,6 +16,7 @@ import (
 type Store interface {
 	Get(ctx context.Context, res *resource.Resource, namespace, name string) (resource.Object, error)
 	List(ctx context.Context, res *resource.Resource, namespace string, opts store.ListOptions) (*store.ListResult, error)
+	ListMetadata(ctx context.Context, res *resource.Resource, namespace string) ([]*metav1.PartialObjectMetadata, int64, error)
 	Create(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error)
 	Update(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error)
 	UpdateStatus(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error)
@@ -28,17 +29,18 @@ var _ Store = (*store.Store)(nil)
 // listPageSize bounds one List response (Deployment-sized objects stay well under etcd's limit).
 const listPageSize = 2000
 
-// listLive reads every stored object of every kind that the repository may declare: managed
-// objects form the inventory to prune, unmanaged ones may be adopted. Kinds are listed in
-// parallel, each once.
-//
-// A managed object whose applied hash matches its desired object is kept only as a small
-// metadata stub: that is all the plan needs, and it keeps memory flat at 10 000 objects.
-func listLive(ctx context.Context, st Store, want []*desired) (map[objKey]resource.Object, error) {
-	hashes := make(map[objKey]string, len(want))
-	for _, d := range want {
-		hashes[keyOf(d.res, d.obj.GetNamespace(), d.obj.GetName())] = d.hash
-	}
+// fullListThreshold is the number of objects of one kind to read in full above which one List
+// of the kind is cheaper than a Get per object.
+const fullListThreshold = 200
+
+// getConcurrency bounds the Gets in flight when reading objects in full.
+const getConcurrency = 8
+
+// listLive reads the metadata of every stored object of every kind that the repository may
+// declare: managed objects form the inventory to prune, unmanaged ones may be adopted. Kinds
+// are listed in parallel. Metadata (name, annotations with the applied hash, resourceVersion)
+// is all the plan needs; the few objects it updates are read in full by fullLive.
+func listLive(ctx context.Context, st Store) (map[objKey]resource.Object, error) {
 	var (
 		mu   sync.Mutex
 		live = make(map[objKey]resource.Object)
@@ -52,32 +54,16 @@ func listLive(ctx context.Context, st Store, want []*desired) (map[objKey]resour
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var items []resource.Object
-			opts := store.ListOptions{Limit: listPageSize}
-			for {
-				page, err := st.List(ctx, res, "", opts)
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("listing %s: %w", res, err))
-					mu.Unlock()
-					return
-				}
-				items = append(items, page.Items...)
-				page.Items = nil
-				if page.Continue == "" {
-					break
-				}
-				opts.Continue = page.Continue
-			}
+			items, _, err := st.ListMetadata(ctx, res, "")
 			mu.Lock()
-			for _, obj := range items {
-				k := keyOf(res, obj.GetNamespace(), obj.GetName())
-				if h, ok := hashes[k]; ok && isManaged(obj) && obj.GetAnnotations()[resource.AnnotationAppliedHash] == h {
-					obj = unchangedStub(obj)
-				}
-				live[k] = obj
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("listing %s: %w", res, err))
+				return
 			}
-			mu.Unlock()
+			for _, obj := range items {
+				live[keyOf(res, obj.Namespace, obj.Name)] = obj
+			}
 		}()
 	}
 	wg.Wait()
@@ -85,6 +71,96 @@ func listLive(ctx context.Context, st Store, want []*desired) (map[objKey]resour
 		return nil, err
 	}
 	return live, nil
+}
+
+// fullLive replaces the metadata of the live objects that the plan updates or adopts with the
+// stored objects in full: prepare carries over what Git does not own (allocated fields, owner
+// references, finalizers). A kind with few of them is read with one Get per object, one with
+// many with a List. An object gone in between is created instead.
+func fullLive(ctx context.Context, st Store, p *plan) error {
+	byRes := map[*resource.Resource][]*change{}
+	for ph := range p.phases {
+		for i := range p.phases[ph] {
+			c := &p.phases[ph][i]
+			if c.action == actUpdate || c.action == actAdopt {
+				byRes[c.res] = append(byRes[c.res], c)
+			}
+		}
+	}
+	for res, changes := range byRes {
+		var err error
+		if len(changes) > fullListThreshold {
+			err = fullByList(ctx, st, res, changes)
+		} else {
+			err = fullByGet(ctx, st, res, changes)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func fullByList(ctx context.Context, st Store, res *resource.Resource, changes []*change) error {
+	full := make(map[objKey]resource.Object, len(changes))
+	opts := store.ListOptions{Limit: listPageSize}
+	for {
+		page, err := st.List(ctx, res, "", opts)
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", res, err)
+		}
+		for _, obj := range page.Items {
+			full[keyOf(res, obj.GetNamespace(), obj.GetName())] = obj
+		}
+		if page.Continue == "" {
+			break
+		}
+		opts.Continue = page.Continue
+	}
+	for _, c := range changes {
+		setFull(c, full[changeKey(*c)])
+	}
+	return nil
+}
+
+func fullByGet(ctx context.Context, st Store, res *resource.Resource, changes []*change) error {
+	var (
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, getConcurrency)
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, c := range changes {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			k := changeKey(*c)
+			obj, err := st.Get(ctx, res, k.namespace, k.name)
+			switch {
+			case apierrors.IsNotFound(err):
+				obj = nil
+			case err != nil:
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("reading %s %s/%s: %w", res.Kind, k.namespace, k.name, err))
+				mu.Unlock()
+				return
+			}
+			setFull(c, obj)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// setFull sets the full live object of c; nil (gone since it was listed) makes c a create.
+func setFull(c *change, obj resource.Object) {
+	if obj == nil {
+		c.action, c.live = actCreate, nil
+		return
+	}
+	c.live = obj
 }
 
 // applyCounts is what an apply did.
@@ -198,16 +274,4 @@ func (s *Syncer) retryOne(ctx context.Context, c change, commit string, firstErr
 	}
 	k := changeKey(c)
 	return fmt.Errorf("%s %s %s/%s: %w", c.action, c.res.Kind, k.namespace, k.name, err)
-}
-
-// unchangedStub keeps what the plan reads of an object that needs no write.
-func unchangedStub(obj resource.Object) resource.Object {
-	ann := obj.GetAnnotations()
-	return &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
-		Namespace: obj.GetNamespace(), Name: obj.GetName(), ResourceVersion: obj.GetResourceVersion(),
-		Annotations: map[string]string{
-			resource.AnnotationSource:      ann[resource.AnnotationSource],
-			resource.AnnotationAppliedHash: ann[resource.AnnotationAppliedHash],
-		},
-	}}
 }

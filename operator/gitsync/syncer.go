@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type Syncer struct {
 	st      Store
 	log     *slog.Logger
 	git     *gitRepo
+	loader  *repolayout.Loader // keeps the parsed files of the last commit
 	metrics *metrics
 	trigger chan struct{}
 
@@ -64,6 +66,7 @@ func New(cfg Config, st Store, log *slog.Logger) (*Syncer, error) {
 		st:      st,
 		log:     log.With("component", "gitsync", "gitsync", cfg.Name),
 		git:     g,
+		loader:  repolayout.NewLoader(),
 		metrics: newMetrics(cfg.Name),
 		trigger: make(chan struct{}, 1),
 	}, nil
@@ -189,7 +192,7 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 			s.cfg.Path, shortSHA(info.SHA), keepMessage(gs.Status.Applied.SHA))
 		return nil, s.fail(ctx, start, request, &info, msg, err)
 	}
-	set, err := repolayout.LoadTree(tree)
+	set, err := s.loader.LoadTree(tree)
 	if err != nil {
 		var list repolayout.ErrorList
 		if errors.As(err, &list) {
@@ -205,13 +208,16 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 	}
 	set = nil // let the loader's copies go: the desired objects are all we keep
 
-	live, err := listLive(ctx, s.st, want)
+	live, err := listLive(ctx, s.st)
 	if err != nil {
 		return nil, s.fail(ctx, start, request, &info, fmt.Sprintf("reading live objects: %v; will retry", err), err)
 	}
-	t.lap("list")
 	p := computePlan(want, live)
 	live, want = nil, nil
+	if err := fullLive(ctx, s.st, p); err != nil {
+		return nil, s.fail(ctx, start, request, &info, fmt.Sprintf("reading live objects: %v; will retry", err), err)
+	}
+	t.lap("list")
 	if !p.empty() {
 		if err := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
 			st.State = bosunv1.SyncStateSyncing
@@ -250,6 +256,11 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 	s.metrics.lastSuccess.SetToCurrentTime()
 	s.log.Info("synced", "commit", shortSHA(info.SHA), "created", n.created, "updated", n.updated,
 		"deleted", n.deleted, "unchanged", p.unchanged, "duration", res.Duration, "phases", t.String())
+	if n.created+n.updated+n.deleted >= bigSync || s.loader.Parsed() >= bigSync/objectsPerFileGuess {
+		// Parsing and encoding thousands of objects leaves a heap several times what stays
+		// live (the loader's cache); hand it back now rather than at the scavenger's pace.
+		debug.FreeOSMemory()
+	}
 	return res, nil
 }
 
@@ -319,6 +330,10 @@ func (s *Syncer) repoFile(file string) string {
 	return path.Join(s.cfg.Path, file)
 }
 
+// bigSync is the number of objects written (or about parsed) above which a sync returns the
+// freed heap to the OS; objectsPerFileGuess turns it into a number of files parsed.
+const bigSync, objectsPerFileGuess = 1000, 10
+
 // clusterFile is where the Cluster object is declared.
 const clusterFile = "bosun.yaml"
 
@@ -329,7 +344,7 @@ const defaultClusterName = "default"
 func (s *Syncer) desiredFrom(set *repolayout.Set) ([]*desired, error) {
 	want := make([]*desired, 0, len(set.Objects)+1)
 	if set.Cluster != nil {
-		c := set.Cluster
+		c := set.Cluster.DeepCopy() // the loader's objects are shared with its later loads
 		if c.Name == "" {
 			c.Name = defaultClusterName
 		}

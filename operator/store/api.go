@@ -47,6 +47,9 @@ const (
 	OpCreate OpType = iota + 1 // fails if the object exists
 	OpUpdate                   // full update; precondition on ResourceVersion when set
 	OpDelete                   // precondition on ResourceVersion when set; "already gone" succeeds
+	// OpUpdateWithStatus is OpUpdate that also writes the status, in the same write: what a pod
+	// binding does (spec.nodeName and the PodScheduled condition together).
+	OpUpdateWithStatus
 )
 
 // Op is one write in a Batch.

@@ -136,7 +136,7 @@ func (s *Store) opKey(i int, op Op) (string, error) {
 	if op.Resource == nil || op.Object == nil {
 		return "", apierrors.NewBadRequest("batch op without a resource or an object")
 	}
-	if op.Type != OpCreate && op.Type != OpUpdate && op.Type != OpDelete {
+	if op.Type != OpCreate && op.Type != OpUpdate && op.Type != OpDelete && op.Type != OpUpdateWithStatus {
 		return "", apierrors.NewBadRequest(fmt.Sprintf("batch op of unknown type %d", op.Type))
 	}
 	ns := op.Object.GetNamespace()
@@ -158,13 +158,16 @@ func (s *Store) planOp(op Op, key string, st *kvState) (*plan, OpResult, error) 
 	case OpCreate:
 		p, err := s.planCreate(res, op.Object)
 		return p, OpResult{}, err
-	case OpUpdate:
+	case OpUpdate, OpUpdateWithStatus:
 		if st.rev == 0 {
 			return nil, OpResult{}, apierrors.NewNotFound(res.GroupResource(), op.Object.GetName())
 		}
 		cur, err := decode(res, st.value, st.rev)
 		if err != nil {
 			return nil, OpResult{}, err
+		}
+		if op.Type == OpUpdateWithStatus && res.HasStatus {
+			setStatus(cur, op.Object) // planUpdate keeps cur's status: make it the new one
 		}
 		p, err := s.planUpdate(res, key, cur, st.value, op.Object, false)
 		return p, OpResult{}, err
@@ -234,6 +237,8 @@ func (s *Store) runOne(ctx context.Context, op Op) OpResult {
 		obj, err = s.Create(ctx, op.Resource, op.Object)
 	case OpUpdate:
 		obj, err = s.Update(ctx, op.Resource, op.Object)
+	case OpUpdateWithStatus:
+		obj, err = s.update(ctx, op.Resource, op.Object, false, true)
 	case OpDelete:
 		obj, err = s.Delete(ctx, op.Resource, op.Object.GetNamespace(), op.Object.GetName(),
 			DeleteOptions{Preconditions: deletePreconditions(op.Object)})

@@ -112,7 +112,7 @@ func (s *Store) planCreate(res *resource.Resource, in resource.Object) (*plan, e
 // status) changes. An update that removes the last finalizer of an object being deleted
 // deletes it. An update that changes nothing writes nothing and returns the stored object.
 func (s *Store) Update(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error) {
-	return s.update(ctx, res, obj, false)
+	return s.update(ctx, res, obj, false, false)
 }
 
 // UpdateStatus writes only the status of a kind with a status subresource; spec and metadata
@@ -121,10 +121,12 @@ func (s *Store) UpdateStatus(ctx context.Context, res *resource.Resource, obj re
 	if !res.HasStatus {
 		return nil, apierrors.NewMethodNotSupported(res.GroupResource(), "update status")
 	}
-	return s.update(ctx, res, obj, true)
+	return s.update(ctx, res, obj, true, false)
 }
 
-func (s *Store) update(ctx context.Context, res *resource.Resource, in resource.Object, statusOnly bool) (resource.Object, error) {
+// update writes in over the stored object: only its status (statusOnly), or spec and metadata
+// keeping the stored status, or everything (withStatus).
+func (s *Store) update(ctx context.Context, res *resource.Resource, in resource.Object, statusOnly, withStatus bool) (resource.Object, error) {
 	namespace := in.GetNamespace()
 	if !res.Namespaced {
 		namespace = ""
@@ -137,6 +139,9 @@ func (s *Store) update(ctx context.Context, res *resource.Resource, in resource.
 		cur, raw, err := s.read(ctx, res, key, in.GetName())
 		if err != nil {
 			return nil, err
+		}
+		if withStatus && res.HasStatus {
+			setStatus(cur, in)
 		}
 		p, err := s.planUpdate(res, key, cur, raw, in, statusOnly)
 		if err != nil {

@@ -1,0 +1,464 @@
+// Package simnodes simulates nodes through an ordinary Kubernetes client, so that the scheduler
+// and the controllers are tested without containerd: it registers nodes (Node, status with
+// capacity, addresses and Ready, Lease in kube-node-lease), renews their leases like agents do,
+// and marks pods bound to them Running with an IP from the node's pod CIDR and Ready conditions.
+// It runs against any kubernetes.Interface: the operator's API with the admin kubeconfig, or
+// client-go's fake clientset.
+//
+//	Cluster.AddNodes ──create Node, status, Lease──> API
+//	heartbeat loop ──renew Leases (bounded concurrency)──> API
+//	one shared pod informer ──pods bound to our nodes──> queue (delay) ──UpdateStatus Running──> API
+package simnodes
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// LeaseNamespace holds the node leases, as in Kubernetes.
+const LeaseNamespace = corev1.NamespaceNodeLease
+
+// Config configures a simulated cluster.
+type Config struct {
+	Client kubernetes.Interface
+	Logger *slog.Logger
+	// HeartbeatInterval is how often leases are renewed (default 10 s, as agents do).
+	HeartbeatInterval time.Duration
+	// StartDelay is how long a bound pod stays Pending before it turns Running (default 200 ms).
+	StartDelay time.Duration
+	// Concurrency bounds the API calls in flight (default 16).
+	Concurrency int
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.Client == nil {
+		return errors.New("simnodes: Client is required")
+	}
+	return nil
+}
+
+// NodeSpec describes one simulated node. Zero values take the defaults: 4 cpu, 16Gi memory,
+// 110 pods, a made-up pod CIDR when none is set on the node.
+type NodeSpec struct {
+	Name   string
+	CPU    string
+	Memory string
+	Pods   int
+	Labels map[string]string
+	Taints []corev1.Taint
+	// PodCIDR is written into spec.podCIDR when set.
+	PodCIDR string
+}
+
+// Cluster is a set of simulated nodes.
+type Cluster struct {
+	cfg   Config
+	log   *slog.Logger
+	pods  cache.SharedIndexInformer
+	nodes cache.SharedIndexInformer
+	queue workqueue.TypedRateLimitingInterface[string]
+
+	mu      sync.Mutex
+	members map[string]*member // by node name
+	next    int                // index for made-up pod CIDRs
+}
+
+type member struct {
+	index     int
+	heartbeat bool
+	nextIP    uint32 // last host part handed out
+}
+
+// New returns a cluster; call Run to start it before adding nodes.
+func New(cfg Config) (*Cluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.StartDelay <= 0 {
+		cfg.StartDelay = 200 * time.Millisecond
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	f := informers.NewSharedInformerFactory(cfg.Client, 0)
+	c := &Cluster{
+		cfg: cfg, log: cfg.Logger.With("component", "simnodes"),
+		pods:    f.Core().V1().Pods().Informer(),
+		nodes:   f.Core().V1().Nodes().Informer(),
+		queue:   workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		members: map[string]*member{},
+	}
+	enqueue := func(obj any) {
+		if p, ok := obj.(*corev1.Pod); ok && c.owns(p) && needsStart(p) {
+			c.queue.AddAfter(p.Namespace+"/"+p.Name, c.cfg.StartDelay)
+		}
+	}
+	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) },
+	}); err != nil {
+		return nil, fmt.Errorf("watching pods: %w", err)
+	}
+	return c, nil
+}
+
+func needsStart(p *corev1.Pod) bool {
+	return p.Spec.NodeName != "" && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodRunning &&
+		p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+}
+
+func (c *Cluster) owns(p *corev1.Pod) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.members[p.Spec.NodeName]
+	return ok
+}
+
+// Run starts the informers, the pod workers and the heartbeats; it blocks until ctx ends.
+func (c *Cluster) Run(ctx context.Context) error {
+	go c.pods.Run(ctx.Done())
+	go c.nodes.Run(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), c.pods.HasSynced, c.nodes.HasSynced) {
+		return ctx.Err()
+	}
+	var wg sync.WaitGroup
+	for range c.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.processPod(ctx) {
+			}
+		}()
+	}
+	t := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			c.queue.ShutDown()
+			wg.Wait()
+			return nil
+		case <-t.C:
+			c.heartbeatAll(ctx)
+		}
+	}
+}
+
+// Synced reports whether Run has synced its informers.
+func (c *Cluster) Synced() bool { return c.pods.HasSynced() && c.nodes.HasSynced() }
+
+// forEach runs fn over items with at most Concurrency calls at once and joins the errors.
+func (c *Cluster) forEach(names []string, fn func(name string) error) error {
+	sem := make(chan struct{}, c.cfg.Concurrency)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, n := range names {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(n); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// AddNodes registers nodes: creates each Node (or takes over an existing one), writes its status
+// (capacity, allocatable, addresses, Ready) and creates its Lease. Heartbeats start at once.
+func (c *Cluster) AddNodes(ctx context.Context, specs ...NodeSpec) error {
+	byName := map[string]NodeSpec{}
+	names := make([]string, 0, len(specs))
+	for _, s := range specs {
+		byName[s.Name] = s
+		names = append(names, s.Name)
+	}
+	return c.forEach(names, func(name string) error { return c.addNode(ctx, byName[name]) })
+}
+
+func (c *Cluster) addNode(ctx context.Context, spec NodeSpec) error {
+	c.mu.Lock()
+	m, ok := c.members[spec.Name]
+	if !ok {
+		m = &member{index: c.next}
+		c.next++
+		c.members[spec.Name] = m
+	}
+	m.heartbeat = true
+	c.mu.Unlock()
+
+	nodes := c.cfg.Client.CoreV1().Nodes()
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: spec.Name, Labels: map[string]string{
+			corev1.LabelHostname: spec.Name, corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64",
+		}},
+		Spec: corev1.NodeSpec{Taints: spec.Taints, PodCIDR: spec.PodCIDR},
+	}
+	for k, v := range spec.Labels {
+		node.Labels[k] = v
+	}
+	if spec.PodCIDR != "" {
+		node.Spec.PodCIDRs = []string{spec.PodCIDR}
+	}
+	created, err := nodes.Create(ctx, node, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		created, err = nodes.Get(ctx, spec.Name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("registering node %s: %w", spec.Name, err)
+	}
+	created = created.DeepCopy()
+	created.Status = nodeStatus(spec, m.index)
+	if _, err := nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("writing the status of node %s: %w", spec.Name, err)
+	}
+	return c.renewLease(ctx, spec.Name)
+}
+
+func quantity(s, def string) resource.Quantity {
+	if s == "" {
+		s = def
+	}
+	return resource.MustParse(s)
+}
+
+func nodeStatus(spec NodeSpec, index int) corev1.NodeStatus {
+	pods := spec.Pods
+	if pods <= 0 {
+		pods = 110
+	}
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    quantity(spec.CPU, "4"),
+		corev1.ResourceMemory: quantity(spec.Memory, "16Gi"),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(pods), resource.DecimalSI),
+	}
+	now := metav1.Now()
+	return corev1.NodeStatus{
+		Capacity: capacity, Allocatable: capacity.DeepCopy(), Phase: corev1.NodeRunning,
+		Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: nodeIP(index).String()},
+			{Type: corev1.NodeHostName, Address: spec.Name},
+		},
+		Conditions: []corev1.NodeCondition{{
+			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			Message: "simulated node is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now,
+		}},
+		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "bosun-simnode", OperatingSystem: "linux", Architecture: "amd64"},
+	}
+}
+
+// nodeIP is a made-up address in 198.18.0.0/15 (the benchmarking range).
+func nodeIP(index int) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], 198<<24|18<<16+uint32(index+1))
+	return netip.AddrFrom4(b)
+}
+
+// madeUpCIDR is a /24 in 100.64.0.0/10 for a node without spec.podCIDR.
+func madeUpCIDR(index int) netip.Prefix {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], 100<<24|64<<16+uint32(index)<<8)
+	return netip.PrefixFrom(netip.AddrFrom4(b), 24)
+}
+
+// renewLease creates or renews a node's Lease.
+func (c *Cluster) renewLease(ctx context.Context, name string) error {
+	leases := c.cfg.Client.CoordinationV1().Leases(LeaseNamespace)
+	now := metav1.NewMicroTime(time.Now())
+	secs := int32(40)
+	lease, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: LeaseNamespace, Name: name},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &name, LeaseDurationSeconds: &secs, RenewTime: &now},
+		}, metav1.CreateOptions{})
+	} else if err == nil {
+		lease = lease.DeepCopy()
+		lease.Spec.HolderIdentity, lease.Spec.RenewTime = &name, &now
+		if lease.Spec.LeaseDurationSeconds == nil {
+			lease.Spec.LeaseDurationSeconds = &secs
+		}
+		_, err = leases.Update(ctx, lease, metav1.UpdateOptions{})
+	}
+	if apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err) {
+		return nil // renewed by a concurrent heartbeat just now
+	}
+	if err != nil {
+		return fmt.Errorf("renewing the lease of node %s: %w", name, err)
+	}
+	return nil
+}
+
+func (c *Cluster) heartbeatAll(ctx context.Context) {
+	c.mu.Lock()
+	var names []string
+	for n, m := range c.members {
+		if m.heartbeat {
+			names = append(names, n)
+		}
+	}
+	c.mu.Unlock()
+	if err := c.forEach(names, func(n string) error { return c.renewLease(ctx, n) }); err != nil && ctx.Err() == nil {
+		c.log.Warn("heartbeat failed", "err", err)
+	}
+}
+
+// StopHeartbeat stops renewing a node's lease (to test lease expiry); AddNodes resumes it.
+func (c *Cluster) StopHeartbeat(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.members[name]; ok {
+		m.heartbeat = false
+	}
+}
+
+// RemoveNode deletes a node and its lease and forgets it. Already gone is success.
+func (c *Cluster) RemoveNode(ctx context.Context, name string) error {
+	c.mu.Lock()
+	delete(c.members, name)
+	c.mu.Unlock()
+	if err := c.cfg.Client.CoreV1().Nodes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting node %s: %w", name, err)
+	}
+	err := c.cfg.Client.CoordinationV1().Leases(LeaseNamespace).Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the lease of node %s: %w", name, err)
+	}
+	return nil
+}
+
+// podIP hands out the next address of the node's pod CIDR (spec.podCIDR, else a made-up /24).
+func (c *Cluster) podIP(nodeName string) (netip.Addr, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.members[nodeName]
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("node %s is not simulated here", nodeName)
+	}
+	prefix := madeUpCIDR(m.index)
+	if obj, ok, _ := c.nodes.GetStore().GetByKey(nodeName); ok {
+		if cidr := obj.(*corev1.Node).Spec.PodCIDR; cidr != "" {
+			if p, err := netip.ParsePrefix(cidr); err == nil && p.Addr().Is4() {
+				prefix = p.Masked()
+			}
+		}
+	}
+	size := uint32(1) << (32 - prefix.Bits())
+	m.nextIP++
+	if m.nextIP >= size-1 {
+		m.nextIP = 2 // wrap: .1 is the gateway
+	}
+	if m.nextIP < 2 {
+		m.nextIP = 2
+	}
+	base := prefix.Addr().As4()
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], binary.BigEndian.Uint32(base[:])+m.nextIP)
+	return netip.AddrFrom4(b), nil
+}
+
+func (c *Cluster) processPod(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	if err := c.startPod(ctx, key); err != nil && ctx.Err() == nil {
+		if !apierrors.IsConflict(err) {
+			c.log.Warn("marking pod running", "pod", key, "err", err)
+		}
+		c.queue.AddRateLimited(key)
+		return true
+	}
+	c.queue.Forget(key)
+	return true
+}
+
+// startPod marks a bound pod Running and Ready with an IP, as a kubelet would after starting it.
+func (c *Cluster) startPod(ctx context.Context, key string) error {
+	obj, ok, err := c.pods.GetStore().GetByKey(key)
+	if err != nil || !ok {
+		return err
+	}
+	pod := obj.(*corev1.Pod)
+	if !needsStart(pod) || !c.owns(pod) {
+		return nil
+	}
+	ip, err := c.podIP(pod.Spec.NodeName)
+	if err != nil {
+		return nil // removed meanwhile
+	}
+	hostIP := ""
+	if n, ok, _ := c.nodes.GetStore().GetByKey(pod.Spec.NodeName); ok {
+		for _, a := range n.(*corev1.Node).Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				hostIP = a.Address
+			}
+		}
+	}
+	p := pod.DeepCopy()
+	now := metav1.Now()
+	p.Status.Phase = corev1.PodRunning
+	p.Status.PodIP, p.Status.PodIPs = ip.String(), []corev1.PodIP{{IP: ip.String()}}
+	if hostIP != "" {
+		p.Status.HostIP, p.Status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+	}
+	p.Status.StartTime = &now
+	for _, t := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
+		setCondition(&p.Status, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
+	}
+	p.Status.ContainerStatuses = nil
+	for _, ctr := range p.Spec.Containers {
+		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+			Name: ctr.Name, Image: ctr.Image, ImageID: "sim://" + ctr.Image, Ready: true, Started: new(true),
+			ContainerID: "sim://" + string(p.UID) + "/" + ctr.Name,
+			State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		})
+	}
+	_, err = c.cfg.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func setCondition(st *corev1.PodStatus, cond corev1.PodCondition) {
+	for i := range st.Conditions {
+		if st.Conditions[i].Type == cond.Type {
+			if st.Conditions[i].Status == cond.Status {
+				return
+			}
+			st.Conditions[i] = cond
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, cond)
+}
