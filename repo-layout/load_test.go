@@ -259,6 +259,16 @@ func TestLoadErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "affinity: required node affinity is implemented, pod anti-affinity is not",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
+				"      affinity:\n        nodeAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n"+
+					"            nodeSelectorTerms: [{matchExpressions: [{key: disk, operator: In, values: [ssd]}]}]\n"+
+					"        podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: zone}]}\n      containers:\n", 1)},
+			want: []string{
+				`a.yaml:16: spec.template.spec.affinity.podAntiAffinity: Unsupported: Bosun does not implement this field yet; remove it`,
+			},
+		},
+		{
 			name: "service",
 			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  type: LoadBalancer\n" +
 				"  ports:\n    - {name: a, port: 80, targetPort: \"-x\"}\n    - {name: a, port: 80}\n"},

@@ -25,7 +25,10 @@ type unsupportedField struct {
 var podSpecUnsupported = []unsupportedField{
 	{path: "ephemeralContainers"},
 	{path: "initContainers"},
-	{path: "affinity"},
+	// Required node affinity is scheduled (issue 3); preferences and pod (anti-)affinity are not.
+	{path: "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution"},
+	{path: "affinity.podAffinity"},
+	{path: "affinity.podAntiAffinity"},
 	{path: "topologySpreadConstraints"},
 	{path: "priorityClassName"},
 	{path: "priority"},
