@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 )
@@ -30,6 +32,14 @@ type EtcdConfig struct {
 	// ProgressNotifyInterval is how often etcd sends watch progress notifications (the source
 	// of watch bookmarks); default one minute.
 	ProgressNotifyInterval time.Duration
+	// ClientTLS, when set, serves clients over TLS and requires client certificates signed by
+	// its CA (the member's own client uses the same files). URLs then use https.
+	ClientTLS *TLSFiles
+}
+
+// TLSFiles are PEM files for one TLS identity and the CA it trusts.
+type TLSFiles struct {
+	CertFile, KeyFile, CAFile string
 }
 
 // Validate checks the fields that StartEtcd cannot default.
@@ -108,6 +118,9 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 		return nil, fmt.Errorf("etcd peer URL %q: %w", peerURL, err)
 	}
 
+	if cfg.ClientTLS != nil {
+		cu.Scheme = "https"
+	}
 	ec := embed.NewConfig()
 	ec.Name = cfg.Name
 	ec.Dir = cfg.DataDir
@@ -120,6 +133,13 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 		ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
 	}
 	ec.InitialClusterToken = "bosun"
+	var clientTLS *tls.Config
+	if t := cfg.ClientTLS; t != nil {
+		ec.ClientTLSInfo = transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: true}
+		if clientTLS, err = ec.ClientTLSInfo.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("etcd client TLS: %w", err)
+		}
+	}
 	ec.ListenMetricsUrls = nil
 	ec.WatchProgressNotifyInterval = cfg.ProgressNotifyInterval
 	if ec.WatchProgressNotifyInterval <= 0 {
@@ -153,12 +173,13 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 		Logger:      zl,
 		// Objects may be up to etcd's 1.5 MiB request limit; let etcd, not gRPC, refuse them.
 		MaxCallSendMsgSize: 4 << 20,
+		TLS:                clientTLS,
 	})
 	if err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("connecting to embedded etcd at %s: %w", cu, err)
 	}
-	log.Debug("etcd ready", "name", cfg.Name, "client", clientURL, "peer", peerURL)
+	log.Debug("etcd ready", "name", cfg.Name, "client", cu.String(), "peer", peerURL)
 	return &Etcd{server: srv, client: client, endpoints: endpoints, peerURL: peerURL, name: cfg.Name}, nil
 }
 
