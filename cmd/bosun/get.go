@@ -91,8 +91,10 @@ or show one by name. KIND accepts plural, singular and short names (deploy, svc,
 func printObjects(w io.Writer, res *resource.Resource, objs []resource.Object, single bool, o *getOptions) error {
 	switch o.output {
 	case "yaml", "json":
-		var v any = objs[0]
-		if !single {
+		var v any
+		if single {
+			v = objs[0]
+		} else {
 			items := make([]any, len(objs))
 			for i, obj := range objs {
 				items[i] = obj

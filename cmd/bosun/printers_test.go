@@ -121,3 +121,13 @@ func TestEventTableGolden(t *testing.T) {
 	printEventTable(&buf, evs, true, now)
 	golden(t, "events.txt", buf.Bytes())
 }
+
+func TestPrintEmptyListAsJSON(t *testing.T) {
+	var buf bytes.Buffer
+	if err := printObjects(&buf, resource.ConfigMaps, nil, false, &getOptions{output: "json"}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(buf.Bytes(), []byte(`"items": []`)) || !bytes.Contains(buf.Bytes(), []byte(`"kind": "List"`)) {
+		t.Errorf("empty list as JSON = %s, want a List with no items", buf.String())
+	}
+}
