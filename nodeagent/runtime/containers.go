@@ -1,0 +1,280 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/bosun-gitops/bosun/nodeagent/pods"
+)
+
+// Labels the runtime keeps on containers, beside the pod labels, so that a new Runtime (after an
+// agent restart) knows everything it needs.
+const (
+	labelLogPath   = "bosun.dev/log-path"
+	labelStartedAt = "bosun.dev/started-at"
+	labelOOMKilled = "bosun.dev/oom-killed"
+)
+
+// killWait bounds how long StopContainer waits for a task to die after SIGKILL.
+const killWait = 10 * time.Second
+
+// CreateContainer creates the container (snapshot + OCI spec) without starting it.
+func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) error {
+	if spec.ID == "" || spec.Image == "" {
+		return fmt.Errorf("creating container: spec needs an ID and an image")
+	}
+	name, err := NormalizeRef(spec.Image)
+	if err != nil {
+		return err
+	}
+	img, err := r.client.GetImage(ctx, name)
+	if err != nil {
+		return fmt.Errorf("creating container %s: image %s: %w", spec.ID, name, err)
+	}
+	labels := map[string]string{}
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	labels[labelLogPath] = spec.LogPath
+	_, err = r.client.NewContainer(ctx, spec.ID,
+		containerd.WithImage(img),
+		containerd.WithImageStopSignal(img, "SIGTERM"),
+		containerd.WithSnapshotter(r.cfg.Snapshotter),
+		containerd.WithNewSnapshot(spec.ID, img),
+		containerd.WithContainerLabels(labels),
+		containerd.WithNewSpec(specOpts(img, spec)...))
+	if err != nil {
+		return fmt.Errorf("creating container %s: %w", spec.ID, err)
+	}
+	r.log.Debug("created container", "id", spec.ID, "image", name)
+	return nil
+}
+
+// specOpts translates a ContainerSpec into OCI spec options on top of the image's defaults.
+func specOpts(img containerd.Image, spec pods.ContainerSpec) []oci.SpecOpts {
+	opts := []oci.SpecOpts{oci.WithImageConfig(img)}
+	if len(spec.Args) > 0 {
+		opts = append(opts, oci.WithProcessArgs(spec.Args...))
+	}
+	if len(spec.Env) > 0 {
+		opts = append(opts, oci.WithEnv(spec.Env))
+	}
+	if spec.WorkingDir != "" {
+		opts = append(opts, oci.WithProcessCwd(spec.WorkingDir))
+	}
+	switch {
+	case spec.UID != nil && spec.GID != nil:
+		opts = append(opts, oci.WithUIDGID(uint32(*spec.UID), uint32(*spec.GID)))
+	case spec.UID != nil:
+		opts = append(opts, oci.WithUserID(uint32(*spec.UID)))
+	}
+	if spec.Hostname != "" {
+		opts = append(opts, oci.WithHostname(spec.Hostname))
+	}
+	if spec.NetnsPath != "" {
+		// The pod's pinned namespace, never /proc/<pid>/ns/net: it outlives every container.
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetnsPath}))
+	}
+	if len(spec.Mounts) > 0 {
+		var mounts []specs.Mount
+		for _, m := range spec.Mounts {
+			options := []string{"rbind", "rprivate", "rw"}
+			if m.ReadOnly {
+				options[2] = "ro"
+			}
+			mounts = append(mounts, specs.Mount{Destination: m.ContainerPath, Type: "bind", Source: m.HostPath, Options: options})
+		}
+		opts = append(opts, oci.WithMounts(mounts))
+	}
+	res := spec.Resources
+	if res.MemoryLimitBytes > 0 {
+		opts = append(opts, oci.WithMemoryLimit(uint64(res.MemoryLimitBytes)))
+		// Without swap the limit is the limit (cgroup v1 memsw, v2 swap.max).
+		opts = append(opts, withNoSwap(res.MemoryLimitBytes))
+	}
+	if res.CPUShares > 0 {
+		opts = append(opts, oci.WithCPUShares(res.CPUShares))
+	}
+	if res.CPUQuota > 0 {
+		period := res.CPUPeriod
+		if period == 0 {
+			period = 100000
+		}
+		opts = append(opts, oci.WithCPUCFS(res.CPUQuota, period))
+	}
+	return opts
+}
+
+// withNoSwap sets the memory+swap limit equal to the memory limit when the host accounts swap.
+func withNoSwap(limit int64) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if !swapAccounted() {
+			return nil
+		}
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		if s.Linux.Resources.Memory == nil {
+			s.Linux.Resources.Memory = &specs.LinuxMemory{}
+		}
+		s.Linux.Resources.Memory.Swap = &limit
+		return nil
+	}
+}
+
+// swapAccounted reports whether runc may set a swap limit: cgroup v1 needs memory.memsw.* files
+// (swapaccount=1), cgroup v2 needs the memory controller's swap.max in the root's children.
+func swapAccounted() bool {
+	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"); err == nil {
+		return true
+	}
+	return false
+}
+
+// StartContainer starts the container's task with stdout and stderr appended to its log file.
+// Starting a running container succeeds.
+func (r *Runtime) StartContainer(ctx context.Context, id string) error {
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return fmt.Errorf("starting container %s: %w", id, err)
+	}
+	labels, err := ctr.Labels(ctx)
+	if err != nil {
+		return fmt.Errorf("starting container %s: %w", id, err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	switch {
+	case err == nil:
+		st, err := task.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("starting container %s: %w", id, err)
+		}
+		if st.Status == containerd.Running {
+			return nil
+		}
+		if st.Status != containerd.Created {
+			return fmt.Errorf("starting container %s: its task is %s; create a new container to run it again", id, st.Status)
+		}
+	case errdefs.IsNotFound(err):
+		creator := cio.NullIO
+		if logPath := labels[labelLogPath]; logPath != "" {
+			if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+				return fmt.Errorf("starting container %s: log dir: %w", id, err)
+			}
+			creator = cio.LogFile(logPath)
+		}
+		task, err = ctr.NewTask(ctx, creator)
+		if err != nil {
+			return fmt.Errorf("starting container %s: creating task: %w", id, err)
+		}
+	default:
+		return fmt.Errorf("starting container %s: %w", id, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		_, _ = task.Delete(ctx, containerd.WithProcessKill)
+		return fmt.Errorf("starting container %s: %w", id, err)
+	}
+	if _, err := ctr.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+		r.log.Warn("recording start time", "id", id, "err", err)
+	}
+	r.log.Debug("started container", "id", id, "pid", task.Pid())
+	return nil
+}
+
+// StopContainer sends the image's stop signal (SIGTERM by default), waits up to grace for the
+// process to exit, then SIGKILLs it. A stopped or missing container is success.
+func (r *Runtime) StopContainer(ctx context.Context, id string, grace time.Duration) error {
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stopping container %s: %w", id, err)
+	}
+	task, err := ctr.Task(ctx, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stopping container %s: %w", id, err)
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("stopping container %s: %w", id, err)
+	}
+	if st.Status == containerd.Stopped {
+		return nil
+	}
+	exited, err := task.Wait(ctx)
+	if err != nil {
+		return fmt.Errorf("stopping container %s: %w", id, err)
+	}
+	sig, err := containerd.GetStopSignal(ctx, ctr, syscall.SIGTERM)
+	if err != nil {
+		sig = syscall.SIGTERM
+	}
+	if grace > 0 {
+		if err := task.Kill(ctx, sig); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stopping container %s: sending %s: %w", id, sig, err)
+		}
+		timer := time.NewTimer(grace)
+		defer timer.Stop()
+		select {
+		case <-exited:
+			return nil
+		case <-timer.C:
+			r.log.Info("grace period over, killing", "id", id, "grace", grace)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stopping container %s: SIGKILL: %w", id, err)
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(killWait):
+		return fmt.Errorf("stopping container %s: still running %s after SIGKILL", id, killWait)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// RemoveContainer kills and deletes the task, then deletes the container and its snapshot.
+// A missing container is success.
+func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing container %s: %w", id, err)
+	}
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("removing container %s: deleting task: %w", id, err)
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return fmt.Errorf("removing container %s: %w", id, err)
+	}
+	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("removing container %s: %w", id, err)
+	}
+	r.log.Debug("removed container", "id", id)
+	return nil
+}

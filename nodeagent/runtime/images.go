@@ -1,0 +1,302 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/content"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/images"
+	"github.com/containerd/containerd/reference/docker"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/bosun-gitops/bosun/nodeagent/pods"
+)
+
+// EnsureImage makes ref present and unpacked according to policy and returns its defaults.
+func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullPolicy, auth []pods.RegistryAuth, progress func(string)) (pods.ImageInfo, error) {
+	name, err := NormalizeRef(ref)
+	if err != nil {
+		return pods.ImageInfo{}, err
+	}
+	if progress == nil {
+		progress = func(string) {}
+	}
+	lock := r.pullLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	if policy != pods.PullAlways {
+		img, err := r.client.GetImage(ctx, name)
+		switch {
+		case err == nil:
+			if err := r.ensureUnpacked(ctx, img); err != nil {
+				return pods.ImageInfo{}, err
+			}
+			return imageInfo(ctx, img)
+		case !errdefs.IsNotFound(err):
+			return pods.ImageInfo{}, fmt.Errorf("looking up image %s: %w", name, err)
+		case policy == pods.PullNever:
+			return pods.ImageInfo{}, fmt.Errorf("image %s: %w", name, ErrImageNotPresent)
+		}
+	}
+	img, err := r.pull(ctx, name, auth, progress)
+	if err != nil {
+		return pods.ImageInfo{}, err
+	}
+	return imageInfo(ctx, img)
+}
+
+// NormalizeRef turns a Kubernetes image reference ("busybox", "reg:5000/app:v1") into the fully
+// qualified name containerd stores ("docker.io/library/busybox:latest").
+func NormalizeRef(ref string) (string, error) {
+	named, err := docker.ParseDockerRef(ref)
+	if err != nil {
+		return "", fmt.Errorf("invalid image reference %q: %w", ref, err)
+	}
+	return named.String(), nil
+}
+
+func (r *Runtime) pullLock(name string) *sync.Mutex {
+	r.pullMu.Lock()
+	defer r.pullMu.Unlock()
+	l, ok := r.pullLocks[name]
+	if !ok {
+		l = &sync.Mutex{}
+		r.pullLocks[name] = l
+	}
+	return l
+}
+
+// pull fetches name through the configured resolver and unpacks it, reporting byte progress per
+// blob. Errors carry the registry's own message.
+func (r *Runtime) pull(ctx context.Context, name string, auth []pods.RegistryAuth, progress func(string)) (containerd.Image, error) {
+	start := time.Now()
+	progress(fmt.Sprintf("pulling %s", name))
+	tracker := newPullTracker(progress)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		tracker.poll(pollCtx, r.client.ContentStore())
+	}()
+	img, err := r.client.Pull(ctx, name,
+		containerd.WithResolver(r.resolver(auth)),
+		containerd.WithPullUnpack,
+		containerd.WithPullSnapshotter(r.cfg.Snapshotter),
+		containerd.WithImageHandler(images.HandlerFunc(tracker.handle)))
+	stopPoll()
+	<-pollDone
+	if err != nil {
+		msg := r.registryMessage(ctx, name, auth)
+		if msg != "" {
+			return nil, fmt.Errorf("pulling %s: %w: registry says: %s", name, err, msg)
+		}
+		return nil, fmt.Errorf("pulling %s: %w", name, err)
+	}
+	tracker.finish(ctx, r.client.ContentStore())
+	progress(fmt.Sprintf("pulled %s (%s) in %s", name, img.Target().Digest, time.Since(start).Round(time.Millisecond)))
+	r.log.Info("pulled image", "image", name, "digest", img.Target().Digest, "duration", time.Since(start))
+	return img, nil
+}
+
+// pullTracker turns content store statuses into progress lines like `ctr pull` shows:
+// "layer sha256:0123456789ab: 1.2 MiB / 2.0 MiB" while downloading and "... done" at the end.
+type pullTracker struct {
+	progress func(string)
+	mu       sync.Mutex
+	blobs    []ocispec.Descriptor // in the order the handler saw them
+	seen     map[string]bool
+	reported map[string]int64 // ref -> last offset reported
+}
+
+func newPullTracker(progress func(string)) *pullTracker {
+	return &pullTracker{progress: progress, seen: map[string]bool{}, reported: map[string]int64{}}
+}
+
+func (p *pullTracker) handle(_ context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.seen[desc.Digest.String()] {
+		p.seen[desc.Digest.String()] = true
+		p.blobs = append(p.blobs, desc)
+	}
+	return nil, nil
+}
+
+func (p *pullTracker) poll(ctx context.Context, cs content.Store) {
+	ticker := time.NewTicker(250 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		statuses, err := cs.ListStatuses(ctx)
+		if err != nil {
+			continue
+		}
+		sort.Slice(statuses, func(i, j int) bool { return statuses[i].Ref < statuses[j].Ref })
+		for _, s := range statuses {
+			p.mu.Lock()
+			last, ok := p.reported[s.Ref]
+			if !ok || s.Offset != last {
+				p.reported[s.Ref] = s.Offset
+				p.mu.Unlock()
+				p.progress(fmt.Sprintf("%s: %s / %s", shortRef(s.Ref), humanBytes(s.Offset), humanBytes(s.Total)))
+				continue
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// finish reports every blob of the image with its size once the pull is complete.
+func (p *pullTracker) finish(ctx context.Context, cs content.Store) {
+	p.mu.Lock()
+	blobs := append([]ocispec.Descriptor(nil), p.blobs...)
+	p.mu.Unlock()
+	for _, d := range blobs {
+		if _, err := cs.Info(ctx, d.Digest); err != nil {
+			continue // another platform's manifest, not fetched
+		}
+		p.progress(fmt.Sprintf("%s %s: %s / %s done", blobKind(d.MediaType), shortDigest(d.Digest.String()), humanBytes(d.Size), humanBytes(d.Size)))
+	}
+}
+
+func blobKind(mediaType string) string {
+	switch {
+	case strings.Contains(mediaType, "layer") || strings.Contains(mediaType, "rootfs"):
+		return "layer"
+	case strings.Contains(mediaType, "config"):
+		return "config"
+	case strings.Contains(mediaType, "index") || strings.Contains(mediaType, "list"):
+		return "index"
+	default:
+		return "manifest"
+	}
+}
+
+// shortRef shortens a content ingest ref ("layer-sha256:abc...") for display.
+func shortRef(ref string) string {
+	kind, dgst, ok := strings.Cut(ref, "-")
+	if !ok {
+		return ref
+	}
+	return kind + " " + shortDigest(dgst)
+}
+
+func shortDigest(d string) string {
+	if len(d) > len("sha256:")+12 {
+		return d[:len("sha256:")+12]
+	}
+	return d
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	default:
+		return fmt.Sprintf("%d B", n)
+	}
+}
+
+func (r *Runtime) ensureUnpacked(ctx context.Context, img containerd.Image) error {
+	ok, err := img.IsUnpacked(ctx, r.cfg.Snapshotter)
+	if err != nil {
+		return fmt.Errorf("checking image %s: %w", img.Name(), err)
+	}
+	if ok {
+		return nil
+	}
+	if err := img.Unpack(ctx, r.cfg.Snapshotter); err != nil {
+		return fmt.Errorf("unpacking image %s: %w", img.Name(), err)
+	}
+	return nil
+}
+
+// imageInfo reads the image's config for its process defaults.
+func imageInfo(ctx context.Context, img containerd.Image) (pods.ImageInfo, error) {
+	desc, err := img.Config(ctx)
+	if err != nil {
+		return pods.ImageInfo{}, fmt.Errorf("reading config of image %s: %w", img.Name(), err)
+	}
+	blob, err := content.ReadBlob(ctx, img.ContentStore(), desc)
+	if err != nil {
+		return pods.ImageInfo{}, fmt.Errorf("reading config of image %s: %w", img.Name(), err)
+	}
+	var cfg ocispec.Image
+	if err := json.Unmarshal(blob, &cfg); err != nil {
+		return pods.ImageInfo{}, fmt.Errorf("decoding config of image %s: %w", img.Name(), err)
+	}
+	return pods.ImageInfo{
+		Ref:        img.Name(),
+		Digest:     img.Target().Digest.String(),
+		Entrypoint: cfg.Config.Entrypoint,
+		Cmd:        cfg.Config.Cmd,
+		Env:        cfg.Config.Env,
+		WorkingDir: cfg.Config.WorkingDir,
+		User:       cfg.Config.User,
+		StopSignal: cfg.Config.StopSignal,
+	}, nil
+}
+
+// ImportDir imports every <ImportDir>/*.tar (OCI image layouts or `docker save` archives) and
+// unpacks the images. Importing the same archive again changes nothing.
+func (r *Runtime) ImportDir(ctx context.Context) error {
+	paths, err := filepath.Glob(filepath.Join(r.cfg.ImportDir, "*.tar"))
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", r.cfg.ImportDir, err)
+	}
+	var errs []error
+	for _, p := range paths {
+		names, err := r.ImportArchive(ctx, p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.log.Info("imported offline images", "archive", p, "images", names)
+	}
+	return errors.Join(errs...)
+}
+
+// ImportArchive imports one OCI or Docker image archive and unpacks its images; it returns the
+// image names.
+func (r *Runtime) ImportArchive(ctx context.Context, path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("importing %s: %w", path, err)
+	}
+	defer f.Close()
+	imgs, err := r.client.Import(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("importing %s: %w", path, err)
+	}
+	var names []string
+	for _, i := range imgs {
+		img := containerd.NewImage(r.client, i)
+		if err := r.ensureUnpacked(ctx, img); err != nil {
+			return nil, fmt.Errorf("importing %s: %w", path, err)
+		}
+		names = append(names, i.Name)
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("importing %s: the archive names no image (io.containerd.image.name annotation or RepoTags)", path)
+	}
+	return names, nil
+}
