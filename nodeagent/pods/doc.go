@@ -1,0 +1,15 @@
+// Package pods runs the pods bound to this node: one worker goroutine per pod compares the pod's
+// spec with what runs in the container runtime and acts (pull, network, volumes, create, start,
+// probe, restart with back-off, stop), then reports the pod's status through the API.
+//
+//	informer ──UpdatePod/DeletePod/SyncAll──> Manager ──one goroutine per pod──> podWorker
+//	                                              │                                │  sync(): level-triggered
+//	Runtime.Events ──container exited──> wake ────┘                                ├─ Network.SetupPod / TeardownPod
+//	                                                                               ├─ volumes, /etc/hosts, resolv.conf under PodDir
+//	                                                                               ├─ Runtime.EnsureImage / Create / Start / Stop
+//	                                                                               ├─ probes (exec, HTTP, TCP)
+//	                                                                               └─ StatusWriter (on change, rate-limited)
+//
+// The Runtime and Network it drives are declared in manager.go; nodeagent/runtime implements them
+// with containerd and CNI, and podstest has in-memory fakes for unit tests.
+package pods

@@ -1,0 +1,375 @@
+package pods
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+const (
+	volumesDirName  = "volumes"
+	hostsFileName   = "etc-hosts"
+	hostnameFileNm  = "etc-hostname"
+	resolvFileName  = "resolv.conf"
+	defaultFileMode = 0o644
+)
+
+// podVolumes prepares a pod's volumes and generated /etc files under its PodDir and turns
+// volumeMounts into bind mounts.
+type podVolumes struct {
+	dataDir string
+	mounter Mounter
+	objects ObjectGetter
+	// dirs maps a volume name to its directory on the host; readOnly marks API-data volumes
+	// (configMap, secret), always mounted read-only as in Kubernetes.
+	dirs     map[string]string
+	readOnly map[string]bool
+	tmpfs    map[string]bool // mounted memory-backed emptyDirs
+	podDir   string
+}
+
+func newPodVolumes(dataDir string, mounter Mounter, objects ObjectGetter, uid string) *podVolumes {
+	return &podVolumes{
+		dataDir: dataDir, mounter: mounter, objects: objects,
+		dirs: map[string]string{}, readOnly: map[string]bool{}, tmpfs: map[string]bool{},
+		podDir: PodDir(dataDir, uid),
+	}
+}
+
+// mountError is a volume that cannot be set up (event FailedMount; containers stay
+// ContainerCreating and the worker retries).
+type mountError struct {
+	volume string
+	err    error
+}
+
+func (e *mountError) Error() string {
+	return fmt.Sprintf("MountVolume.SetUp failed for volume %q: %v", e.volume, e.err)
+}
+func (e *mountError) Unwrap() error { return e.err }
+
+// prepare makes every volume of the pod ready; it is idempotent and refreshes configMap and
+// secret contents.
+func (v *podVolumes) prepare(ctx context.Context, pod *corev1.Pod) error {
+	cache := objectCache{getter: v.objects, ns: pod.Namespace}
+	for _, vol := range pod.Spec.Volumes {
+		if err := v.prepareOne(ctx, &cache, vol); err != nil {
+			return &mountError{volume: vol.Name, err: err}
+		}
+	}
+	return nil
+}
+
+func (v *podVolumes) volumeDir(name string) string {
+	return filepath.Join(v.podDir, volumesDirName, name)
+}
+
+func (v *podVolumes) prepareOne(ctx context.Context, cache *objectCache, vol corev1.Volume) error {
+	switch {
+	case vol.EmptyDir != nil:
+		dir := v.volumeDir(vol.Name)
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return err
+		}
+		if err := os.Chmod(dir, 0o777); err != nil { // the kubelet makes emptyDirs world-writable
+			return err
+		}
+		if vol.EmptyDir.Medium == corev1.StorageMediumMemory && !v.tmpfs[vol.Name] {
+			var size int64
+			if vol.EmptyDir.SizeLimit != nil {
+				size = vol.EmptyDir.SizeLimit.Value()
+			}
+			if err := v.mounter.MountTmpfs(dir, size); err != nil {
+				return err
+			}
+			v.tmpfs[vol.Name] = true
+		}
+		v.dirs[vol.Name] = dir
+	case vol.HostPath != nil:
+		if err := checkHostPath(vol.HostPath); err != nil {
+			return err
+		}
+		v.dirs[vol.Name] = vol.HostPath.Path
+	case vol.ConfigMap != nil:
+		src := vol.ConfigMap
+		cm, err := cache.configMap(ctx, src.Name)
+		if err != nil {
+			if !isNotFound(err) || !optional(src.Optional) {
+				return fmt.Errorf("configmap %q: %w", src.Name, err)
+			}
+			cm = &corev1.ConfigMap{}
+		}
+		data := map[string][]byte{}
+		for k, s := range cm.Data {
+			data[k] = []byte(s)
+		}
+		for k, b := range cm.BinaryData {
+			data[k] = b
+		}
+		files, err := projectKeys(data, src.Items, src.DefaultMode, optional(src.Optional), "configmap "+src.Name)
+		if err != nil {
+			return err
+		}
+		if err := v.writeDataVolume(vol.Name, files); err != nil {
+			return err
+		}
+	case vol.Secret != nil:
+		src := vol.Secret
+		s, err := cache.secret(ctx, src.SecretName)
+		if err != nil {
+			if !isNotFound(err) || !optional(src.Optional) {
+				return fmt.Errorf("secret %q: %w", src.SecretName, err)
+			}
+			s = &corev1.Secret{}
+		}
+		files, err := projectKeys(s.Data, src.Items, src.DefaultMode, optional(src.Optional), "secret "+src.SecretName)
+		if err != nil {
+			return err
+		}
+		if err := v.writeDataVolume(vol.Name, files); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("volume type not supported on bosun nodes (use emptyDir, hostPath, configMap or secret)")
+	}
+	return nil
+}
+
+// dataFile is one file of a configMap or secret volume.
+type dataFile struct {
+	data []byte
+	mode os.FileMode
+}
+
+// projectKeys selects the keys of a configMap or secret (all, or items key→path) with their modes.
+func projectKeys(data map[string][]byte, items []corev1.KeyToPath, defaultMode *int32, isOptional bool, what string) (map[string]dataFile, error) {
+	mode := os.FileMode(defaultFileMode)
+	if defaultMode != nil {
+		mode = os.FileMode(*defaultMode) & os.ModePerm
+	}
+	files := map[string]dataFile{}
+	if len(items) == 0 {
+		for k, b := range data {
+			files[k] = dataFile{data: b, mode: mode}
+		}
+		return files, nil
+	}
+	for _, it := range items {
+		b, ok := data[it.Key]
+		if !ok {
+			if isOptional {
+				continue
+			}
+			return nil, fmt.Errorf("%s has no key %q", what, it.Key)
+		}
+		if err := checkRelativePath(it.Path); err != nil {
+			return nil, fmt.Errorf("%s item %q: %w", what, it.Key, err)
+		}
+		m := mode
+		if it.Mode != nil {
+			m = os.FileMode(*it.Mode) & os.ModePerm
+		}
+		files[it.Path] = dataFile{data: b, mode: m}
+	}
+	return files, nil
+}
+
+func checkRelativePath(p string) error {
+	if p == "" || filepath.IsAbs(p) {
+		return fmt.Errorf("path %q must be relative", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return fmt.Errorf("path %q must not contain '..'", p)
+		}
+	}
+	return nil
+}
+
+// writeDataVolume makes the volume's directory hold exactly files.
+func (v *podVolumes) writeDataVolume(name string, files map[string]dataFile) error {
+	dir := v.volumeDir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for rel, f := range files {
+		path := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		if err := writeFileIfChanged(path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	var stale []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		if _, ok := files[rel]; !ok {
+			stale = append(stale, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	v.dirs[name] = dir
+	v.readOnly[name] = true
+	return nil
+}
+
+// checkHostPath applies the hostPath volume's type check, creating what *OrCreate asks for.
+func checkHostPath(hp *corev1.HostPathVolumeSource) error {
+	typ := corev1.HostPathUnset
+	if hp.Type != nil {
+		typ = *hp.Type
+	}
+	st, err := os.Stat(hp.Path)
+	exists := err == nil
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	switch typ {
+	case corev1.HostPathUnset:
+		return nil
+	case corev1.HostPathDirectoryOrCreate:
+		if !exists {
+			return os.MkdirAll(hp.Path, 0o755)
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("hostPath type check failed: %s is not a directory", hp.Path)
+		}
+	case corev1.HostPathDirectory:
+		if !exists || !st.IsDir() {
+			return fmt.Errorf("hostPath type check failed: %s is not a directory", hp.Path)
+		}
+	case corev1.HostPathFileOrCreate:
+		if !exists {
+			f, err := os.OpenFile(hp.Path, os.O_CREATE|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			return f.Close()
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("hostPath type check failed: %s is not a file", hp.Path)
+		}
+	case corev1.HostPathFile:
+		if !exists || !st.Mode().IsRegular() {
+			return fmt.Errorf("hostPath type check failed: %s is not a file", hp.Path)
+		}
+	case corev1.HostPathSocket:
+		if !exists || st.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("hostPath type check failed: %s is not a socket file", hp.Path)
+		}
+	case corev1.HostPathCharDev:
+		if !exists || st.Mode()&os.ModeCharDevice == 0 {
+			return fmt.Errorf("hostPath type check failed: %s is not a character device", hp.Path)
+		}
+	case corev1.HostPathBlockDev:
+		if !exists || st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0 {
+			return fmt.Errorf("hostPath type check failed: %s is not a block device", hp.Path)
+		}
+	default:
+		return fmt.Errorf("unknown hostPath type %q", typ)
+	}
+	return nil
+}
+
+// writeEtcFiles writes /etc/hosts, /etc/hostname and /etc/resolv.conf for the pod.
+func (v *podVolumes) writeEtcFiles(pod *corev1.Pod, podIP string, dns dnsInput) error {
+	if err := os.MkdirAll(v.podDir, 0o755); err != nil {
+		return fmt.Errorf("creating pod dir: %w", err)
+	}
+	hosts := hostsFile(pod, podIP, dns.clusterDomain)
+	if pod.Spec.HostNetwork {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = b
+		}
+	}
+	if err := writeFileIfChanged(filepath.Join(v.podDir, hostsFileName), hosts, 0o644); err != nil {
+		return err
+	}
+	if err := writeFileIfChanged(filepath.Join(v.podDir, hostnameFileNm), hostnameFile(pod, dns.clusterDomain), 0o644); err != nil {
+		return err
+	}
+	return writeFileIfChanged(filepath.Join(v.podDir, resolvFileName), podResolvConf(pod, dns), 0o644)
+}
+
+// containerMounts turns a container's volumeMounts (with subPath/subPathExpr) and the generated
+// /etc files into bind mounts.
+func (v *podVolumes) containerMounts(c *corev1.Container, env map[string]string) ([]Mount, error) {
+	var mounts []Mount
+	for _, vm := range c.VolumeMounts {
+		dir, ok := v.dirs[vm.Name]
+		if !ok {
+			return nil, configErrorf("volumeMount %q: no such volume", vm.Name)
+		}
+		host := dir
+		sub := vm.SubPath
+		if vm.SubPathExpr != "" {
+			sub = expand(vm.SubPathExpr, env)
+		}
+		if sub != "" {
+			if err := checkRelativePath(sub); err != nil {
+				return nil, configErrorf("volumeMount %q subPath: %v", vm.Name, err)
+			}
+			host = filepath.Join(dir, sub)
+			if _, err := os.Lstat(host); os.IsNotExist(err) && !v.readOnly[vm.Name] {
+				if err := os.MkdirAll(host, 0o755); err != nil {
+					return nil, fmt.Errorf("creating subPath %s: %w", host, err)
+				}
+			}
+		}
+		mounts = append(mounts, Mount{HostPath: host, ContainerPath: vm.MountPath, ReadOnly: vm.ReadOnly || v.readOnly[vm.Name]})
+	}
+	mounted := map[string]bool{}
+	for _, m := range mounts {
+		mounted[m.ContainerPath] = true
+	}
+	for _, f := range []struct{ name, path string }{
+		{hostsFileName, "/etc/hosts"}, {hostnameFileNm, "/etc/hostname"}, {resolvFileName, "/etc/resolv.conf"},
+	} {
+		if !mounted[f.path] {
+			mounts = append(mounts, Mount{HostPath: filepath.Join(v.podDir, f.name), ContainerPath: f.path, ReadOnly: true})
+		}
+	}
+	return mounts, nil
+}
+
+// teardown unmounts memory-backed emptyDirs (of this worker, or found under the pod dir after an
+// agent restart) and removes the pod's directory.
+func (v *podVolumes) teardown() error {
+	entries, _ := os.ReadDir(filepath.Join(v.podDir, volumesDirName))
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		dir := v.volumeDir(n)
+		if mounted, err := isMountPoint(dir); v.tmpfs[n] || (err == nil && mounted) {
+			if err := v.mounter.Unmount(dir); err != nil {
+				return err
+			}
+			delete(v.tmpfs, n)
+		}
+	}
+	if err := os.RemoveAll(v.podDir); err != nil {
+		return fmt.Errorf("removing pod dir: %w", err)
+	}
+	return nil
+}
