@@ -57,6 +57,9 @@ func newRootCmd() *cobra.Command {
 		newEventsCmd(g),
 		newOperatorCmd(),
 		newUpCmd(),
+		newAgentCmd(),
+		newTokenCmd(g),
+		newLogsCmd(g),
 	)
 	return root
 }

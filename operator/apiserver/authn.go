@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Identities as Kubernetes names them.
@@ -86,6 +87,11 @@ func (s *Server) authenticate(r *http.Request) (u *userInfo, ok bool) {
 		}
 		if u := s.tokens.lookup(strings.TrimSpace(token)); u != nil {
 			return u, true
+		}
+		if looksLikeBootstrapToken(strings.TrimSpace(token)) {
+			if u, err := s.bootstrapUser(r.Context(), strings.TrimSpace(token), time.Now()); err == nil {
+				return u, true
+			}
 		}
 		return nil, false
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/store"
@@ -42,7 +43,15 @@ type Config struct {
 	// Metrics registers the server's request and watch metrics and is served on /metrics (admin
 	// only); nil uses a private registry.
 	Metrics *prometheus.Registry
+	// Hooks, if set, serves /hooks/... without credentials: webhook deliveries, which the
+	// handler verifies by their HMAC signature.
+	Hooks http.Handler
+	// Plans, if set, serves POST /apis/bosun.dev/v1alpha1/plans to admins (system:masters).
+	Plans http.Handler
 }
+
+// PlansPath is where Config.Plans is served.
+const PlansPath = "/apis/bosun.dev/v1alpha1/plans"
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -32,6 +34,14 @@ func (s *Server) buildHandler() http.Handler {
 			rec.Write([]byte("ok"))
 			return
 		}
+		if ju, ok := s.serveJoinPaths(rec, r); ok {
+			user = ju
+			return
+		}
+		if s.cfg.Hooks != nil && strings.HasPrefix(r.URL.Path, "/hooks/") {
+			s.cfg.Hooks.ServeHTTP(rec, r) // verified by signature, not by credentials
+			return
+		}
 		u, ok := s.authenticate(r)
 		if !ok {
 			writeError(rec, apierrors.NewUnauthorized("Unauthorized"))
@@ -42,12 +52,24 @@ func (s *Server) buildHandler() http.Handler {
 			writeError(rec, apierrors.NewUnauthorized("Unauthorized"))
 			return
 		}
+		if u.inGroup(groupBootstrappers) { // bootstrap tokens only join (join.go)
+			writeError(rec, statusForbiddenPath(u, r.URL.Path))
+			return
+		}
 		if r.URL.Path == "/metrics" {
 			if !u.inGroup(groupMasters) {
 				writeError(rec, statusForbiddenPath(u, r.URL.Path))
 				return
 			}
 			metricsHandler.ServeHTTP(rec, r)
+			return
+		}
+		if s.cfg.Plans != nil && r.URL.Path == PlansPath {
+			if !u.inGroup(groupMasters) {
+				writeError(rec, statusForbiddenPath(u, r.URL.Path))
+				return
+			}
+			s.cfg.Plans.ServeHTTP(rec, r)
 			return
 		}
 		switch r.URL.Path {
@@ -104,6 +126,13 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, ri *reque
 	}
 	switch ri.Subresource {
 	case "":
+	case "log":
+		if ri.Resource == resource.Pods {
+			s.servePodLog(w, r, ri, u)
+			return
+		}
+		writeError(w, apierrors.NewNotFound(ri.Resource.GroupResource(), ri.Name+"/"+ri.Subresource))
+		return
 	case "status":
 		if !ri.Resource.HasStatus {
 			writeError(w, apierrors.NewNotFound(ri.Resource.GroupResource(), ri.Name+"/status"))

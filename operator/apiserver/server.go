@@ -29,6 +29,7 @@ type Server struct {
 	metrics  *metrics
 	codec    *codec
 	registry *prometheus.Registry
+	nodes    *nodeProxy // reaches agents' HTTPS endpoints (pod logs)
 }
 
 // New prepares the server: it creates the CA, serving certificate, admin token and
@@ -80,6 +81,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	names = append(names, cfg.ServerNames...)
 	s.cert, err = s.ca.LoadOrIssueServing(pkiDir, "apiserver", names)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.nodes, err = newNodeProxy(s.ca)
 	if err != nil {
 		ln.Close()
 		return nil, err

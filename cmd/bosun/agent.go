@@ -1,0 +1,75 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/bosun-gitops/bosun/internal/logging"
+	"github.com/bosun-gitops/bosun/nodeagent"
+	"github.com/spf13/cobra"
+)
+
+func newAgentCmd() *cobra.Command {
+	var (
+		configFile string
+		join       nodeagent.JoinOptions
+		lf         logFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: register this machine as a node and run the pods bound to it",
+		Long: `Runs the node agent with --config FILE, or joins a cluster with --server URL --token TOKEN
+(from 'bosun token create'): the agent then writes its credentials and DATA-DIR/agent.yaml and
+later starts need no token.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(os.Stderr, lf.format, lf.level)
+			if err != nil {
+				return err
+			}
+			var cfg nodeagent.Config
+			joined := filepath.Join(join.DataDir, nodeagent.ConfigFileName)
+			switch {
+			case configFile != "":
+				if cfg, err = nodeagent.LoadConfig(configFile); err != nil {
+					return err
+				}
+			case fileExists(joined):
+				if cfg, err = nodeagent.LoadConfig(joined); err != nil {
+					return err
+				}
+				log.Info("using the credentials of an earlier join", "config", joined)
+			case join.Server != "" || join.Token != "":
+				join.Template.Logger = log
+				if cfg, err = nodeagent.Join(cmd.Context(), join); err != nil {
+					return err
+				}
+				log.Info("joined the cluster", "node", cfg.NodeName, "config", joined)
+			default:
+				return errors.New("pass --config FILE, or --server URL --token TOKEN to join a cluster (create a token with `bosun token create`)")
+			}
+			cfg.Logger = log
+			return nodeagent.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "agent config file (YAML)")
+	f.StringVar(&join.Server, "server", "", "operator API URL to join, e.g. https://10.0.0.1:6443")
+	f.StringVar(&join.Token, "token", "", "bootstrap token from `bosun token create`")
+	f.StringVar(&join.NodeName, "node-name", "", "node name (default: the host name)")
+	f.StringVar(&join.DataDir, "data-dir", nodeagent.DefaultDataDir, "directory for credentials, pod data and offline images (DIR/images/*.tar)")
+	f.StringVar(&join.NodeIP, "node-ip", "", "the node's InternalIP (default: the address that reaches --server)")
+	f.StringVar(&join.CACertHash, "ca-cert-hash", "", "pin of the cluster CA, sha256:<hex> (printed by `bosun token create`)")
+	f.BoolVar(&join.InsecureSkipCAVerification, "insecure-skip-ca-verification", false, "join without --ca-cert-hash, trusting the CA the server presents")
+	f.StringVar(&join.Template.Listen, "listen", "", "HTTPS address of the logs endpoint (default "+nodeagent.DefaultListen+")")
+	f.StringVar(&join.Template.ContainerdSocket, "containerd-socket", "", "containerd socket (default "+nodeagent.DefaultContainerdSocket+")")
+	lf.add(f)
+	return cmd
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil || !errors.Is(err, fs.ErrNotExist)
+}

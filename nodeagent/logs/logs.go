@@ -1,0 +1,263 @@
+// Package logs is the agent's HTTPS endpoint for container logs, the kubelet's
+// /containerLogs/{namespace}/{pod}/{container} equivalent. It serves the per-restart log files
+// the pod workers write (pods.LogPath) and answers only the operator: mutual TLS against the
+// cluster CA, and the client certificate's CN must be the operator's identity.
+//
+//	bosun logs ──> operator /api/v1/namespaces/{ns}/pods/{pod}/log ──mTLS──> agent /containerLogs/...
+package logs
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// OperatorUser is the only client identity (certificate CN) allowed to read logs.
+const OperatorUser = "system:bosun-operator"
+
+// PodUIDLookup finds the UID of a pod bound to this node.
+type PodUIDLookup func(namespace, name string) (uid string, ok bool)
+
+// Config configures the handler.
+type Config struct {
+	// LogDir and LogPath are the log file layout (pods.LogDir, pods.LogPath bound to the data dir).
+	LogDir  func(podUID, container string) string
+	LogPath func(podUID, container string, restartCount int32) string
+	// Pods resolves namespace/name to the pod UID when the request carries no podUID.
+	Pods PodUIDLookup
+	// PollInterval is how often a followed file is checked for new lines; 250 ms when zero.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// Handler serves GET /containerLogs/{namespace}/{pod}/{container}?follow=&previous=&tailLines=.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// NewHandler returns the logs handler; wrap it with RequireOperator (TLSConfig does the rest).
+func NewHandler(cfg Config) *Handler {
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "logs"), mux: http.NewServeMux()}
+	h.mux.HandleFunc("GET /containerLogs/{namespace}/{pod}/{container}", h.serveLogs)
+	return h
+}
+
+// ServeHTTP refuses callers other than the operator, then serves the logs.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || r.TLS.PeerCertificates[0].Subject.CommonName != OperatorUser {
+		http.Error(w, "forbidden: only the operator ("+OperatorUser+") may read logs", http.StatusForbidden)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// TLSConfig is the server side of the mutual TLS: the agent's serving certificate, and client
+// certificates required and verified against the cluster CA.
+func TLSConfig(serving tls.Certificate, clusterCA *x509.CertPool) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{serving},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    clusterCA,
+	}
+}
+
+// Options are the query parameters.
+type Options struct {
+	Follow, Previous bool
+	// TailLines < 0 = everything.
+	TailLines int64
+}
+
+func parseOptions(r *http.Request) (Options, error) {
+	q := r.URL.Query()
+	o := Options{TailLines: -1}
+	for _, b := range []struct {
+		name string
+		dst  *bool
+	}{{"follow", &o.Follow}, {"previous", &o.Previous}} {
+		if v := q.Get(b.name); v != "" {
+			x, err := strconv.ParseBool(v)
+			if err != nil {
+				return o, fmt.Errorf("%s=%q: not a boolean", b.name, v)
+			}
+			*b.dst = x
+		}
+	}
+	if v := q.Get("tailLines"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return o, fmt.Errorf("tailLines=%q: must be a number >= 0", v)
+		}
+		o.TailLines = n
+	}
+	return o, nil
+}
+
+func (h *Handler) serveLogs(w http.ResponseWriter, r *http.Request) {
+	ns, pod, container := r.PathValue("namespace"), r.PathValue("pod"), r.PathValue("container")
+	opts, err := parseOptions(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	uid := r.URL.Query().Get("podUID")
+	if uid == "" && h.cfg.Pods != nil {
+		uid, _ = h.cfg.Pods(ns, pod)
+	}
+	if uid == "" || strings.ContainsAny(uid, `/\`) || uid == "." || uid == ".." || strings.ContainsAny(container, `/\`) {
+		http.Error(w, fmt.Sprintf("pod %s/%s is not on this node", ns, pod), http.StatusNotFound)
+		return
+	}
+	runs := h.runs(uid, container)
+	if len(runs) == 0 {
+		http.Error(w, fmt.Sprintf("container %q in pod %q has no logs yet (waiting to start?)", container, pod), http.StatusBadRequest)
+		return
+	}
+	run := runs[len(runs)-1]
+	if opts.Previous {
+		if len(runs) < 2 {
+			http.Error(w, fmt.Sprintf("previous terminated container %q in pod %q not found", container, pod), http.StatusBadRequest)
+			return
+		}
+		run = runs[len(runs)-2]
+	}
+	f, err := os.Open(h.cfg.LogPath(uid, container, run))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("opening log of container %q in pod %q: %v", container, pod, err), http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	if opts.TailLines >= 0 {
+		off, err := tailOffset(f, opts.TailLines)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if !opts.Follow || opts.Previous {
+		io.Copy(w, f)
+		return
+	}
+	h.follow(r.Context(), w, f, uid, container, run)
+}
+
+// follow copies new lines until the container restarts (a newer log file appears and this one
+// is drained), the pod's logs disappear, or the client leaves.
+func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File, uid, container string, run int32) {
+	flusher, _ := w.(http.Flusher)
+	rd := bufio.NewReaderSize(f, 32<<10)
+	t := time.NewTicker(h.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		n, err := io.Copy(w, rd)
+		if err != nil {
+			return
+		}
+		if n > 0 && flusher != nil {
+			flusher.Flush()
+		}
+		if n == 0 {
+			runs := h.runs(uid, container)
+			if len(runs) == 0 {
+				return // the pod was removed
+			}
+			if runs[len(runs)-1] > run {
+				io.Copy(w, rd) // the last lines written before the restart
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// runs lists the restart counts that have a log file, ascending.
+func (h *Handler) runs(uid, container string) []int32 {
+	entries, err := os.ReadDir(h.cfg.LogDir(uid, container))
+	if err != nil {
+		return nil
+	}
+	var out []int32
+	for _, e := range entries {
+		n, err := strconv.ParseInt(strings.TrimSuffix(e.Name(), ".log"), 10, 32)
+		if err != nil || e.IsDir() || filepath.Base(h.cfg.LogPath(uid, container, int32(n))) != e.Name() {
+			continue
+		}
+		out = append(out, int32(n))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// tailOffset is the offset of the start of the last n lines of f (a final line without a
+// newline counts).
+func tailOffset(f *os.File, n int64) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := st.Size()
+	if n == 0 {
+		return size, nil
+	}
+	const chunk = 8 << 10
+	buf := make([]byte, chunk)
+	pos := size
+	var newlines int64
+	first := true
+	for pos > 0 {
+		readLen := int64(chunk)
+		if pos < readLen {
+			readLen = pos
+		}
+		pos -= readLen
+		if _, err := f.ReadAt(buf[:readLen], pos); err != nil && !errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("reading log: %w", err)
+		}
+		for i := readLen - 1; i >= 0; i-- {
+			if buf[i] != '\n' {
+				first = false
+				continue
+			}
+			if first && pos+i == size-1 {
+				first = false
+				continue // the newline ending the last line
+			}
+			newlines++
+			if newlines == n {
+				return pos + i + 1, nil
+			}
+		}
+	}
+	return 0, nil
+}
