@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -235,9 +236,20 @@ func (c *Cluster) addNode(ctx context.Context, spec NodeSpec) error {
 	if err != nil {
 		return fmt.Errorf("registering node %s: %w", spec.Name, err)
 	}
-	created = created.DeepCopy()
-	created.Status = nodeStatus(spec, m.index)
-	if _, err := nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+	// Controllers (node IPAM) update a new node at once; retry the status write on conflict
+	// from a fresh read, as an agent does.
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		upd := created.DeepCopy()
+		upd.Status = nodeStatus(spec, m.index)
+		_, err := nodes.UpdateStatus(ctx, upd, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			if fresh, gerr := nodes.Get(ctx, spec.Name, metav1.GetOptions{}); gerr == nil {
+				created = fresh
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("writing the status of node %s: %w", spec.Name, err)
 	}
 	return c.renewLease(ctx, spec.Name)
