@@ -35,6 +35,16 @@ type Config struct {
 	// CompactInterval and CompactKeep control etcd history compaction.
 	CompactInterval time.Duration
 	CompactKeep     int64
+	// WebhookSecret verifies webhook deliveries on /hooks/{github,gitea,gitlab,generic}; when
+	// empty it is read from DataDir/webhook-secret, created on first start.
+	WebhookSecret []byte
+	// Forge ("gitea" or "github"; "" for none) receives plan and deploy commit statuses and
+	// plan comments; ForgeURL is its base URL, ForgeToken its API token, ForgeRepo the synced
+	// repository's "owner/name" (default: derived from Repo).
+	Forge      string
+	ForgeURL   string
+	ForgeToken string
+	ForgeRepo  string
 	// Identity names this operator in leader election (default hostname-pid).
 	Identity string
 	Logger   *slog.Logger
@@ -85,5 +95,5 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c.validateForge()
 }

@@ -11,7 +11,9 @@ import (
 
 	"github.com/bosun-gitops/bosun/operator/apiserver"
 	"github.com/bosun-gitops/bosun/operator/gitsync"
+	"github.com/bosun-gitops/bosun/operator/plan"
 	"github.com/bosun-gitops/bosun/operator/store"
+	"github.com/bosun-gitops/bosun/operator/webhook"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
@@ -26,6 +28,8 @@ var nowFunc = time.Now
 type Operator struct {
 	cfg   Config
 	ready chan struct{}
+	hooks *webhook.Receiver // nil until Run
+	plans *plan.Handler
 
 	mu     sync.Mutex
 	server *apiserver.Server
@@ -84,12 +88,18 @@ func (o *Operator) Run(ctx context.Context) error {
 	if err := ensureSystemNamespaces(ctx, st); err != nil {
 		return err
 	}
+	hooks, plans, err := o.newPullRequestHandlers(st)
+	if err != nil {
+		return err
+	}
 	srv, err := apiserver.New(ctx, apiserver.Config{
 		Listen:      cfg.Listen,
 		DataDir:     cfg.DataDir,
 		ServerNames: cfg.ServerNames,
 		Store:       st,
 		Logger:      cfg.Logger,
+		Hooks:       hooks,
+		Plans:       plans,
 	})
 	if err != nil {
 		return fmt.Errorf("starting API server: %w", err)
@@ -184,7 +194,9 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	pr := o.newPullRequestLeader(st)
 	syncer, err := gitsync.New(gitsync.Config{
+		OnSynced:       pr.onSynced,
 		Repo:           cfg.Repo,
 		Branch:         cfg.Branch,
 		Path:           cfg.Path,
@@ -197,6 +209,7 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 	if err != nil {
 		return err
 	}
+	pr.start(lctx, syncer)
 	ctrls, recorder, err := buildControllers(st, cfg.Logger)
 	if err != nil {
 		return err

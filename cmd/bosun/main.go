@@ -60,6 +60,7 @@ func newRootCmd() *cobra.Command {
 		newAgentCmd(),
 		newTokenCmd(g),
 		newLogsCmd(g),
+		newPlanCmd(g),
 	)
 	return root
 }

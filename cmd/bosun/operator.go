@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
@@ -57,10 +58,41 @@ func finishOperatorConfig(cfg *operator.Config, endpoints, tokenFile string, lf 
 	return nil
 }
 
+// forgeFlags are the webhook and forge flags of `bosun operator`.
+type forgeFlags struct{ secretFile, tokenFile string }
+
+func (f *forgeFlags) add(fs *pflag.FlagSet, cfg *operator.Config) {
+	fs.StringVar(&f.secretFile, "webhook-secret-file", "", "file holding the webhook HMAC secret (default DATA-DIR/webhook-secret, created on first start)")
+	fs.StringVar(&cfg.Forge, "forge", "", "post plan and deploy statuses and plan comments to this forge: gitea or github")
+	fs.StringVar(&cfg.ForgeURL, "forge-url", "", "forge base URL (Gitea: http(s)://host[:port]; GitHub: API URL, default https://api.github.com)")
+	fs.StringVar(&f.tokenFile, "forge-token-file", "", "file holding the forge API token (or set $BOSUN_FORGE_TOKEN)")
+	fs.StringVar(&cfg.ForgeRepo, "forge-repo", "", "owner/name of the repository on the forge (default: derived from --repo)")
+}
+
+func (f *forgeFlags) finish(cfg *operator.Config) error {
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return fmt.Errorf("--webhook-secret-file: %w", err)
+		}
+		cfg.WebhookSecret = []byte(strings.TrimSpace(string(b)))
+	}
+	cfg.ForgeToken = os.Getenv("BOSUN_FORGE_TOKEN")
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return fmt.Errorf("--forge-token-file: %w", err)
+		}
+		cfg.ForgeToken = strings.TrimSpace(string(b))
+	}
+	return nil
+}
+
 func newOperatorCmd() *cobra.Command {
 	var cfg operator.Config
 	var endpoints, tokenFile string
 	var lf logFlags
+	var ff forgeFlags
 	cmd := &cobra.Command{
 		Use:   "operator",
 		Short: "Run the control plane: sync Git into etcd and serve the API",
@@ -71,10 +103,14 @@ func newOperatorCmd() *cobra.Command {
 			if err := finishOperatorConfig(&cfg, endpoints, tokenFile, &lf); err != nil {
 				return err
 			}
+			if err := ff.finish(&cfg); err != nil {
+				return err
+			}
 			return operator.Run(cmd.Context(), cfg)
 		},
 	}
 	addOperatorFlags(cmd.Flags(), &cfg, &endpoints, &tokenFile)
 	lf.add(cmd.Flags())
+	ff.add(cmd.Flags(), &cfg)
 	return cmd
 }

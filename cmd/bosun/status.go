@@ -78,6 +78,12 @@ func describeGitSync(w io.Writer, g *bosunv1.GitSync, events []*corev1.Event, no
 	}
 	kv("Source", src)
 	kv("State", orNone(string(g.Status.State)))
+	if g.Status.Sync != "" {
+		kv("Sync", g.Status.Sync)
+	}
+	if h := g.Status.Health; h != nil {
+		kv("Health", fmt.Sprintf("%s (commit %s): %s", h.Status, shortSHA(h.Commit), h.Message))
+	}
 	kv("Commit", commitLine(g.Status.Commit, now))
 	kv("Applied", commitLine(g.Status.Applied, now))
 	if g.Status.LastSyncedTime != nil {
@@ -92,6 +98,16 @@ func describeGitSync(w io.Writer, g *bosunv1.GitSync, events []*corev1.Event, no
 		kv("Message", g.Status.Message)
 	}
 	tw.Flush()
+	if h := g.Status.Health; h != nil && len(h.Resources) > 0 {
+		fmt.Fprintln(w, "Workloads changed by the applied commit:")
+		for _, r := range h.Resources {
+			name := r.Name
+			if r.Namespace != "" {
+				name = r.Namespace + "/" + r.Name
+			}
+			fmt.Fprintf(w, "  %-11s %s %s: %s\n", r.Status, strings.ToLower(r.Kind), name, r.Message)
+		}
+	}
 	if len(g.Status.Errors) > 0 {
 		fmt.Fprintf(w, "Errors (%d; nothing from this commit was applied):\n", len(g.Status.Errors))
 		for _, e := range g.Status.Errors {

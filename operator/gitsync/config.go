@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -28,6 +29,9 @@ type Config struct {
 	SSHKeyFile, KnownHostsFile string
 	// Token authenticates https:// remotes (basic auth with the token as password).
 	Token string
+	// OnSynced, when set, is called after each sync that applied a commit (also one that
+	// changed nothing), with what it wrote; it runs in the sync loop, so it must not block.
+	OnSynced func(ctx context.Context, r SyncReport)
 }
 
 // DefaultInterval is the polling interval when Config.Interval is zero.

@@ -26,6 +26,14 @@ type Store interface {
 
 var _ Store = (*store.Store)(nil)
 
+// Reader is the read-only subset of Store that planning needs: `bosun plan` and pull-request
+// plans compute exactly what a sync would write without writing anything.
+type Reader interface {
+	Get(ctx context.Context, res *resource.Resource, namespace, name string) (resource.Object, error)
+	List(ctx context.Context, res *resource.Resource, namespace string, opts store.ListOptions) (*store.ListResult, error)
+	ListMetadata(ctx context.Context, res *resource.Resource, namespace string) ([]*metav1.PartialObjectMetadata, int64, error)
+}
+
 // listPageSize bounds one List response (Deployment-sized objects stay well under etcd's limit).
 const listPageSize = 2000
 
@@ -40,7 +48,7 @@ const getConcurrency = 8
 // declare: managed objects form the inventory to prune, unmanaged ones may be adopted. Kinds
 // are listed in parallel. Metadata (name, annotations with the applied hash, resourceVersion)
 // is all the plan needs; the few objects it updates are read in full by fullLive.
-func listLive(ctx context.Context, st Store) (map[objKey]resource.Object, error) {
+func listLive(ctx context.Context, st Reader) (map[objKey]resource.Object, error) {
 	var (
 		mu   sync.Mutex
 		live = make(map[objKey]resource.Object)
@@ -77,7 +85,7 @@ func listLive(ctx context.Context, st Store) (map[objKey]resource.Object, error)
 // stored objects in full: prepare carries over what Git does not own (allocated fields, owner
 // references, finalizers). A kind with few of them is read with one Get per object, one with
 // many with a List. An object gone in between is created instead.
-func fullLive(ctx context.Context, st Store, p *plan) error {
+func fullLive(ctx context.Context, st Reader, p *plan) error {
 	byRes := map[*resource.Resource][]*change{}
 	for ph := range p.phases {
 		for i := range p.phases[ph] {
@@ -101,7 +109,7 @@ func fullLive(ctx context.Context, st Store, p *plan) error {
 	return nil
 }
 
-func fullByList(ctx context.Context, st Store, res *resource.Resource, changes []*change) error {
+func fullByList(ctx context.Context, st Reader, res *resource.Resource, changes []*change) error {
 	full := make(map[objKey]resource.Object, len(changes))
 	opts := store.ListOptions{Limit: listPageSize}
 	for {
@@ -123,7 +131,7 @@ func fullByList(ctx context.Context, st Store, res *resource.Resource, changes [
 	return nil
 }
 
-func fullByGet(ctx context.Context, st Store, res *resource.Resource, changes []*change) error {
+func fullByGet(ctx context.Context, st Reader, res *resource.Resource, changes []*change) error {
 	var (
 		wg   sync.WaitGroup
 		sem  = make(chan struct{}, getConcurrency)

@@ -37,7 +37,7 @@ func TestFullLive(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name string
-		read func(context.Context, Store, *resource.Resource, []*change) error
+		read func(context.Context, Reader, *resource.Resource, []*change) error
 	}{
 		{"get", fullByGet},
 		{"list", fullByList},

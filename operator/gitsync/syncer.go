@@ -202,7 +202,7 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		return nil, s.fail(ctx, start, request, &info, msg, err)
 	}
 	t.lap("load")
-	want, err := s.desiredFrom(set)
+	want, err := desiredFrom(set, s.cfg.Path)
 	if err != nil {
 		return nil, s.fail(ctx, start, request, &info, err.Error(), err)
 	}
@@ -218,9 +218,11 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		return nil, s.fail(ctx, start, request, &info, fmt.Sprintf("reading live objects: %v; will retry", err), err)
 	}
 	t.lap("list")
+	report := p.report(info.SHA)
 	if !p.empty() {
 		if err := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
 			st.State = bosunv1.SyncStateSyncing
+			st.Sync = bosunv1.SyncStatusOutOfSync
 			st.Commit = commitStatus(info)
 			st.Message = fmt.Sprintf("applying commit %s", shortSHA(info.SHA))
 		}); err != nil {
@@ -239,6 +241,7 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 	if err := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
 		now := metav1.NewTime(time.Now())
 		st.State = bosunv1.SyncStateSynced
+		st.Sync = bosunv1.SyncStatusSynced
 		st.Commit = commitStatus(info)
 		st.Applied = commitStatus(info)
 		st.Message = fmt.Sprintf("commit %s applied: %d created, %d updated, %d deleted, %d unchanged",
@@ -251,6 +254,9 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		return nil, err
 	}
 	s.lastApplied = info.SHA
+	if s.cfg.OnSynced != nil {
+		s.cfg.OnSynced(ctx, report)
+	}
 	s.metrics.syncs.WithLabelValues(resultSynced).Inc()
 	s.metrics.duration.Observe(res.Duration.Seconds())
 	s.metrics.lastSuccess.SetToCurrentTime()
@@ -286,6 +292,7 @@ func (s *Syncer) fail(ctx context.Context, start time.Time, request string, info
 	s.log.Error("sync failed", "message", msg, "duration", time.Since(start))
 	if werr := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
 		st.State = bosunv1.SyncStateFailed
+		st.Sync = bosunv1.SyncStatusFailed
 		if info != nil {
 			st.Commit = commitStatus(*info)
 		}
@@ -311,6 +318,7 @@ func (s *Syncer) invalid(ctx context.Context, start time.Time, request string, i
 	}
 	if werr := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
 		st.State = bosunv1.SyncStateFailed
+		st.Sync = bosunv1.SyncStatusFailed
 		st.Commit = commitStatus(info)
 		st.Message = msg
 		st.Errors = errs
@@ -323,11 +331,13 @@ func (s *Syncer) invalid(ctx context.Context, start time.Time, request string, i
 
 // repoFile turns a path relative to the loaded sub-directory into one relative to the
 // repository root, which is what a user edits.
-func (s *Syncer) repoFile(file string) string {
-	if s.cfg.Path == "." || file == "" {
+func (s *Syncer) repoFile(file string) string { return repoFile(s.cfg.Path, file) }
+
+func repoFile(dir, file string) string {
+	if dir == "." || dir == "" || file == "" {
 		return file
 	}
-	return path.Join(s.cfg.Path, file)
+	return path.Join(dir, file)
 }
 
 // bigSync is the number of objects written (or about parsed) above which a sync returns the
@@ -340,8 +350,9 @@ const clusterFile = "bosun.yaml"
 // defaultClusterName names the Cluster object when bosun.yaml does not.
 const defaultClusterName = "default"
 
-// desiredFrom turns a loaded set into desired objects with their applied hashes.
-func (s *Syncer) desiredFrom(set *repolayout.Set) ([]*desired, error) {
+// desiredFrom turns a loaded set into desired objects with their applied hashes; dir is the
+// loaded sub-directory of the repository (file names are made relative to the root).
+func desiredFrom(set *repolayout.Set, dir string) ([]*desired, error) {
 	want := make([]*desired, 0, len(set.Objects)+1)
 	if set.Cluster != nil {
 		c := set.Cluster.DeepCopy() // the loader's objects are shared with its later loads
@@ -352,11 +363,11 @@ func (s *Syncer) desiredFrom(set *repolayout.Set) ([]*desired, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encoding the Cluster object: %w", err)
 		}
-		file := s.repoFile(clusterFile)
+		file := repoFile(dir, clusterFile)
 		want = append(want, &desired{res: resource.Clusters, obj: c, file: file, line: 1, hash: appliedHash(raw, file, 1)})
 	}
 	for _, o := range set.Objects {
-		file := s.repoFile(o.File)
+		file := repoFile(dir, o.File)
 		want = append(want, &desired{res: o.Resource, obj: o.Object, file: file, line: o.Line, hash: appliedHash(o.Raw, file, o.Line)})
 	}
 	return want, nil

@@ -154,6 +154,51 @@ type GitSyncStatus struct {
 	LastSyncedTime *metav1.Time `json:"lastSyncedTime,omitempty"`
 	// ObservedSyncRequest is the last spec.syncRequested value acted on.
 	ObservedSyncRequest string `json:"observedSyncRequest,omitempty"`
+	// Sync is the sync state in Argo CD's model: Synced when the latest commit is applied,
+	// OutOfSync while a newer commit is being applied, Failed when it cannot be.
+	Sync SyncStatusCode `json:"sync,omitempty"`
+	// Health is the health of the objects that the applied commit created or changed.
+	Health *CommitHealth `json:"health,omitempty"`
+}
+
+// SyncStatusCode is the sync state of a commit against the live objects.
+type SyncStatusCode string
+
+// Sync status codes.
+const (
+	SyncStatusSynced    SyncStatusCode = "Synced"
+	SyncStatusOutOfSync SyncStatusCode = "OutOfSync"
+	SyncStatusFailed    SyncStatusCode = "Failed"
+)
+
+// HealthStatusCode is the health of an object or of everything a commit changed.
+type HealthStatusCode string
+
+// Health status codes, ordered from best to worst as Argo CD orders them.
+const (
+	HealthHealthy     HealthStatusCode = "Healthy"
+	HealthProgressing HealthStatusCode = "Progressing"
+	HealthMissing     HealthStatusCode = "Missing"
+	HealthDegraded    HealthStatusCode = "Degraded"
+)
+
+// CommitHealth is the health of what one applied commit changed.
+type CommitHealth struct {
+	Commit  string           `json:"commit"`
+	Status  HealthStatusCode `json:"status"`
+	Message string           `json:"message,omitempty"`
+	// Resources lists the objects the commit created or updated that have a health of their own.
+	Resources          []ResourceHealth `json:"resources,omitempty"`
+	LastTransitionTime *metav1.Time     `json:"lastTransitionTime,omitempty"`
+}
+
+// ResourceHealth is the health of one object.
+type ResourceHealth struct {
+	Kind      string           `json:"kind"`
+	Namespace string           `json:"namespace,omitempty"`
+	Name      string           `json:"name"`
+	Status    HealthStatusCode `json:"status"`
+	Message   string           `json:"message,omitempty"`
 }
 
 // CommitInfo identifies a commit.

@@ -1,0 +1,419 @@
+//go:build e2e
+
+package forge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bosun-gitops/bosun/operator/simnodes"
+	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const repoName = "bosun/fleet"
+
+func deployment(replicas int, image string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  replicas: %d
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: %s
+`, replicas, image)
+}
+
+const baseFiles = `apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: shop}
+data: {greeting: hello}
+`
+
+// TestGiteaPullRequestFlow runs the whole pull-request workflow against a real Gitea: push →
+// sync by webhook, plans on pull requests as statuses and one comment, merge → deploy status.
+func TestGiteaPullRequestFlow(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (Gitea runs as root here with I_AM_BEING_UNSAFE_RUNNING_AS_ROOT)")
+	}
+	bin := os.Getenv("BOSUN_BIN")
+	if bin == "" {
+		t.Fatal("BOSUN_BIN is not set: run `make e2e-forge`")
+	}
+	g := startGitea(t)
+	g.api(http.MethodPost, "/api/v1/user/repos", map[string]any{"name": "fleet", "default_branch": "main", "private": true}, nil)
+
+	work := filepath.Join(t.TempDir(), "fleet")
+	git(t, filepath.Dir(work), "init", "--quiet", "--initial-branch=main", work)
+	git(t, work, "remote", "add", "origin", g.cloneURL(repoName))
+	writeFile(t, work, "apps/base.yaml", baseFiles)
+	writeFile(t, work, "apps/web.yaml", deployment(1, "registry.local/web:1.2"))
+	git(t, work, "add", "-A")
+	git(t, work, "commit", "--quiet", "-m", "initial")
+	git(t, work, "push", "--quiet", "origin", "main")
+	first := git(t, work, "rev-parse", "HEAD")
+	eventually(t, 30*time.Second, "repository non-empty", func() error {
+		var br struct{ Name string }
+		_, err := g.do(http.MethodGet, "/api/v1/repos/"+repoName+"/branches/main", nil, &br, false)
+		return err
+	})
+
+	// The operator: webhook secret, forge token, polling as a slow fallback.
+	dir := t.TempDir()
+	secret := "e2e-webhook-secret"
+	os.WriteFile(filepath.Join(dir, "secret"), []byte(secret), 0o600)
+	os.WriteFile(filepath.Join(dir, "token"), []byte(g.Token), 0o600)
+	dataDir := filepath.Join(dir, "data")
+	port := freePort(t)
+	const pollInterval = 5 * time.Second
+	op := startOperator(t, bin, dataDir,
+		"--repo", g.URL+"/"+repoName+".git", "--git-token-file", filepath.Join(dir, "token"),
+		"--interval", pollInterval.String(), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--webhook-secret-file", filepath.Join(dir, "secret"),
+		"--forge", "gitea", "--forge-url", g.URL, "--forge-token-file", filepath.Join(dir, "token"))
+	kubeconfig := filepath.Join(dataDir, "admin.kubeconfig")
+	eventually(t, 60*time.Second, "operator kubeconfig", func() error { _, err := os.Stat(kubeconfig); return err })
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	sim, err := simnodes.New(simnodes.Config{Client: cs, StartDelay: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sim.Run(ctx)
+	eventually(t, 30*time.Second, "simulated node", func() error {
+		return sim.AddNodes(ctx, simnodes.NodeSpec{Name: "sim-1"})
+	})
+
+	gitSync := func() (*bosunv1.GitSync, error) {
+		raw, err := cs.RESTClient().Get().AbsPath("/apis/bosun.dev/v1alpha1/gitsyncs/default").DoRaw(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var gs bosunv1.GitSync
+		return &gs, json.Unmarshal(raw, &gs)
+	}
+	applied := func(sha string) func() error {
+		return func() error {
+			gs, err := gitSync()
+			if err != nil {
+				return err
+			}
+			if gs.Status.Applied.SHA != sha {
+				return fmt.Errorf("applied %q, want %s (state %s: %s)", gs.Status.Applied.SHA, sha, gs.Status.State, gs.Status.Message)
+			}
+			return nil
+		}
+	}
+	eventually(t, 60*time.Second, "initial commit applied", applied(first))
+
+	// The webhook, delivered by Gitea itself.
+	events := []string{"push", "pull_request", "pull_request_sync"}
+	g.api(http.MethodPost, "/api/v1/repos/"+repoName+"/hooks", map[string]any{
+		"type":   "gitea",
+		"active": true,
+		"events": events,
+		"config": map[string]string{"url": fmt.Sprintf("https://127.0.0.1:%d/hooks/gitea", port), "content_type": "json", "secret": secret},
+	}, nil)
+
+	pushAndTime := func(msg, key string) (string, time.Duration) {
+		writeFile(t, work, "apps/base.yaml", strings.Replace(baseFiles, "greeting: hello", "greeting: "+key, 1))
+		git(t, work, "commit", "--quiet", "-am", msg)
+		sha := git(t, work, "rev-parse", "HEAD")
+		git(t, work, "push", "--quiet", "origin", "main")
+		start := time.Now() // from the end of the push: what the webhook (or a poll) adds
+		eventually(t, 3*pollInterval, "pushed commit applied", applied(sha))
+		return sha, time.Since(start)
+	}
+	var hookLat []time.Duration
+	for i := range 3 {
+		_, d := pushAndTime(fmt.Sprintf("webhook push %d", i), fmt.Sprintf("hook%d", i))
+		hookLat = append(hookLat, d)
+	}
+	// Polling only: deactivate the hook and push again.
+	var hooks []struct {
+		ID int64 `json:"id"`
+	}
+	g.api(http.MethodGet, "/api/v1/repos/"+repoName+"/hooks", nil, &hooks)
+	g.api(http.MethodPatch, fmt.Sprintf("/api/v1/repos/%s/hooks/%d", repoName, hooks[0].ID), map[string]any{"active": false, "events": events}, nil)
+	var pollLat []time.Duration
+	for i := range 2 {
+		_, d := pushAndTime(fmt.Sprintf("polled push %d", i), fmt.Sprintf("poll%d", i))
+		pollLat = append(pollLat, d)
+	}
+	g.api(http.MethodPatch, fmt.Sprintf("/api/v1/repos/%s/hooks/%d", repoName, hooks[0].ID), map[string]any{"active": true, "events": events}, nil) // an edit without events resets them to push
+	t.Logf("bench: push-synced-webhook %d ms (runs %v)", median(hookLat).Milliseconds(), hookLat)
+	t.Logf("bench: push-synced-polling %d ms (interval %s, runs %v)", median(pollLat).Milliseconds(), pollInterval, pollLat)
+	fmt.Printf("bench: push-synced-webhook %d ms\nbench: push-synced-polling %d ms interval=%s\n",
+		median(hookLat).Milliseconds(), median(pollLat).Milliseconds(), pollInterval)
+	if median(hookLat) >= median(pollLat) {
+		t.Logf("warning: webhook latency %s not below polling %s", median(hookLat), median(pollLat))
+	}
+
+	// PR 1: scale the deployment and change its image.
+	git(t, work, "checkout", "--quiet", "-b", "scale")
+	writeFile(t, work, "apps/web.yaml", deployment(3, "registry.local/web:1.3"))
+	git(t, work, "commit", "--quiet", "-am", "scale web to 3")
+	git(t, work, "push", "--quiet", "origin", "scale")
+	head1 := git(t, work, "rev-parse", "HEAD")
+	var pr1 struct {
+		Number int `json:"number"`
+	}
+	g.api(http.MethodPost, "/api/v1/repos/"+repoName+"/pulls", map[string]any{"head": "scale", "base": "main", "title": "Scale web"}, &pr1)
+	waitStatus(t, g, head1, "bosun/plan", "success", "valid, 1 change:")
+	planComment := waitComment(t, g, pr1.Number, "deployment shop/web", "1 → 3 replicas", "image registry.local/web:1.2 → registry.local/web:1.3")
+	t.Logf("plan comment on #%d:\n%s", pr1.Number, planComment)
+
+	// A later push updates the same comment in place.
+	writeFile(t, work, "apps/web.yaml", deployment(4, "registry.local/web:1.3"))
+	git(t, work, "commit", "--quiet", "-am", "scale web to 4")
+	git(t, work, "push", "--quiet", "origin", "scale")
+	head2 := git(t, work, "rev-parse", "HEAD")
+	waitStatus(t, g, head2, "bosun/plan", "success", "valid, 1 change:")
+	waitComment(t, g, pr1.Number, "1 → 4 replicas")
+	list, err := g.comments(repoName, pr1.Number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countMarked(list); n != 1 {
+		t.Errorf("pull request #%d has %d plan comments, want 1 (updated in place)", pr1.Number, n)
+	}
+
+	// PR 2: an invalid manifest.
+	git(t, work, "checkout", "--quiet", "main")
+	git(t, work, "checkout", "--quiet", "-b", "broken")
+	writeFile(t, work, "apps/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, namespace: shop}\ndata: {\"bad key!\": x}\n")
+	git(t, work, "add", "-A")
+	git(t, work, "commit", "--quiet", "-m", "add a bad config map")
+	git(t, work, "push", "--quiet", "origin", "broken")
+	head3 := git(t, work, "rev-parse", "HEAD")
+	var pr2 struct {
+		Number int `json:"number"`
+	}
+	g.api(http.MethodPost, "/api/v1/repos/"+repoName+"/pulls", map[string]any{"head": "broken", "base": "main", "title": "Broken"}, &pr2)
+	waitStatus(t, g, head3, "bosun/plan", "failure", "invalid")
+	waitComment(t, g, pr2.Number, "apps/bad.yaml:", "❌")
+
+	// Merge PR 1: the merge commit is synced and gets bosun/deploy success once web is available.
+	eventually(t, 60*time.Second, "merge", func() error {
+		code, err := g.do(http.MethodPost, fmt.Sprintf("/api/v1/repos/%s/pulls/%d/merge", repoName, pr1.Number), map[string]any{"Do": "merge"}, nil, false)
+		if code == http.StatusMethodNotAllowed {
+			return err // "try again later"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nil
+	})
+	var merged struct {
+		MergeSHA string `json:"merge_commit_sha"`
+	}
+	g.api(http.MethodGet, fmt.Sprintf("/api/v1/repos/%s/pulls/%d", repoName, pr1.Number), nil, &merged)
+	eventually(t, 30*time.Second, "merge commit applied", applied(merged.MergeSHA))
+	waitStatus(t, g, merged.MergeSHA, "bosun/deploy", "success", "available")
+	gs, err := gitSync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gs.Status.Sync != bosunv1.SyncStatusSynced || gs.Status.Health == nil || gs.Status.Health.Status != bosunv1.HealthHealthy {
+		t.Errorf("GitSync status: sync %q health %+v, want Synced and Healthy", gs.Status.Sync, gs.Status.Health)
+	}
+	out, errOut, code := cliRun(t, bin, kubeconfig, "status")
+	if code != 0 || !strings.Contains(out, "Healthy") {
+		t.Errorf("bosun status: exit %d, want Healthy in:\n%s%s", code, out, errOut)
+	}
+	// `bosun plan --ref` of the merged branch: nothing left to change.
+	out, errOut, code = cliRun(t, bin, kubeconfig, "plan", "--ref", "main")
+	if code != 0 {
+		t.Errorf("bosun plan --ref main: exit %d, want 0\n%s%s", code, out, errOut)
+	}
+	// `bosun plan DIR` of a working tree: the merged state plans clean, an edit shows up.
+	git(t, work, "checkout", "--quiet", "main")
+	git(t, work, "pull", "--quiet", "origin", "main")
+	if out, errOut, code = cliRun(t, bin, kubeconfig, "plan", work); code != 0 {
+		t.Errorf("bosun plan DIR of the merged tree: exit %d, want 0\n%s%s", code, out, errOut)
+	}
+	writeFile(t, work, "apps/web.yaml", deployment(7, "registry.local/web:1.3"))
+	out, errOut, code = cliRun(t, bin, kubeconfig, "plan", work)
+	if code != 1 || !strings.Contains(out, "deployment shop/web: 4 → 7 replicas") {
+		t.Errorf("bosun plan DIR with an edit: exit %d, want 1 and the replica change\n%s%s", code, out, errOut)
+	}
+	t.Logf("bosun plan DIR:\n%s", out)
+	writeFile(t, work, "apps/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad, namespace: shop}\ndata: {\"bad key!\": x}\n")
+	if out, errOut, code = cliRun(t, bin, kubeconfig, "plan", work); code != 2 || !strings.Contains(errOut, "apps/bad.yaml:4:") {
+		t.Errorf("bosun plan DIR of an invalid tree: exit %d, want 2 and the error on stderr\n%s%s", code, out, errOut)
+	}
+	os.Remove(filepath.Join(work, "apps/bad.yaml"))
+
+	// A rollout that cannot finish (no node matches): bosun/deploy failure with the reason the
+	// Deployment controller gives when the progress deadline passes.
+	git(t, work, "checkout", "--quiet", "apps/web.yaml")
+	writeFile(t, work, "apps/stuck.yaml", `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck, namespace: shop}
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 2
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      nodeSelector: {disk: none}
+      containers: [{name: stuck, image: registry.local/stuck:1}]
+`)
+	git(t, work, "add", "-A")
+	git(t, work, "commit", "--quiet", "-m", "a deployment that cannot roll out")
+	git(t, work, "push", "--quiet", "origin", "main")
+	stuck := git(t, work, "rev-parse", "HEAD")
+	waitStatus(t, g, stuck, "bosun/deploy", "failure", "exceeded its progress deadline")
+	gs, err = gitSync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := gs.Status.Health; h == nil || h.Commit != stuck || h.Status != bosunv1.HealthDegraded {
+		t.Errorf("GitSync health after a stuck rollout: %+v, want Degraded for %.12s", h, stuck)
+	}
+	_ = op
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+func countMarked(list []comment) int {
+	n := 0
+	for _, c := range list {
+		if strings.Contains(c.Body, "<!-- bosun-plan -->") {
+			n++
+		}
+	}
+	return n
+}
+
+func waitStatus(t *testing.T, g *giteaServer, sha, context, state, descContains string) {
+	t.Helper()
+	eventually(t, 60*time.Second, fmt.Sprintf("%s %s on %.12s", context, state, sha), func() error {
+		sts, err := g.statuses(repoName, sha)
+		if err != nil {
+			return err
+		}
+		st, ok := sts[context]
+		if !ok || st.State != state || !strings.Contains(st.Description, descContains) {
+			return fmt.Errorf("statuses: %+v", sts)
+		}
+		return nil
+	})
+}
+
+func waitComment(t *testing.T, g *giteaServer, number int, want ...string) string {
+	t.Helper()
+	var body string
+	eventually(t, 60*time.Second, fmt.Sprintf("plan comment on #%d", number), func() error {
+		list, err := g.comments(repoName, number)
+		if err != nil {
+			return err
+		}
+		for _, c := range list {
+			if !strings.Contains(c.Body, "<!-- bosun-plan -->") {
+				continue
+			}
+			body = c.Body
+			for _, w := range want {
+				if !strings.Contains(c.Body, w) {
+					return fmt.Errorf("comment lacks %q:\n%s", w, c.Body)
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("no plan comment among %d", len(list))
+	})
+	return body
+}
+
+// operatorProc is a `bosun operator` in its own process group.
+type operatorProc struct {
+	cmd *exec.Cmd
+	log *bytes.Buffer
+}
+
+func startOperator(t *testing.T, bin, dataDir string, args ...string) *operatorProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"operator", "--data-dir", dataDir}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &operatorProc{cmd: cmd, log: log}
+	t.Cleanup(func() {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+		p := filepath.Join(os.TempDir(), "bosun-e2e-forge-operator.log")
+		os.WriteFile(p, log.Bytes(), 0o644) // kept for timing analysis, overwritten by the next run
+		if t.Failed() {
+			var lines []string
+			for _, l := range strings.Split(log.String(), "\n") {
+				if !strings.Contains(l, "msg=request") { // the access log drowns the rest
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("operator log without requests (full log in %s):\n%s", p, tail(strings.Join(lines, "\n"), 120))
+		}
+	})
+	return p
+}
+
+func cliRun(t *testing.T, bin, kubeconfig string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}

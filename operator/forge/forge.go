@@ -1,0 +1,159 @@
+// Package forge posts what Bosun knows back to the Git forge: for each opened or updated pull
+// request a `bosun/plan` commit status and one plan comment (updated in place), and after a
+// merged commit is synced a `bosun/deploy` status that follows the rollout. Providers (Gitea,
+// GitHub) implement the small Provider interface; their REST APIs are nearly the same.
+//
+//	webhook PR event ─> Integration.HandlePullRequest ─> PlanRef(refs/pull/N/head)
+//	     ─> SetStatus(head, bosun/plan) + UpsertComment(marker)
+//	gitsync OnSynced ─> health.Tracker ─> Integration.DeployProgress / DeploySettled
+//	     ─> SetStatus(commit, bosun/deploy pending → success | failure)
+package forge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// State is a commit status state (the same words on Gitea and GitHub).
+type State string
+
+// Commit status states.
+const (
+	StatePending State = "pending"
+	StateSuccess State = "success"
+	StateFailure State = "failure"
+	StateError   State = "error"
+)
+
+// Status is one commit status.
+type Status struct {
+	Context     string
+	State       State
+	Description string
+	TargetURL   string
+}
+
+// Provider is what Bosun needs of a forge. repo is "owner/name".
+type Provider interface {
+	// SetStatus posts a commit status on sha (the latest status of a context wins).
+	SetStatus(ctx context.Context, repo, sha string, st Status) error
+	// UpsertComment creates the pull request's comment that contains marker, or edits it in
+	// place when it exists.
+	UpsertComment(ctx context.Context, repo string, number int, marker, body string) error
+}
+
+// Status contexts.
+const (
+	ContextPlan   = "bosun/plan"
+	ContextDeploy = "bosun/deploy"
+)
+
+// maxDescription is GitHub's limit for a status description.
+const maxDescription = 140
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+// REST is a small JSON client shared by the providers.
+type REST struct {
+	// Base is the API root, e.g. http://127.0.0.1:3000/api/v1 or https://api.github.com.
+	Base string
+	// Authorization is the header value, e.g. "token abc" or "Bearer abc".
+	Authorization string
+	Client        *http.Client
+}
+
+// APIError is a non-2xx answer.
+type APIError struct {
+	Method, URL string
+	Code        int
+	Body        string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s", e.Method, e.URL, e.Code, truncate(strings.TrimSpace(e.Body), 300))
+}
+
+// Do sends in (JSON, when non-nil) and decodes the answer into out (when non-nil).
+func (c *REST) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	url := strings.TrimSuffix(c.Base, "/") + path
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Authorization != "" {
+		req.Header.Set("Authorization", c.Authorization)
+	}
+	hc := c.Client
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: reading answer: %w", method, url, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return &APIError{Method: method, URL: url, Code: resp.StatusCode, Body: string(data)}
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s %s: decoding answer: %w", method, url, err)
+		}
+	}
+	return nil
+}
+
+// Comment is an issue comment as both forges return it.
+type Comment struct {
+	ID   int64  `json:"id"`
+	Body string `json:"body"`
+}
+
+// StatusBody is the JSON of a commit status on both forges.
+type StatusBody struct {
+	State       State  `json:"state"`
+	Context     string `json:"context"`
+	Description string `json:"description,omitempty"`
+	TargetURL   string `json:"target_url,omitempty"`
+}
+
+// NewStatusBody builds the request body, truncating the description to what GitHub accepts.
+func NewStatusBody(st Status) StatusBody {
+	return StatusBody{State: st.State, Context: st.Context, Description: truncate(st.Description, maxDescription), TargetURL: st.TargetURL}
+}
+
+// FindComment returns the first comment that contains marker.
+func FindComment(comments []Comment, marker string) (Comment, bool) {
+	for _, c := range comments {
+		if strings.Contains(c.Body, marker) {
+			return c, true
+		}
+	}
+	return Comment{}, false
+}

@@ -1,0 +1,151 @@
+package operator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bosun-gitops/bosun/operator/forge"
+	"github.com/bosun-gitops/bosun/operator/forge/gitea"
+	"github.com/bosun-gitops/bosun/operator/forge/github"
+	"github.com/bosun-gitops/bosun/operator/gitsync"
+	"github.com/bosun-gitops/bosun/operator/health"
+	"github.com/bosun-gitops/bosun/operator/plan"
+	"github.com/bosun-gitops/bosun/operator/store"
+	"github.com/bosun-gitops/bosun/operator/webhook"
+)
+
+// webhookSecretFile holds the generated webhook secret under the data dir.
+const webhookSecretFile = "webhook-secret"
+
+func (c *Config) validateForge() error {
+	switch c.Forge {
+	case "":
+		return nil
+	case "gitea":
+		if c.ForgeURL == "" {
+			return errors.New("--forge-url is required with --forge gitea (for example https://gitea.example.com)")
+		}
+	case "github":
+	default:
+		return fmt.Errorf("--forge %q: use gitea or github", c.Forge)
+	}
+	if c.ForgeToken == "" {
+		return fmt.Errorf("--forge-token-file is required with --forge %s (a token allowed to write commit statuses and comments)", c.Forge)
+	}
+	if c.ForgeRepo == "" {
+		c.ForgeRepo = forge.RepoFromURL(c.Repo)
+	}
+	if c.ForgeRepo == "" {
+		return fmt.Errorf("--forge-repo is required: cannot derive owner/name from --repo %q", c.Repo)
+	}
+	return nil
+}
+
+// loadWebhookSecret returns the configured secret, or the one in the data dir (created on
+// first start, readable by root only).
+func loadWebhookSecret(cfg Config) ([]byte, error) {
+	if len(cfg.WebhookSecret) > 0 {
+		return cfg.WebhookSecret, nil
+	}
+	p := filepath.Join(cfg.DataDir, webhookSecretFile)
+	b, err := os.ReadFile(p)
+	if err == nil {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading webhook secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	secret := hex.EncodeToString(raw)
+	if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("writing webhook secret %s: %w", p, err)
+	}
+	return []byte(secret), nil
+}
+
+// newPullRequestHandlers builds the webhook receiver and the plan endpoint served by the API
+// server; they act once this operator leads (newPullRequestLeader).
+func (o *Operator) newPullRequestHandlers(st *store.Store) (http.Handler, http.Handler, error) {
+	secret, err := loadWebhookSecret(o.cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	rcv, err := webhook.New(webhook.Config{Secret: secret, Branch: o.cfg.Branch, Logger: o.cfg.Logger})
+	if err != nil {
+		return nil, nil, err
+	}
+	o.hooks, o.plans = rcv, plan.NewHandler(st, o.cfg.Logger)
+	return o.hooks, o.plans, nil
+}
+
+// prLeader is the leader's side of pull-request driven deploys: health tracking of synced
+// commits and, with a forge, plan and deploy statuses.
+type prLeader struct {
+	o       *Operator
+	tracker *health.Tracker
+	forge   *forge.Integration
+}
+
+func (o *Operator) newPullRequestLeader(st *store.Store) *prLeader {
+	pr := &prLeader{o: o}
+	tc := health.TrackerConfig{Store: st, Logger: o.cfg.Logger}
+	if p := o.forgeProvider(); p != nil {
+		pr.forge = forge.NewIntegration(forge.IntegrationConfig{Provider: p, Repo: o.cfg.ForgeRepo, Logger: o.cfg.Logger})
+		tc.OnProgress = pr.forge.DeployProgress
+		tc.OnSettled = pr.forge.DeploySettled
+	}
+	pr.tracker = health.NewTracker(tc)
+	return pr
+}
+
+func (o *Operator) forgeProvider() forge.Provider {
+	hc := &http.Client{Timeout: 30 * time.Second}
+	switch o.cfg.Forge {
+	case "gitea":
+		return gitea.New(o.cfg.ForgeURL, o.cfg.ForgeToken, hc)
+	case "github":
+		return github.New(o.cfg.ForgeURL, o.cfg.ForgeToken, hc)
+	}
+	return nil
+}
+
+func (pr *prLeader) onSynced(ctx context.Context, r gitsync.SyncReport) {
+	pr.tracker.OnSynced(ctx, r)
+}
+
+// start points the webhook receiver and the plan endpoint at this leader's syncer until ctx
+// (the leadership) ends.
+func (pr *prLeader) start(ctx context.Context, syncer *gitsync.Syncer) {
+	o := pr.o
+	targets := webhook.Targets{Trigger: syncer.Trigger}
+	if pr.forge != nil {
+		pr.forge.SetPlanner(syncer)
+		targets.PullRequests = pr.forge
+	}
+	if o.hooks != nil {
+		o.hooks.SetTargets(ctx, targets)
+	}
+	if o.plans != nil {
+		o.plans.SetPlanner(syncer)
+	}
+	go func() {
+		<-ctx.Done()
+		if o.hooks != nil {
+			o.hooks.SetTargets(ctx, webhook.Targets{})
+		}
+		if o.plans != nil {
+			o.plans.SetPlanner(nil)
+		}
+	}()
+}
