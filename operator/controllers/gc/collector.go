@@ -172,6 +172,32 @@ func (gc *Collector) dependents(uid types.UID) []dependent {
 	return out
 }
 
+// liveDependents reads the owner's dependents from the store rather than from the informer
+// caches: orphaning must not miss a dependent created a moment before the owner was deleted, or
+// that dependent would later be collected as garbage.
+func (gc *Collector) liveDependents(ctx context.Context, owner resource.Object) ([]dependent, error) {
+	var out []dependent
+	for _, res := range gc.res {
+		ns := owner.GetNamespace()
+		if !res.Namespaced {
+			ns = ""
+		}
+		list, err := gc.c.Store.List(ctx, res, ns, store.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("listing %s to find dependents of %s: %w", res, owner.GetName(), err)
+		}
+		for _, obj := range list.Items {
+			for _, ref := range obj.GetOwnerReferences() {
+				if ref.UID == owner.GetUID() {
+					out = append(out, dependent{res: res, obj: obj})
+					break
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 // Name implements controllers.Controller.
 func (gc *Collector) Name() string { return Name }
 
@@ -351,7 +377,11 @@ func (gc *Collector) removeOwnerRefs(ctx context.Context, res *resource.Resource
 // orphanDependents removes the owner's references from its dependents, then the orphan
 // finalizer, which lets the owner's deletion complete.
 func (gc *Collector) orphanDependents(ctx context.Context, res *resource.Resource, owner resource.Object) error {
-	for _, d := range gc.dependents(owner.GetUID()) {
+	deps, err := gc.liveDependents(ctx, owner)
+	if err != nil {
+		return err
+	}
+	for _, d := range deps {
 		if err := gc.removeOwnerRefs(ctx, d.res, d.obj, []types.UID{owner.GetUID()}); err != nil {
 			return err
 		}
