@@ -9,11 +9,6 @@ DATA_DIR     ?= .bosun
 # Packages needed by the tests and by `make run` (Debian names).
 DEB_PACKAGES := git ca-certificates iproute2 procps containerd runc containernetworking-plugins iptables conntrack busybox-static docker-registry openssh-server openssh-client sudo
 export GOFLAGS ?= -buildvcs=false
-# Tests commit with the git CLI; give them an identity on machines without a ~/.gitconfig.
-export GIT_AUTHOR_NAME ?= Bosun
-export GIT_AUTHOR_EMAIL ?= bosun@localhost
-export GIT_COMMITTER_NAME ?= Bosun
-export GIT_COMMITTER_EMAIL ?= bosun@localhost
 
 .PHONY: help deps build run test test-short e2e bench lint fuzz clean gitea e2e-forge
 
