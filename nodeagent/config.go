@@ -26,7 +26,8 @@ const (
 	// DefaultRunDir holds the pinned pod network namespaces (a tmpfs: they do not survive a
 	// reboot, and neither do the namespaces).
 	DefaultRunDir = "/run/bosun/agent"
-	// DefaultClusterCIDR and DefaultClusterDomain match the operator's Cluster defaults.
+	// DefaultClusterCIDR and DefaultClusterDomain match the operator's Cluster defaults, for a
+	// cluster whose repository has no bosun.yaml.
 	DefaultClusterCIDR   = "10.244.0.0/16"
 	DefaultClusterDomain = "cluster.local"
 	// ConfigFileName is the config `bosun agent --token` writes under the data dir.
@@ -53,10 +54,11 @@ type Config struct {
 	DataDir string `json:"dataDir"`
 	// RunDir holds the pinned pod network namespaces.
 	RunDir string `json:"runDir,omitempty"`
-	// ClusterCIDR is the whole pod network (Cluster spec.podCIDR): traffic from it leaving it is
-	// masqueraded, other nodes' pod CIDRs inside it are routed.
+	// ClusterCIDR is the whole pod network: traffic from it leaving it is masqueraded, other
+	// nodes' pod CIDRs inside it are routed. Empty = the Cluster's spec.podCIDR read from the API
+	// at start (DefaultClusterCIDR when there is no Cluster).
 	ClusterCIDR string `json:"clusterCIDR,omitempty"`
-	// ClusterDomain is the DNS domain of services (Cluster spec.clusterDomain).
+	// ClusterDomain is the DNS domain of services; empty = the Cluster's spec.clusterDomain.
 	ClusterDomain string `json:"clusterDomain,omitempty"`
 	// ContainerdSocket is containerd's gRPC socket.
 	ContainerdSocket string            `json:"containerdSocket,omitempty"`
@@ -91,7 +93,7 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("agent config %s: %w", path, err)
 	}
 	base := filepath.Dir(path)
-	for _, p := range []*string{&c.CAFile, &c.CertFile, &c.KeyFile, &c.ServingCertFile, &c.ServingKeyFile, &c.DataDir} {
+	for _, p := range []*string{&c.CAFile, &c.CertFile, &c.KeyFile, &c.ServingCertFile, &c.ServingKeyFile, &c.DataDir, &c.RunDir} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -129,12 +131,6 @@ func (c *Config) SetDefaults() {
 	}
 	if c.RunDir == "" {
 		c.RunDir = DefaultRunDir
-	}
-	if c.ClusterCIDR == "" {
-		c.ClusterCIDR = DefaultClusterCIDR
-	}
-	if c.ClusterDomain == "" {
-		c.ClusterDomain = DefaultClusterDomain
 	}
 	if c.Listen == "" {
 		c.Listen = DefaultListen

@@ -15,7 +15,7 @@ import (
 // proxy, cluster DNS and pod routes beside them (stack.go).
 func DefaultDeps(cfg Config) Deps {
 	cv := &containerdVersion{socket: cfg.ContainerdSocket}
-	return Deps{RuntimeVersion: cv.get}
+	return Deps{RuntimeVersion: cv.get, NewPodManager: NewNodeStack}
 }
 
 // containerdVersion asks containerd for its version, keeping one connection and redialing

@@ -252,10 +252,27 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "unsupported pod fields",
-			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n", "      hostNetwork: true\n      hostPID: false\n      dnsPolicy: None\n      containers:\n", 1)},
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n", "      hostNetwork: true\n      hostPID: false\n      dnsPolicy: ClusterFirstWithHostNet\n      containers:\n", 1)},
 			want: []string{
 				`a.yaml:12: spec.template.spec.hostNetwork: Unsupported: Bosun does not implement this field yet; remove it`,
-				`a.yaml:14: spec.template.spec.dnsPolicy: Unsupported value: "None": Bosun does not implement it yet (supported: "ClusterFirst", "Default")`,
+				`a.yaml:14: spec.template.spec.dnsPolicy: Unsupported value: "ClusterFirstWithHostNet": Bosun does not implement it yet (supported: "ClusterFirst", "Default", "None")`,
+			},
+		},
+		{
+			name: "fields the pod workers implement load; postStart and sidecars do not",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
+				"      dnsPolicy: None\n      dnsConfig: {nameservers: [192.0.2.53]}\n      hostAliases: [{ip: 192.0.2.1, hostnames: [db]}]\n"+
+					"      subdomain: web\n      setHostnameAsFQDN: true\n      imagePullSecrets: [{name: regcred}]\n"+
+					"      volumes: [{name: tmp, emptyDir: {medium: Memory}}]\n"+
+					"      initContainers:\n        - name: init\n          image: docker.io/library/busybox:1.36\n"+
+					"          env: [{name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory}}}]\n"+
+					"        - {name: sidecar, image: docker.io/library/busybox:1.36, restartPolicy: Always, tty: true}\n      containers:\n", 1) +
+				"          startupProbe: {tcpSocket: {port: 80}}\n          lifecycle: {preStop: {exec: {command: [sleep, \"1\"]}}, postStart: {exec: {command: [\"true\"]}}}\n" +
+				"          volumeMounts: [{name: tmp, mountPath: /tmp, subPathExpr: $(POD)}]\n"},
+			want: []string{
+				`a.yaml:23: spec.template.spec.initContainers[1].restartPolicy: Unsupported: Bosun does not implement this field yet; remove it`,
+				`a.yaml:23: spec.template.spec.initContainers[1].tty: Unsupported: Bosun does not implement this field yet; remove it`,
+				`a.yaml:28: spec.template.spec.containers[0].lifecycle.postStart: Unsupported: Bosun does not implement this field yet; remove it`,
 			},
 		},
 		{

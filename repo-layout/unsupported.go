@@ -21,10 +21,12 @@ type unsupportedField struct {
 	onlyKeys []string
 }
 
-// podSpecUnsupported is relative to a pod spec.
-var podSpecUnsupported = []unsupportedField{
+// podSpecUnsupported is relative to a pod spec. What the node agent's pod workers implement
+// (nodeagent/pods) is not listed: init containers, startup probes, preStop hooks,
+// imagePullSecrets, hostAliases, dnsConfig, dnsPolicy None, memory-backed emptyDirs,
+// resourceFieldRef, subdomain, setHostnameAsFQDN, subPathExpr.
+var podSpecUnsupported = withInitContainers([]unsupportedField{
 	{path: "ephemeralContainers"},
-	{path: "initContainers"},
 	// Required node affinity is scheduled (issue 3); preferences and pod (anti-)affinity are not.
 	{path: "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution"},
 	{path: "affinity.podAffinity"},
@@ -45,13 +47,8 @@ var podSpecUnsupported = []unsupportedField{
 	{path: "hostPID"},
 	{path: "hostIPC"},
 	{path: "shareProcessNamespace"},
-	{path: "dnsConfig"},
-	{path: "dnsPolicy", allowed: []string{"ClusterFirst", "Default"}},
-	{path: "hostAliases"},
-	{path: "subdomain"},
-	{path: "setHostnameAsFQDN"},
+	{path: "dnsPolicy", allowed: []string{"ClusterFirst", "Default", "None"}},
 	{path: "activeDeadlineSeconds"},
-	{path: "imagePullSecrets"},
 	{path: "serviceAccountName", allowed: []string{"default"}},
 	{path: "serviceAccount", allowed: []string{"default"}},
 	{path: "automountServiceAccountToken"},
@@ -65,10 +62,11 @@ var podSpecUnsupported = []unsupportedField{
 	{path: "securityContext.seLinuxChangePolicy"},
 	{path: "securityContext.supplementalGroupsPolicy"},
 	{path: "volumes[*]", onlyKeys: []string{"name", "emptyDir", "hostPath", "configMap", "secret"}},
-	{path: "volumes[*].emptyDir.medium", allowed: []string{""}},
-	{path: "containers[*].lifecycle"},
-	{path: "containers[*].startupProbe"},
+	{path: "volumes[*].emptyDir.medium", allowed: []string{"", "Memory"}},
+	{path: "containers[*].lifecycle.postStart"},
+	{path: "containers[*].lifecycle.stopSignal"},
 	{path: "containers[*].resizePolicy"},
+	// For init containers it makes sidecars (init containers that keep running): not implemented.
 	{path: "containers[*].restartPolicy"},
 	{path: "containers[*].restartPolicyRules"},
 	{path: "containers[*].volumeDevices"},
@@ -80,13 +78,24 @@ var podSpecUnsupported = []unsupportedField{
 	{path: "containers[*].securityContext.seccompProfile"},
 	{path: "containers[*].securityContext.appArmorProfile"},
 	{path: "containers[*].securityContext.procMount"},
-	{path: "containers[*].env[*].valueFrom.resourceFieldRef"},
 	{path: "containers[*].env[*].valueFrom.fileKeyRef"},
 	{path: "containers[*].volumeMounts[*].mountPropagation"},
-	{path: "containers[*].volumeMounts[*].subPathExpr"},
 	{path: "containers[*].volumeMounts[*].recursiveReadOnly"},
 	{path: "containers[*].ports[*].hostIP"},
 	{path: "containers[*].ports[*].protocol", allowed: []string{"TCP", "UDP"}},
+})
+
+// withInitContainers adds, for every containers[*] entry, the same entry for initContainers[*]:
+// init containers are run by the same code as the others.
+func withInitContainers(fields []unsupportedField) []unsupportedField {
+	out := append([]unsupportedField{}, fields...)
+	for _, f := range fields {
+		if rest, ok := strings.CutPrefix(f.path, "containers[*]."); ok {
+			f.path = "initContainers[*]." + rest
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // serviceUnsupported is relative to a Service.
