@@ -27,7 +27,7 @@ deps: ## install what builds and tests need (Debian packages, Go modules)
 build: ## build bin/bosun
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bosun
 
-run: deps build ## start a single-machine Bosun (embedded etcd, operator, local Git repo) in .bosun/
+run: deps build ## start a single-machine Bosun in .bosun/: embedded etcd, operator, local Git repo and, as root, a node agent on containerd
 	$(BIN) up --data-dir $(DATA_DIR)
 
 test: deps ## vet and run every test (integration tests use real etcd and git)
