@@ -11,7 +11,7 @@ import (
 
 // starter is the repository that Init writes; LoadDir accepts it (a test checks).
 //
-//go:embed examples/starter
+//go:embed all:examples/starter
 var starter embed.FS
 
 const starterRoot = "examples/starter"

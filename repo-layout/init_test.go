@@ -22,9 +22,22 @@ func TestInit(t *testing.T) {
 	for _, o := range set.Objects {
 		got = append(got, o.Resource.Kind+" "+o.Object.GetNamespace()+"/"+o.Object.GetName())
 	}
-	want := []string{"Deployment web/web", "Namespace /web", "Service web/web", "Machine /example"}
+	// The example machine is ignored (.bosunignore) so that nothing dials its made-up address.
+	want := []string{"Deployment web/web", "Namespace /web", "Service web/web"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("starter objects (-want +got):\n%s", diff)
+	}
+
+	// Yet the example is a valid Machine once its .bosunignore line is removed.
+	if err := os.Remove(filepath.Join(dir, ".bosunignore")); err != nil {
+		t.Fatal(err)
+	}
+	set, err = LoadDir(dir)
+	if err != nil {
+		t.Fatalf("the starter repository with its example machine does not validate:\n%v", err)
+	}
+	if n := len(set.Objects); n != 4 || set.Objects[len(set.Objects)-1].Resource.Kind != "Machine" {
+		t.Errorf("with the example machine: %d objects, want the 3 above and the Machine", n)
 	}
 	if set.Cluster.Name != "starter" {
 		t.Errorf("Cluster name %q, want starter", set.Cluster.Name)

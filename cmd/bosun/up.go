@@ -220,8 +220,8 @@ func podsHelp(self string, agentOn bool) string {
 	for _, l := range [][2]string{
 		{self + " get pods -n web -o wide", "STATUS Running, with their IPs"},
 		{self + " logs -n web POD", "a container's output (-f follows)"},
-		{"wget -qO- POD-IP:8080/www/index.html", "the page a pod serves"},
-		{self + " get services -n web", "then wget -qO- CLUSTER-IP/www/index.html"},
+		{"wget -qO- POD-IP:8080", "the page a pod serves"},
+		{self + " get services -n web", "then wget -qO- CLUSTER-IP (it spreads over the pods)"},
 	} {
 		fmt.Fprintf(&b, "  %-40s # %s\n", l[0], l[1])
 	}

@@ -38,7 +38,7 @@ func TestInitThenValidate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bosun validate: %v\n%s", err, errOut)
 	}
-	if diff := cmp.Diff("valid: 5 objects in 5 files\n", out); diff != "" {
+	if diff := cmp.Diff("valid: 4 objects in 4 files\n", out); diff != "" {
 		t.Errorf("stdout (-want +got):\n%s", diff)
 	}
 }
