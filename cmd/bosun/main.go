@@ -46,7 +46,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&g.kubeconfig, "kubeconfig", "",
-		"kubeconfig file (default $BOSUN_KUBECONFIG, then $KUBECONFIG, then ~/.bosun/admin.kubeconfig)")
+		"kubeconfig file (default $BOSUN_KUBECONFIG, then $KUBECONFIG, then .bosun/admin.kubeconfig)")
 	root.AddCommand(
 		newVersionCmd(),
 		newValidateCmd(), newInitCmd(),
