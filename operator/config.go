@@ -45,6 +45,11 @@ type Config struct {
 	ForgeURL   string
 	ForgeToken string
 	ForgeRepo  string
+	// AdvertiseAddress is the address machines reach the API server on (it is added to the
+	// serving certificate); bootstrapped agents use https://<AdvertiseAddress>:<Listen port>.
+	AdvertiseAddress string
+	// AgentPlainHTTPRegistries are registry hosts the bootstrapped agents pull from over plain HTTP.
+	AgentPlainHTTPRegistries []string
 	// Identity names this operator in leader election (default hostname-pid).
 	Identity string
 	Logger   *slog.Logger
@@ -80,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, for example 127.0.0.1:6443", c.Listen)
+	}
+	if c.AdvertiseAddress != "" && net.ParseIP(c.AdvertiseAddress) == nil {
+		return fmt.Errorf("--advertise-address %q: want an IP address the machines can reach", c.AdvertiseAddress)
 	}
 	if len(c.Etcd.Endpoints) > 0 {
 		if err := c.Etcd.Validate(); err != nil {

@@ -2,6 +2,7 @@ package operator
 
 import (
 	"log/slog"
+	"maps"
 
 	"github.com/bosun-gitops/bosun/operator/controllers"
 	"github.com/bosun-gitops/bosun/operator/controllers/daemonset"
@@ -38,7 +39,8 @@ func Controllers() map[string]controllers.Constructor {
 }
 
 // buildControllers wires the shared informers, the event recorder and every controller.
-func buildControllers(st *store.Store, log *slog.Logger) (*controllers.Set, *events.StoreRecorder, error) {
+// extra adds constructors that need more than the shared Context (the machine controller).
+func buildControllers(st *store.Store, log *slog.Logger, extra map[string]controllers.Constructor) (*controllers.Set, *events.StoreRecorder, error) {
 	factory := informer.NewFactory(st, 0)
 	clk := clock.RealClock{}
 	recorder := events.NewRecorder(st, "bosun-operator", log, clk)
@@ -51,7 +53,9 @@ func buildControllers(st *store.Store, log *slog.Logger) (*controllers.Set, *eve
 		Clock:     clk,
 		Workers:   4,
 	}
-	set, err := controllers.Build(c, Controllers())
+	all := Controllers()
+	maps.Copy(all, extra)
+	set, err := controllers.Build(c, all)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,13 +9,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bosun-gitops/bosun/bootstrap"
 	"github.com/bosun-gitops/bosun/operator/apiserver"
+	"github.com/bosun-gitops/bosun/operator/controllers"
+	"github.com/bosun-gitops/bosun/operator/controllers/machine"
 	"github.com/bosun-gitops/bosun/operator/gitsync"
 	"github.com/bosun-gitops/bosun/operator/plan"
 	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/bosun-gitops/bosun/operator/webhook"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"golang.org/x/crypto/ssh"
 )
 
 // leaseTTLSeconds is how long the etcd election session outlives a crashed leader: another
@@ -30,6 +34,8 @@ type Operator struct {
 	ready chan struct{}
 	hooks *webhook.Receiver // nil until Run
 	plans *plan.Handler
+
+	signer ssh.Signer
 
 	mu     sync.Mutex
 	server *apiserver.Server
@@ -84,6 +90,13 @@ func (o *Operator) Run(ctx context.Context) error {
 	}
 	defer closeEtcd()
 
+	// The SSH identity machines authorize (`bosun ssh-key` prints it); created on first start.
+	signer, err := bootstrap.LoadOrCreateIdentity(filepath.Join(cfg.DataDir, bootstrap.IdentityFile))
+	if err != nil {
+		return err
+	}
+	o.signer = signer
+
 	st := store.New(client, store.Options{Logger: cfg.Logger})
 	if err := ensureSystemNamespaces(ctx, st); err != nil {
 		return err
@@ -95,7 +108,7 @@ func (o *Operator) Run(ctx context.Context) error {
 	srv, err := apiserver.New(ctx, apiserver.Config{
 		Listen:      cfg.Listen,
 		DataDir:     cfg.DataDir,
-		ServerNames: cfg.ServerNames,
+		ServerNames: serverNames(cfg),
 		Store:       st,
 		Logger:      cfg.Logger,
 		Hooks:       hooks,
@@ -210,7 +223,9 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 		return err
 	}
 	pr.start(lctx, syncer)
-	ctrls, recorder, err := buildControllers(st, cfg.Logger)
+	ctrls, recorder, err := buildControllers(st, cfg.Logger, map[string]controllers.Constructor{
+		machine.Name: machine.NewConstructor(o.machineOptions()),
+	})
 	if err != nil {
 		return err
 	}

@@ -124,6 +124,8 @@ func describe(w io.Writer, res *resource.Resource, obj resource.Object, events [
 	case *bosunv1.GitSync:
 		tw.Flush()
 		return describeGitSync(w, o, events, now)
+	case *bosunv1.Machine:
+		describeMachine(tw, kv, o)
 	default:
 		tw.Flush()
 		if err := printSpecAndStatus(w, obj); err != nil {

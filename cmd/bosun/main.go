@@ -61,6 +61,7 @@ func newRootCmd() *cobra.Command {
 		newTokenCmd(g),
 		newLogsCmd(g),
 		newPlanCmd(g),
+		newSSHKeyCmd(),
 	)
 	return root
 }

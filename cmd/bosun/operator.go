@@ -110,6 +110,8 @@ func newOperatorCmd() *cobra.Command {
 		},
 	}
 	addOperatorFlags(cmd.Flags(), &cfg, &endpoints, &tokenFile)
+	cmd.Flags().StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "IP address machines reach the API server on (added to its certificate; bootstrapped agents use it)")
+	cmd.Flags().StringSliceVar(&cfg.AgentPlainHTTPRegistries, "agent-insecure-registry", nil, "registry host:port that bootstrapped agents pull from over plain HTTP (repeatable)")
 	lf.add(cmd.Flags())
 	ff.add(cmd.Flags(), &cfg)
 	return cmd

@@ -100,6 +100,13 @@ type MachineStatus struct {
 	LearnedHostKey string       `json:"learnedHostKey,omitempty"`
 	LastError      string       `json:"lastError,omitempty"`
 	NextRetry      *metav1.Time `json:"nextRetry,omitempty"`
+	// AgentDigest is the SHA-256 of the bosun binary installed on the machine; the operator
+	// upgrades the agent when its own binary differs.
+	AgentDigest string `json:"agentDigest,omitempty"`
+	// ObservedSpecHash identifies the spec and cluster settings of the last completed bootstrap.
+	ObservedSpecHash string `json:"observedSpecHash,omitempty"`
+	// Failures counts consecutive failed bootstraps (for the retry backoff).
+	Failures int32 `json:"failures,omitempty"`
 }
 
 // MachineList is a list of Machines.
