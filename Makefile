@@ -10,7 +10,7 @@ DATA_DIR     ?= .bosun
 DEB_PACKAGES := git ca-certificates iproute2 procps containerd runc containernetworking-plugins iptables conntrack busybox-static docker-registry openssh-server openssh-client sudo
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: help deps build run test test-short e2e bench lint fuzz clean gitea e2e-forge
+.PHONY: help deps build run test test-short e2e e2e-clean bench lint fuzz clean gitea e2e-forge
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -37,9 +37,12 @@ test: deps ## vet and run every test (integration tests use real etcd and git)
 test-short: ## unit tests only (-short skips the slow integration tests)
 	$(GO) test -short -count=1 ./...
 
-e2e: deps build ## end-to-end tests against the built binary
+e2e: deps build ## end-to-end tests against the built binary (as root: namespace machines, networking)
 	BOSUN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/... 2>&1 | \
-		grep -vE '^=== (RUN|PAUSE|CONT)'; exit $${PIPESTATUS[0]}
+		grep -vE '^=== (RUN|PAUSE|CONT|NAME)'; exit $${PIPESTATUS[0]}
+
+e2e-clean: ## remove what crashed end-to-end runs left behind (stale namespace-machine labs; live ones are kept)
+	$(GO) run ./e2e/machines/cleanup
 
 bench: deps ## run the benchmarks; each figure prints as "bench: <name> <value> <unit> [limit= ratio=]"
 	@mkdir -p bin

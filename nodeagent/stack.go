@@ -21,10 +21,14 @@ import (
 	"github.com/bosun-gitops/bosun/nodeagent/runtime"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	"github.com/vishvananda/netlink"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
+
+// routesResyncPeriod is how often the pod routes and the masquerade rule are re-checked.
+const routesResyncPeriod = 10 * time.Second
 
 // NodeStack is the real PodManager: the pod workers (pods.Manager on containerd and CNI) plus
 // what every node runs beside them — the service proxy (iptables), the cluster DNS server on the
@@ -134,7 +138,10 @@ func (s *NodeStack) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster DNS: %w", err)
 	}
-	rc, err := routes.New(routes.Config{NodeName: cfg.NodeName, ClusterPodCIDR: cfg.ClusterCIDR, Logger: s.log})
+	// A 10 s resync (the proxy's CheckPeriod) bounds how long pod egress goes unmasqueraded
+	// after someone flushed the nat table; a sync is a route list and four iptables calls.
+	rc, err := routes.New(routes.Config{NodeName: cfg.NodeName, ClusterPodCIDR: cfg.ClusterCIDR,
+		ResyncPeriod: routesResyncPeriod, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("pod routes: %w", err)
 	}
@@ -180,6 +187,14 @@ func (s *NodeStack) Run(ctx context.Context) error {
 				return nil
 			}
 			return fmt.Errorf("informer of %v did not sync", typ)
+		}
+	}
+	// The routes' first sync creates BOSUN-POD-MASQ before the proxy's first sync, a whole-table
+	// restore of what it has just saved, so that the restore carries the chain over instead of
+	// racing with its creation (which dropped it: "Chain 'BOSUN-POD-MASQ' does not exist").
+	if nodes, err := nodeInf.Lister().List(labels.Everything()); err == nil {
+		if err := rc.Sync(ctx, nodes); err != nil {
+			s.log.Warn("first pod routes sync failed; retrying", "err", err)
 		}
 	}
 	side("service proxy", px.Run)

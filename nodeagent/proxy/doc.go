@@ -13,6 +13,7 @@
 // BOSUN-SVC chain and its BOSUN-SEP chains, never the large dispatch chain. Syncs are
 // rate-limited (Config.MinSyncPeriod), everything is rewritten on start and every
 // Config.FullSyncPeriod, and a cheap check (Config.CheckPeriod) of the jump rules and of the
-// BOSUN-PROXY-CANARY chains triggers a full sync when someone flushed the tables. Bosun only
-// ever writes chains named BOSUN-* and its own jump rules (checked with -C before -I).
+// BOSUN-PROXY-CANARY chains triggers a full sync when someone flushed the tables. The proxy only
+// ever writes its own chains (the BOSUN-* names above) and its own jump rules (checked with -C
+// before -I); other BOSUN-* chains, such as nodeagent/routes' BOSUN-POD-MASQ, are not its own.
 package proxy

@@ -102,20 +102,40 @@ func (ipt *iptables) restore(ctx context.Context, input []byte) error {
 	return nil
 }
 
-// chains lists the chains of table with the given prefix.
-func (ipt *iptables) chains(ctx context.Context, table, prefix string) ([]string, error) {
+// ownedChains lists the chains of table that the proxy owns (ownedChain).
+func (ipt *iptables) ownedChains(ctx context.Context, table string) ([]string, error) {
 	out, err := ipt.exec.Run(ctx, nil, ipt.bin("iptables")+"-save", "-t", table)
 	if err != nil {
 		return nil, fmt.Errorf("listing %s chains: %w", table, err)
 	}
 	var chains []string
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, ":"+prefix) {
+		if strings.HasPrefix(line, ":") {
 			name, _, _ := strings.Cut(line[1:], " ")
-			chains = append(chains, name)
+			if ownedChain(name) {
+				chains = append(chains, name)
+			}
 		}
 	}
 	return chains, nil
+}
+
+// ownedRule reports whether an iptables-save "-A CHAIN ..." line is the proxy's: a rule of one
+// of its chains, or a jump into one of them.
+func ownedRule(line string) bool {
+	f := strings.Fields(line)
+	if len(f) < 2 || f[0] != "-A" {
+		return false
+	}
+	if ownedChain(f[1]) {
+		return true
+	}
+	for i := 2; i+1 < len(f); i++ {
+		if (f[i] == "-j" || f[i] == "-g") && ownedChain(f[i+1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // chainExists reports whether chain exists in table (-S exits 1 when it does not).
@@ -172,7 +192,7 @@ func (ipt *iptables) ensureJump(ctx context.Context, r jumpRule) (bool, error) {
 var errIncompatible = errors.New("table holds rules iptables-save cannot represent")
 
 // replaceInput renders the input of a whole-table restore (without --noflush): every table's
-// current content as iptables-save prints it minus Bosun's chains and rules, plus the chains of
+// current content as iptables-save prints it minus the proxy's chains and rules, plus the chains of
 // c.write. Chains Bosun no longer wants simply are not declared again.
 //
 // This is the fast path for full syncs: with the nf_tables backend `iptables-restore --noflush`
@@ -194,13 +214,13 @@ func (ipt *iptables) replaceInput(ctx context.Context, c changes) ([]byte, error
 		for _, line := range strings.Split(string(out), "\n") {
 			switch {
 			case strings.HasPrefix(line, ":"):
-				if !strings.HasPrefix(line, ":"+chainPrefix) {
+				if name, _, _ := strings.Cut(line[1:], " "); !ownedChain(name) {
 					decls = append(decls, line)
 				}
 			case strings.HasPrefix(line, "-A "):
-				// Bosun's chains and Bosun's jump rules (only Bosun jumps to BOSUN-*) are
-				// written anew below.
-				if !strings.HasPrefix(line, "-A "+chainPrefix) && !strings.Contains(line, " -j "+chainPrefix) {
+				// The proxy's chains and its jump rules (only the proxy jumps to them) are
+				// written anew below; everything else, other BOSUN-* chains included, is kept.
+				if !ownedRule(line) {
 					rules = append(rules, line)
 				}
 			}

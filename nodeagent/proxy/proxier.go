@@ -239,11 +239,11 @@ func (p *Proxier) sync(ctx context.Context) (syncStats, error) {
 			st.replaced = true
 			break
 		}
-		// Fall back to --noflush, deleting the stale BOSUN-* chains one by one.
+		// Fall back to --noflush, deleting the proxy's stale chains one by one.
 		p.log.Warn("whole-table restore failed; falling back to iptables-restore --noflush", "err", err)
 		kernel := map[string][]string{}
 		for _, table := range []string{tableNAT, tableFilter} {
-			chains, err := p.ipt.chains(ctx, table, chainPrefix)
+			chains, err := p.ipt.ownedChains(ctx, table)
 			if err != nil {
 				return st, err
 			}

@@ -15,10 +15,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Chain and table names. Every chain Bosun writes starts with chainPrefix; nothing else is ever
-// flushed or deleted.
+// Chain and table names. Every chain the proxy writes starts with chainPrefix and is one of its
+// own (ownedChain); nothing else is ever flushed or deleted. Other parts of the agent own other
+// BOSUN-* chains (nodeagent/routes' BOSUN-POD-MASQ), which the proxy leaves alone.
 const (
 	chainPrefix      = "BOSUN-"
+	chainSvcPrefix   = "BOSUN-SVC-"
+	chainSepPrefix   = "BOSUN-SEP-"
 	chainServices    = "BOSUN-SERVICES"
 	chainNodePorts   = "BOSUN-NODEPORTS"
 	chainMarkMasq    = "BOSUN-MARK-MASQ"
@@ -40,6 +43,16 @@ const (
 	// False when it could not allocate the ClusterIP or NodePorts.
 	conditionAllocated = "Allocated"
 )
+
+// ownedChain reports whether chain is one the proxy writes: its static and dispatch chains and
+// the per-service BOSUN-SVC-* and BOSUN-SEP-* chains.
+func ownedChain(chain string) bool {
+	switch chain {
+	case chainServices, chainNodePorts, chainMarkMasq, chainPostrouting, chainForward, chainCanary:
+		return true
+	}
+	return strings.HasPrefix(chain, chainSvcPrefix) || strings.HasPrefix(chain, chainSepPrefix)
+}
 
 // builtinTargets are the -j targets that are not chains.
 var builtinTargets = map[string]bool{
@@ -118,9 +131,9 @@ func hashSuffix(parts ...string) string {
 	return base32.StdEncoding.EncodeToString(h[:])[:16]
 }
 
-func svcChainName(spn, proto string) string { return "BOSUN-SVC-" + hashSuffix(spn, proto) }
+func svcChainName(spn, proto string) string { return chainSvcPrefix + hashSuffix(spn, proto) }
 func sepChainName(spn, proto, endpoint string) string {
-	return "BOSUN-SEP-" + hashSuffix(spn, proto, endpoint)
+	return chainSepPrefix + hashSuffix(spn, proto, endpoint)
 }
 
 // proxied reports whether a Service gets rules: it has an allocated ClusterIP (headless and

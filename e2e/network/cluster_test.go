@@ -1,0 +1,477 @@
+//go:build e2e
+
+package network_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bosun-gitops/bosun/e2e/machines"
+	"github.com/bosun-gitops/bosun/nodeagent"
+	"github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// labSubnet is this package's lab network; the bootstrap tests use the default one.
+const labSubnet = "192.168.78.0/24"
+
+// agentDataDir is the agents' data dir inside each machine (a per-machine directory).
+const agentDataDir = "/var/lib/bosun/agent"
+
+// bosunBin is the binary under test; the test skips without root or without it.
+func bosunBin(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (namespace machines, iptables, containerd)")
+	}
+	bin := os.Getenv("BOSUN_BIN")
+	if bin == "" {
+		t.Skip("BOSUN_BIN is not set: run `make e2e`, or build bosun and point BOSUN_BIN at it")
+	}
+	for _, p := range []string{"/usr/bin/containerd", "/usr/lib/cni/bridge", "/usr/bin/docker-registry"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("%s missing (make deps)", p)
+		}
+	}
+	return bin
+}
+
+// phases records how long each step of the test took, for the log.
+type phases struct {
+	mu    sync.Mutex
+	last  time.Time
+	start time.Time
+	lines []string
+}
+
+func newPhases() *phases { now := time.Now(); return &phases{last: now, start: now} }
+
+func (p *phases) mark(t *testing.T, what string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	line := fmt.Sprintf("%-48s %6.1fs (at %5.1fs)", what, now.Sub(p.last).Seconds(), now.Sub(p.start).Seconds())
+	p.lines = append(p.lines, line)
+	p.last = now
+	t.Log("timing: " + line)
+}
+
+// gitRepo is a bare repository the operator syncs from and a work tree that pushes to it.
+type gitRepo struct{ bare, work string }
+
+var gitEnv = []string{"GIT_AUTHOR_NAME=E2E", "GIT_AUTHOR_EMAIL=e2e@localhost",
+	"GIT_COMMITTER_NAME=E2E", "GIT_COMMITTER_EMAIL=e2e@localhost"}
+
+func newGitRepo(t *testing.T) *gitRepo {
+	t.Helper()
+	dir := t.TempDir()
+	r := &gitRepo{bare: filepath.Join(dir, "fleet.git"), work: filepath.Join(dir, "fleet")}
+	r.git(t, dir, "init", "--quiet", "--bare", "--initial-branch=main", r.bare)
+	r.git(t, dir, "init", "--quiet", "--initial-branch=main", r.work)
+	r.git(t, r.work, "remote", "add", "origin", r.bare)
+	return r
+}
+
+func (r *gitRepo) git(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), gitEnv...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (r *gitRepo) write(t *testing.T, rel, content string) {
+	t.Helper()
+	p := filepath.Join(r.work, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (r *gitRepo) push(t *testing.T, msg string) {
+	t.Helper()
+	r.git(t, r.work, "add", "-A")
+	r.git(t, r.work, "commit", "--quiet", "--allow-empty", "-m", msg)
+	r.git(t, r.work, "push", "--quiet", "origin", "main")
+}
+
+// operatorProc is `bosun operator` in its own process group, logging to a file.
+type operatorProc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+}
+
+func startOperator(t *testing.T, bin, dataDir string, args ...string) *operatorProc {
+	t.Helper()
+	logPath := filepath.Join(dataDir, "operator.log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"operator", "--data-dir", dataDir}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &operatorProc{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("==== operator log (tail) ====\n%s", tail(string(b), 120))
+		}
+	})
+	return p
+}
+
+// stop ends the operator's process group (SIGTERM, SIGKILL after 10 s) and waits for it.
+func (p *operatorProc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// waitFor polls cond every 200 ms until it holds or ctx ends; the failure names what and the
+// last state cond described.
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, string)) {
+	t.Helper()
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v; last state: %s", what, ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// cluster is the operator on the lab's host address and one agent per machine.
+type cluster struct {
+	bin     string
+	lab     *machines.Lab
+	repo    *gitRepo
+	dataDir string
+	op      *operatorProc
+	kube    kubernetes.Interface
+	server  string
+	agents  map[string]*machines.Process
+	closed  bool // the test closed the lab itself
+}
+
+const clusterYAML = `apiVersion: bosun.dev/v1alpha1
+kind: Cluster
+metadata: {name: lab}
+spec:
+  podCIDR: 10.244.0.0/16
+  serviceCIDR: 10.96.0.0/16
+  clusterDomain: cluster.local
+`
+
+// startCluster starts the lab, the operator syncing a new repository and the operator's API
+// client.
+func startCluster(t *testing.T, ctx context.Context, ph *phases) *cluster {
+	t.Helper()
+	bin := bosunBin(t)
+	lab := machines.NewLab(t, machines.Config{N: 3, Subnet: labSubnet, HostLink: true, NoSSHD: true})
+	ph.mark(t, "lab: 3 machines, containerd, registry")
+	repo := newGitRepo(t)
+	repo.write(t, "bosun.yaml", clusterYAML)
+	repo.push(t, "cluster")
+	c := &cluster{bin: bin, lab: lab, repo: repo, dataDir: t.TempDir(), agents: map[string]*machines.Process{}}
+	host := lab.HostAddr().String()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := l.Addr().String()
+	l.Close()
+	c.server = "https://" + listen
+	c.op = startOperator(t, bin, c.dataDir, "--repo", repo.bare, "--interval", "1s", "--listen", listen,
+		"--server-name", host, "--log-level", "debug")
+	kubeconfig := filepath.Join(c.dataDir, "admin.kubeconfig")
+	waitFor(t, ctx, "the admin kubeconfig", func() (bool, string) {
+		select {
+		case <-c.op.done:
+			t.Fatalf("the operator exited at start")
+		default:
+		}
+		_, err := os.Stat(kubeconfig)
+		return err == nil, fmt.Sprint(err)
+	})
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.QPS, rc.Burst = 100, 200
+	c.kube = kubernetes.NewForConfigOrDie(rc)
+	waitFor(t, ctx, "the API", func() (bool, string) {
+		_, err := c.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		return err == nil, fmt.Sprint(err)
+	})
+	ph.mark(t, "operator: API up")
+	t.Cleanup(func() {
+		if t.Failed() && !c.closed {
+			c.dumpState(t)
+		}
+	})
+	return c
+}
+
+// cli runs the bosun CLI against the admin kubeconfig.
+func (c *cluster) cli(t *testing.T, args ...string) (stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(c.bin, append([]string{"--kubeconfig", filepath.Join(c.dataDir, "admin.kubeconfig")}, args...)...)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bosun %s: %v\n%s%s", strings.Join(args, " "), err, o.String(), e.String())
+	}
+	return o.String(), e.String()
+}
+
+var caHashRE = regexp.MustCompile(`--ca-cert-hash (sha256:[0-9a-f]{64})`)
+
+// joinAgents joins one agent per machine with a token from `bosun token create` (the agent
+// writes its credentials and agent.yaml), then restarts each with --config and the lab
+// registry allowed over plain HTTP: the join flags have no registry option.
+func (c *cluster) joinAgents(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if _, err := os.Stat(c.lab.Machine(1).HostPath(c.bin)); err != nil {
+		t.Fatalf("BOSUN_BIN %s is not visible inside the machines (their /tmp, /run, /root and /home are "+
+			"private): put it under /usr, /var, /opt or the checkout (make e2e uses bin/bosun): %v", c.bin, err)
+	}
+	token, hint := c.cli(t, "token", "create", "--ttl", "1h", "--description", "network e2e")
+	token = strings.TrimSpace(token)
+	m := caHashRE.FindStringSubmatch(hint)
+	if m == nil {
+		t.Fatalf("bosun token create printed no --ca-cert-hash:\n%s", hint)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(c.lab.Machines()))
+	procs := make([]*machines.Process, len(c.lab.Machines()))
+	for i, mach := range c.lab.Machines() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			procs[i], errs[i] = c.joinAgent(ctx, mach, token, m[1])
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("agent on %s: %v", c.lab.Machines()[i].Name(), err)
+		}
+		c.agents[c.lab.Machines()[i].Name()] = procs[i]
+	}
+}
+
+func (c *cluster) joinAgent(ctx context.Context, m *machines.Machine, token, caHash string) (*machines.Process, error) {
+	join, err := m.Start(context.Background(), c.bin, "agent", "--server", c.server, "--token", token,
+		"--ca-cert-hash", caHash, "--node-name", m.Name(), "--data-dir", agentDataDir)
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := m.HostPath(filepath.Join(agentDataDir, nodeagent.ConfigFileName))
+	for {
+		if _, err := os.Stat(cfgPath); err == nil {
+			break
+		}
+		select {
+		case <-join.Done():
+			b, _ := os.ReadFile(join.LogPath())
+			return nil, fmt.Errorf("the joining agent exited:\n%s", tail(string(b), 30))
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for %s: %w", cfgPath, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := join.Stop(); err != nil {
+		return nil, err
+	}
+	cfg, err := nodeagent.LoadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Registry.PlainHTTP = []string{c.lab.RegistryAddr()}
+	if err := nodeagent.WriteConfig(cfgPath, cfg); err != nil {
+		return nil, err
+	}
+	return m.Start(context.Background(), c.bin, "agent", "--config", filepath.Join(agentDataDir, nodeagent.ConfigFileName))
+}
+
+// waitNodesReady waits until every machine is a Ready node with a pod CIDR.
+func (c *cluster) waitNodesReady(t *testing.T, ctx context.Context) map[string]*corev1.Node {
+	t.Helper()
+	nodes := map[string]*corev1.Node{}
+	waitFor(t, ctx, "3 Ready nodes with pod CIDRs", func() (bool, string) {
+		for name, p := range c.agents {
+			select {
+			case <-p.Done():
+				b, _ := os.ReadFile(p.LogPath())
+				t.Fatalf("the agent on %s exited:\n%s", name, tail(string(b), 30))
+			default:
+			}
+		}
+		l, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		var state []string
+		ready := 0
+		for i := range l.Items {
+			n := &l.Items[i]
+			ok := n.Spec.PodCIDR != "" && nodeReady(n)
+			state = append(state, fmt.Sprintf("%s ready=%v podCIDR=%q", n.Name, nodeReady(n), n.Spec.PodCIDR))
+			if ok {
+				ready++
+				nodes[n.Name] = n
+			}
+		}
+		return ready == len(c.lab.Machines()), strings.Join(state, "; ")
+	})
+	return nodes
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// machine returns the lab machine a node runs on (node names are machine names).
+func (c *cluster) machine(t *testing.T, node string) *machines.Machine {
+	t.Helper()
+	for _, m := range c.lab.Machines() {
+		if m.Name() == node {
+			return m
+		}
+	}
+	t.Fatalf("no machine for node %q", node)
+	return nil
+}
+
+// podExec runs a shell script inside a pod's container, entering the namespaces of the
+// container's process from within its machine (as `kubectl exec` would, without the API).
+func (c *cluster) podExec(ctx context.Context, pod *corev1.Pod, container, script string) (string, error) {
+	m := c.machineOf(pod)
+	if m == nil {
+		return "", fmt.Errorf("pod %s is on no lab machine (node %q)", pod.Name, pod.Spec.NodeName)
+	}
+	pid, err := containerPID(ctx, m, pod, container)
+	if err != nil {
+		return "", err
+	}
+	out, err := m.Exec(ctx, "nsenter", "--target", strconv.Itoa(int(pid)), "--mount", "--net", "--uts", "--ipc", "--pid",
+		"--", "/bin/sh", "-c", script)
+	return string(out), err
+}
+
+func (c *cluster) machineOf(pod *corev1.Pod) *machines.Machine {
+	for _, m := range c.lab.Machines() {
+		if m.Name() == pod.Spec.NodeName {
+			return m
+		}
+	}
+	return nil
+}
+
+// containerPID finds the running task of a pod's container in the machine's containerd.
+func containerPID(ctx context.Context, m *machines.Machine, pod *corev1.Pod, container string) (uint32, error) {
+	client, err := containerd.New(m.ContainerdSocket())
+	if err != nil {
+		return 0, fmt.Errorf("%s: connecting to containerd: %w", m.Name(), err)
+	}
+	defer client.Close()
+	ctx = namespaces.WithNamespace(ctx, "bosun")
+	filter := fmt.Sprintf(`labels."bosun.dev/pod-uid"==%s,labels."bosun.dev/container-name"==%s`, pod.UID, container)
+	ctrs, err := client.Containers(ctx, filter)
+	if err != nil {
+		return 0, fmt.Errorf("%s: listing containers: %w", m.Name(), err)
+	}
+	for _, ctr := range ctrs {
+		task, err := ctr.Task(ctx, nil)
+		if err != nil {
+			continue
+		}
+		st, err := task.Status(ctx)
+		if err == nil && st.Status == containerd.Running {
+			return task.Pid(), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no running container %q of pod %s (%d containers)", m.Name(), container, pod.Name, len(ctrs))
+}
+
+// dumpState logs the nodes, pods, endpoints and each machine's routes and nat table.
+func (c *cluster) dumpState(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if l, err := c.kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); err == nil {
+		for _, n := range l.Items {
+			t.Logf("node %s ready=%v podCIDR=%s addrs=%v", n.Name, nodeReady(&n), n.Spec.PodCIDR, n.Status.Addresses)
+		}
+	}
+	if l, err := c.kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range l.Items {
+			t.Logf("pod %s/%s node=%s phase=%s ip=%s deleting=%v", p.Namespace, p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.PodIP, p.DeletionTimestamp != nil)
+		}
+	}
+	if l, err := c.kube.CoreV1().Endpoints("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, e := range l.Items {
+			t.Logf("endpoints %s/%s: %v", e.Namespace, e.Name, e.Subsets)
+		}
+	}
+	for _, m := range c.lab.Machines() {
+		for _, cmd := range [][]string{{"ip", "route"}, {"iptables-save", "-t", "nat"}} {
+			out, err := m.Exec(ctx, cmd[0], cmd[1:]...)
+			t.Logf("==== %s: %s (err %v) ====\n%s", m.Name(), strings.Join(cmd, " "), err, out)
+		}
+	}
+}
