@@ -37,8 +37,8 @@ test: deps ## vet and run every test (integration tests use real etcd and git)
 test-short: ## unit tests only (-short skips the slow integration tests)
 	$(GO) test -short -count=1 ./...
 
-e2e: deps build ## end-to-end tests against the built binary (as root: namespace machines, networking)
-	BOSUN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/... 2>&1 | \
+e2e: deps build ## end-to-end tests against the built binary (as root: namespace machines, networking; Gitea once `make gitea` built it)
+	BOSUN_BIN=$(CURDIR)/$(BIN) GITEA_BIN=$(GITEA_BIN) GITEA_SRC=$(GITEA_DIR)/src $(GO) test -count=1 -tags e2e -timeout 30m -v ./e2e/... 2>&1 | \
 		grep -vE '^=== (RUN|PAUSE|CONT|NAME)'; exit $${PIPESTATUS[0]}
 
 e2e-clean: ## remove what crashed end-to-end runs left behind (stale namespace-machine labs; live ones are kept)

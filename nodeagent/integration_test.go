@@ -159,7 +159,7 @@ spec:
 	waitLog(t, c, client.Name, "c", "via-service=10.96.", strings.TrimSpace(images.IndexHTML))
 
 	// Registry pull and pull error.
-	c.WaitPods("t", "app=pull", time.Minute, "image pulled from the registry, Running", running)
+	c.WaitPods("t", "app=pull", 2*time.Minute, "image pulled from the registry, Running", running)
 	bad := c.WaitPods("t", "app=badpull", time.Minute, "ErrImagePull or ImagePullBackOff", func(ps []corev1.Pod) bool {
 		w := waiting(ps)
 		return w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff")

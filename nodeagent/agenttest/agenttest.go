@@ -114,15 +114,17 @@ type Options struct {
 
 // Cluster is a running one-node cluster.
 type Cluster struct {
-	Admin      kubernetes.Interface
-	Repo       *testutil.GitRepo
-	Op         *operator.Operator
-	Socket     string
-	AgentDir   string
-	RunDir     string
-	ConfigPath string
-	NodeName   string
-	binary     string
+	Admin  kubernetes.Interface
+	Repo   *testutil.GitRepo
+	Op     *operator.Operator
+	Socket string
+	// OperatorLogPath is the in-process operator's log (info level).
+	OperatorLogPath string
+	AgentDir        string
+	RunDir          string
+	ConfigPath      string
+	NodeName        string
+	binary          string
 
 	t     testing.TB
 	mu    sync.Mutex
@@ -148,9 +150,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 	repo.CommitAndPush("initial")
 
 	ctx, cancel := context.WithCancel(context.Background())
+	opLogPath := filepath.Join(t.TempDir(), "operator.log")
+	opLog, err := os.Create(opLogPath)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { opLog.Close() })
 	op, err := operator.New(operator.Config{
 		DataDir: t.TempDir(), Repo: repo.Bare, Branch: "main", Interval: time.Second,
-		Listen: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		Listen: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(opLog, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		cancel()
@@ -205,7 +214,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	// After the agent stopped (cleanups run last-in first-out): a failed test may leave pods whose
 	// pinned namespaces and tmpfs volumes are mounts on the host's mount namespace.
 	t.Cleanup(func() { unmountUnder(t, runDir); unmountUnder(t, agentDir) })
-	c := &Cluster{Admin: admin, Repo: repo, Op: op, Socket: socket, AgentDir: agentDir, RunDir: runDir,
+	c := &Cluster{Admin: admin, Repo: repo, Op: op, Socket: socket, OperatorLogPath: opLogPath, AgentDir: agentDir, RunDir: runDir,
 		ConfigPath: filepath.Join(agentDir, nodeagent.ConfigFileName), NodeName: cfg.NodeName, binary: opts.AgentBinary, t: t}
 	t.Cleanup(c.StopAgent)
 	return c
@@ -357,6 +366,17 @@ func (c *Cluster) signalAgent(sig syscall.Signal) {
 }
 
 // AgentLog returns the last n lines of the agent's log.
+// OperatorLog returns the last n lines of the operator's log.
+func (c *Cluster) OperatorLog(n int) string {
+	data, _ := os.ReadFile(c.OperatorLogPath)
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// AgentLog returns the last n lines of the agent's log.
 func (c *Cluster) AgentLog(n int) string {
 	data, _ := os.ReadFile(filepath.Join(c.AgentDir, "agent.log"))
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
@@ -393,7 +413,7 @@ func (c *Cluster) WaitPods(ns, selector string, timeout time.Duration, what stri
 					fmt.Fprintf(&b, "    %s restarts=%d state=%+v last=%+v\n", cs.Name, cs.RestartCount, cs.State, cs.LastTerminationState)
 				}
 			}
-			c.t.Fatalf("%s/%s: %s not reached after %v; pods:\n%sagent log:\n%s", ns, selector, what, timeout, b.String(), c.AgentLog(30))
+			c.t.Fatalf("%s/%s: %s not reached after %v; pods:\n%sagent log:\n%s\noperator log:\n%s", ns, selector, what, timeout, b.String(), c.AgentLog(30), c.OperatorLog(60))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
