@@ -5,6 +5,7 @@ package network_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -274,6 +275,26 @@ func (c *cluster) cli(t *testing.T, args ...string) (stdout, stderr string) {
 	return o.String(), e.String()
 }
 
+// machineBin is where each machine finds the binary under test (copied into its private /tmp).
+const machineBin = "/tmp/bosun"
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
 var caHashRE = regexp.MustCompile(`--ca-cert-hash (sha256:[0-9a-f]{64})`)
 
 // joinAgents joins one agent per machine with a token from `bosun token create` (the agent
@@ -281,9 +302,12 @@ var caHashRE = regexp.MustCompile(`--ca-cert-hash (sha256:[0-9a-f]{64})`)
 // registry allowed over plain HTTP: the join flags have no registry option.
 func (c *cluster) joinAgents(t *testing.T, ctx context.Context) {
 	t.Helper()
-	if _, err := os.Stat(c.lab.Machine(1).HostPath(c.bin)); err != nil {
-		t.Fatalf("BOSUN_BIN %s is not visible inside the machines (their /tmp, /run, /root and /home are "+
-			"private): put it under /usr, /var, /opt or the checkout (make e2e uses bin/bosun): %v", c.bin, err)
+	// The checkout may live under /tmp, which is private to each machine: give every machine its
+	// own copy of the binary under test.
+	for _, m := range c.lab.Machines() {
+		if err := copyFile(c.bin, m.HostPath(machineBin), 0o755); err != nil {
+			t.Fatalf("copying %s into machine %s: %v", c.bin, m.Name(), err)
+		}
 	}
 	token, hint := c.cli(t, "token", "create", "--ttl", "1h", "--description", "network e2e")
 	token = strings.TrimSpace(token)
@@ -311,7 +335,7 @@ func (c *cluster) joinAgents(t *testing.T, ctx context.Context) {
 }
 
 func (c *cluster) joinAgent(ctx context.Context, m *machines.Machine, token, caHash string) (*machines.Process, error) {
-	join, err := m.Start(context.Background(), c.bin, "agent", "--server", c.server, "--token", token,
+	join, err := m.Start(context.Background(), machineBin, "agent", "--server", c.server, "--token", token,
 		"--ca-cert-hash", caHash, "--node-name", m.Name(), "--data-dir", agentDataDir)
 	if err != nil {
 		return nil, err
@@ -341,7 +365,7 @@ func (c *cluster) joinAgent(ctx context.Context, m *machines.Machine, token, caH
 	if err := nodeagent.WriteConfig(cfgPath, cfg); err != nil {
 		return nil, err
 	}
-	return m.Start(context.Background(), c.bin, "agent", "--config", filepath.Join(agentDataDir, nodeagent.ConfigFileName))
+	return m.Start(context.Background(), machineBin, "agent", "--config", filepath.Join(agentDataDir, nodeagent.ConfigFileName))
 }
 
 // waitNodesReady waits until every machine is a Ready node with a pod CIDR.
