@@ -83,7 +83,10 @@ func (dc *Controller) reconcile(ctx context.Context, key string) (controllers.Re
 	d := obj.(*appsv1.Deployment).DeepCopy()
 	withDefaults(d)
 	if !dc.cacheCurrent(d.Namespace) {
-		return controllers.Result{}, nil // the ReplicaSet events of our own writes enqueue us again
+		// A ReplicaSet write in this namespace is not in the cache yet. Its event re-enqueues only
+		// the Deployment that owns it, so look again shortly: otherwise every other Deployment of
+		// the namespace that arrived meanwhile would wait for an unrelated event.
+		return controllers.Result{RequeueAfter: 100 * time.Millisecond}, nil
 	}
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil || sel.Empty() {
