@@ -99,7 +99,10 @@ type Network struct {
 	cfg  Config
 	cni  *libcni.CNIConfig
 	list *libcni.NetworkConfigList
-	log  *slog.Logger
+	// noPorts is list without the portmap plugin, for ADD of pods without hostPorts (one plugin
+	// exec less on the pod start path; DEL still runs the whole list, which portmap tolerates).
+	noPorts *libcni.NetworkConfigList
+	log     *slog.Logger
 }
 
 // New prepares the directories, loads or generates the CNI configuration and enables IPv4
@@ -138,11 +141,24 @@ func New(cfg Config) (*Network, error) {
 		return nil, fmt.Errorf("enabling net.ipv4.ip_forward: %w", err)
 	}
 	return &Network{
-		cfg:  cfg,
-		cni:  libcni.NewCNIConfigWithCacheDir([]string{cfg.CNIBinDir}, filepath.Join(cfg.DataDir, "cni-cache"), nil),
-		list: list,
-		log:  cfg.Logger.With("component", "network"),
+		cfg:     cfg,
+		cni:     libcni.NewCNIConfigWithCacheDir([]string{cfg.CNIBinDir}, filepath.Join(cfg.DataDir, "cni-cache"), nil),
+		list:    list,
+		noPorts: withoutPlugin(list, "portmap"),
+		log:     cfg.Logger.With("component", "network"),
 	}, nil
+}
+
+// withoutPlugin returns a copy of list without the plugins of type typ.
+func withoutPlugin(list *libcni.NetworkConfigList, typ string) *libcni.NetworkConfigList {
+	out := *list
+	out.Plugins = nil
+	for _, p := range list.Plugins {
+		if p.Network == nil || p.Network.Type != typ {
+			out.Plugins = append(out.Plugins, p)
+		}
+	}
+	return &out
 }
 
 func hasConflist(dir string) bool {
@@ -252,7 +268,11 @@ func (n *Network) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.Po
 		}
 		created = true
 	}
-	res, err := n.cni.AddNetworkList(ctx, n.list, rt)
+	list := n.list
+	if len(ports) == 0 {
+		list = n.noPorts
+	}
+	res, err := n.cni.AddNetworkList(ctx, list, rt)
 	if err != nil {
 		// Leave nothing half-made: DEL what ADD may have done, then drop a namespace made here
 		// (one that containers may already use stays until TeardownPod).

@@ -20,11 +20,13 @@ const testImage = "registry.test/app:1.0"
 
 // harness runs a Manager against the podstest fakes on a fake clock.
 type harness struct {
-	t       *testing.T
-	clock   *clocktesting.FakeClock
-	calls   *podstest.Calls
-	rt      *podstest.Runtime
-	net     *podstest.Network
+	t     *testing.T
+	clock *clocktesting.FakeClock
+	calls *podstest.Calls
+	rt    *podstest.Runtime
+	net   *podstest.Network
+	// network, when set, is the Manager's network instead of net (e.g. a wrapper of net).
+	network pods.Network
 	status  *podstest.StatusWriter
 	objects *podstest.Objects
 	rec     *podstest.Recorder
@@ -52,8 +54,12 @@ func newHarness(t *testing.T) *harness {
 // start creates the manager and runs it; restarting an agent is another start on the same fakes.
 func (h *harness) start() {
 	h.t.Helper()
+	var network pods.Network = h.net
+	if h.network != nil {
+		network = h.network
+	}
 	m, err := pods.NewManager(pods.ManagerConfig{
-		NodeName: "node-1", DataDir: h.dataDir, Runtime: h.rt, Network: h.net, Status: h.status,
+		NodeName: "node-1", DataDir: h.dataDir, Runtime: h.rt, Network: network, Status: h.status,
 		Objects: h.objects, Recorder: h.rec, Mounter: h.mounter, ClusterDNS: []string{"10.96.0.10"},
 		NodeIP: "192.168.1.10", Clock: h.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -2,8 +2,13 @@ package pods
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// ErrContainerExists is wrapped by Runtime.CreateContainer's error when a container with the
+// spec's ID already exists (a leftover of a crashed agent).
+var ErrContainerExists = errors.New("container already exists")
 
 // Runtime is the subset of containerd the pod workers need. nodeagent/runtime implements it
 // against containerd; podstest has an in-memory fake for unit tests.
@@ -12,7 +17,8 @@ type Runtime interface {
 	// when missing, Never fails when missing), reporting progress lines through progress (may be
 	// nil). Auth holds credentials from the pod's imagePullSecrets.
 	EnsureImage(ctx context.Context, ref string, policy PullPolicy, auth []RegistryAuth, progress func(string)) (ImageInfo, error)
-	// CreateContainer creates (but does not start) a container; the returned ID is spec.ID.
+	// CreateContainer creates (but does not start) a container; the returned ID is spec.ID. An
+	// existing container with that ID makes it fail with an error wrapping ErrContainerExists.
 	CreateContainer(ctx context.Context, spec ContainerSpec) error
 	// StartContainer starts the container's process; its output goes to spec.LogPath.
 	StartContainer(ctx context.Context, id string) error

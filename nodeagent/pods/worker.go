@@ -73,11 +73,13 @@ type podWorker struct {
 	wake    chan struct{}
 
 	// Owned by the worker goroutine.
-	ctrs         map[string]*ctrRun
-	staleIDs     []string // adopted containers of older runs, removed on the first sync
-	netReady     bool
-	podIP        string
-	netnsPath    string
+	ctrs      map[string]*ctrRun
+	staleIDs  []string // adopted containers of older runs, removed on the first sync
+	netReady  bool
+	podIP     string
+	netnsPath string
+	// pendingNet is a SetupPod running during one syncContainers call (see beginNetwork).
+	pendingNet   *netSetup
 	volumes      *podVolumes
 	initDone     bool
 	terminal     corev1.PodPhase
@@ -329,14 +331,21 @@ func (w *podWorker) removeStale(ctx context.Context) {
 
 // syncContainers brings up the network and volumes, then the init containers one at a time and
 // then the app containers, and runs the due probes.
+//
+// When the pod's namespace path is known in advance, CNI ADD runs while the images are checked
+// and the first containers are created (containerd only records the namespace path at create;
+// runc needs the namespace at start): start waits for it, and it is always joined before
+// syncContainers returns.
 func (w *podWorker) syncContainers(ctx context.Context, pod *corev1.Pod) bool {
-	if !w.ensureNetwork(ctx, pod) {
-		return false
-	}
-	if err := w.volumes.writeEtcFiles(pod, w.podIP, w.dnsInput()); err != nil {
-		w.log.Error("writing pod files", "err", err)
-		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
-		return false
+	if !w.netReady && w.beginNetwork(ctx, pod) {
+		defer w.awaitNetwork(pod)
+	} else {
+		if !w.ensureNetwork(ctx, pod) {
+			return false
+		}
+		if !w.writeEtcFiles(pod) {
+			return false
+		}
 	}
 	if err := w.volumes.prepare(ctx, pod); err != nil {
 		if err.Error() != w.lastMountErr {
@@ -381,16 +390,85 @@ func (w *podWorker) dnsInput() dnsInput {
 	}
 }
 
-// ensureNetwork sets up the pod's network namespace once (SetupPod is idempotent, so an adopted
-// pod gets its existing namespace and IP back).
-func (w *podWorker) ensureNetwork(ctx context.Context, pod *corev1.Pod) bool {
-	if w.netReady {
-		return true
+func (w *podWorker) writeEtcFiles(pod *corev1.Pod) bool {
+	if err := w.volumes.writeEtcFiles(pod, w.podIP, w.dnsInput()); err != nil {
+		w.log.Error("writing pod files", "err", err)
+		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
+		return false
 	}
-	if pod.Spec.HostNetwork {
-		w.podIP, w.netReady = w.m.cfg.NodeIP, true
-		return true
+	return true
+}
+
+// netnsPather is implemented by networks that know a pod's namespace path before SetupPod.
+type netnsPather interface {
+	NetnsPath(podUID string) string
+}
+
+// netSetup is a SetupPod call running concurrently with container creation.
+type netSetup struct {
+	done chan struct{}
+	pn   PodNetwork
+	err  error
+}
+
+// beginNetwork starts SetupPod in the background when the network knows the namespace path in
+// advance and no container's environment needs the pod IP; it reports whether it did. The
+// caller must call awaitNetwork before syncContainers returns.
+func (w *podWorker) beginNetwork(ctx context.Context, pod *corev1.Pod) bool {
+	np, ok := w.m.cfg.Network.(netnsPather)
+	if !ok || pod.Spec.HostNetwork || needsPodIP(pod) {
+		return false
 	}
+	w.netnsPath = np.NetnsPath(string(pod.UID))
+	ports := hostPorts(pod)
+	ns := &netSetup{done: make(chan struct{})}
+	go func() {
+		defer close(ns.done)
+		ns.pn, ns.err = w.m.cfg.Network.SetupPod(ctx, podRef(pod), ports)
+	}()
+	w.pendingNet = ns
+	return true
+}
+
+// awaitNetwork waits for a SetupPod started by beginNetwork and writes the pod's /etc files;
+// it reports whether containers may start. Without a pending setup it reports netReady.
+func (w *podWorker) awaitNetwork(pod *corev1.Pod) bool {
+	ns := w.pendingNet
+	if ns == nil {
+		return w.netReady
+	}
+	w.pendingNet = nil
+	<-ns.done
+	if ns.err != nil {
+		w.networkFailed(pod, ns.err)
+		return false
+	}
+	if ns.pn.NetnsPath != w.netnsPath {
+		w.log.Warn("pod network namespace differs from the announced path", "want", w.netnsPath, "got", ns.pn.NetnsPath)
+	}
+	w.podIP, w.netnsPath, w.netReady = ns.pn.IP, ns.pn.NetnsPath, true
+	return w.writeEtcFiles(pod)
+}
+
+// needsPodIP reports whether a container's environment refers to the pod IP, which is only
+// known after SetupPod.
+func needsPodIP(pod *corev1.Pod) bool {
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for _, c := range list {
+			for _, e := range c.Env {
+				if f := e.ValueFrom; f != nil && f.FieldRef != nil {
+					switch f.FieldRef.FieldPath {
+					case "status.podIP", "status.podIPs":
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
+func hostPorts(pod *corev1.Pod) []PortMapping {
 	var ports []PortMapping
 	for _, c := range pod.Spec.Containers {
 		for _, p := range c.Ports {
@@ -404,11 +482,28 @@ func (w *podWorker) ensureNetwork(ctx context.Context, pod *corev1.Pod) bool {
 			ports = append(ports, PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: proto, HostIP: p.HostIP})
 		}
 	}
-	pn, err := w.m.cfg.Network.SetupPod(ctx, podRef(pod), ports)
+	return ports
+}
+
+func (w *podWorker) networkFailed(pod *corev1.Pod, err error) {
+	w.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to set up the pod network: %v", err)
+	w.log.Error("setting up pod network", "err", err)
+	w.wakeAt(w.m.clock.Now().Add(retryPeriod))
+}
+
+// ensureNetwork sets up the pod's network namespace once (SetupPod is idempotent, so an adopted
+// pod gets its existing namespace and IP back).
+func (w *podWorker) ensureNetwork(ctx context.Context, pod *corev1.Pod) bool {
+	if w.netReady {
+		return true
+	}
+	if pod.Spec.HostNetwork {
+		w.podIP, w.netReady = w.m.cfg.NodeIP, true
+		return true
+	}
+	pn, err := w.m.cfg.Network.SetupPod(ctx, podRef(pod), hostPorts(pod))
 	if err != nil {
-		w.event(pod, corev1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to set up the pod network: %v", err)
-		w.log.Error("setting up pod network", "err", err)
-		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
+		w.networkFailed(pod, err)
 		return false
 	}
 	w.podIP, w.netnsPath, w.netReady = pn.IP, pn.NetnsPath, true
@@ -514,10 +609,14 @@ func (w *podWorker) createAndStart(ctx context.Context, pod *corev1.Pod, c *core
 		}
 	}
 	rt := w.m.cfg.Runtime
-	if err := rt.RemoveContainer(ctx, spec.ID); err != nil { // a leftover of a crashed agent
-		w.log.Warn("removing leftover container", "id", spec.ID, "err", err)
+	err = rt.CreateContainer(ctx, spec)
+	if errors.Is(err, ErrContainerExists) { // a leftover of a crashed agent
+		if rerr := rt.RemoveContainer(ctx, spec.ID); rerr != nil {
+			w.log.Warn("removing leftover container", "id", spec.ID, "err", rerr)
+		}
+		err = rt.CreateContainer(ctx, spec)
 	}
-	if err := rt.CreateContainer(ctx, spec); err != nil {
+	if err != nil {
 		r.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		w.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
@@ -546,6 +645,9 @@ func (w *podWorker) createAndStart(ctx context.Context, pod *corev1.Pod, c *core
 // start starts a created container; a failure counts as a run that exited at once (StartError),
 // so that the restart policy and back-off apply.
 func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, r *ctrRun) bool {
+	if !w.awaitNetwork(pod) {
+		return false
+	}
 	if err := w.m.cfg.Runtime.StartContainer(ctx, r.id); err != nil {
 		now := w.m.clock.Now()
 		r.startFailed = true

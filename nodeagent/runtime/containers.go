@@ -54,6 +54,9 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 		containerd.WithNewSnapshot(spec.ID, img),
 		containerd.WithContainerLabels(labels),
 		containerd.WithNewSpec(specOpts(img, spec)...))
+	if errdefs.IsAlreadyExists(err) {
+		return fmt.Errorf("creating container %s: %w: %w", spec.ID, pods.ErrContainerExists, err)
+	}
 	if err != nil {
 		return fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}

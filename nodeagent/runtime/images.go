@@ -31,6 +31,15 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 	if progress == nil {
 		progress = func(string) {}
 	}
+	if policy != pods.PullAlways {
+		// Fast path without the pull lock: a present, unpacked image (the common case) needs
+		// no serialization, which matters when many pods of one image start at once.
+		if img, err := r.client.GetImage(ctx, name); err == nil {
+			if ok, err := img.IsUnpacked(ctx, r.cfg.Snapshotter); err == nil && ok {
+				return imageInfo(ctx, img)
+			}
+		}
+	}
 	lock := r.pullLock(name)
 	lock.Lock()
 	defer lock.Unlock()

@@ -133,7 +133,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 	defer r.mu.Unlock()
 	r.calls.add("CreateContainer " + spec.ID)
 	if _, ok := r.containers[spec.ID]; ok {
-		return fmt.Errorf("container %s already exists", spec.ID)
+		return fmt.Errorf("container %s: %w", spec.ID, pods.ErrContainerExists)
 	}
 	r.containers[spec.ID] = &container{spec: spec, status: pods.ContainerStatus{
 		ID: spec.ID, Labels: spec.Labels, Image: spec.Image, ImageID: r.images[spec.Image].Digest, State: pods.StateCreated,
