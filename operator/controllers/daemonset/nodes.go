@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/klog/v2"
 )
 
 // FieldNodeName is the node field a daemon pod's affinity pins it with.
@@ -82,20 +83,8 @@ func ShouldRun(node *corev1.Node, ds *appsv1.DaemonSet) (shouldRun, shouldContin
 
 func tolerated(tolerations []corev1.Toleration, taint *corev1.Taint) bool {
 	for i := range tolerations {
-		t := &tolerations[i]
-		if t.Effect != "" && t.Effect != taint.Effect {
-			continue
-		}
-		if t.Key != "" && t.Key != taint.Key {
-			continue
-		}
-		switch t.Operator {
-		case corev1.TolerationOpExists:
+		if tolerations[i].ToleratesTaint(klog.Background(), taint, false) {
 			return true
-		case "", corev1.TolerationOpEqual:
-			if t.Value == taint.Value {
-				return true
-			}
 		}
 	}
 	return false

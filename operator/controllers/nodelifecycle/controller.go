@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 )
 
 // Name is the controller's name.
@@ -369,7 +370,7 @@ func EvictionDelay(tolerations []corev1.Toleration, taint *corev1.Taint, default
 	minSeconds := int64(-1)
 	for i := range tolerations {
 		t := &tolerations[i]
-		if !tolerates(t, taint) {
+		if !t.ToleratesTaint(klog.Background(), taint, false) {
 			continue
 		}
 		matched = true
@@ -388,23 +389,6 @@ func EvictionDelay(tolerations []corev1.Toleration, taint *corev1.Taint, default
 	default:
 		return time.Duration(minSeconds) * time.Second, false
 	}
-}
-
-// tolerates is Kubernetes' Toleration.ToleratesTaint for the Equal and Exists operators.
-func tolerates(t *corev1.Toleration, taint *corev1.Taint) bool {
-	if t.Effect != "" && t.Effect != taint.Effect {
-		return false
-	}
-	if t.Key != "" && t.Key != taint.Key {
-		return false
-	}
-	switch t.Operator {
-	case "", corev1.TolerationOpEqual:
-		return t.Value == taint.Value
-	case corev1.TolerationOpExists:
-		return true
-	}
-	return false
 }
 
 func (nc *Controller) evict(ctx context.Context, pod *corev1.Pod) error {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/operator/scheduler/framework"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
 )
 
 // Taint keys that Kubernetes' node lifecycle puts on nodes (and pods tolerate).
@@ -18,20 +19,8 @@ const (
 // alpha numeric operators).
 func tolerates(tols []corev1.Toleration, taint *corev1.Taint) bool {
 	for i := range tols {
-		t := &tols[i]
-		if t.Effect != "" && t.Effect != taint.Effect {
-			continue
-		}
-		if t.Key != "" && t.Key != taint.Key {
-			continue
-		}
-		switch t.Operator {
-		case corev1.TolerationOpExists:
+		if tols[i].ToleratesTaint(klog.Background(), taint, false) {
 			return true
-		case "", corev1.TolerationOpEqual:
-			if t.Value == taint.Value {
-				return true
-			}
 		}
 	}
 	return false
