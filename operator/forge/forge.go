@@ -157,3 +157,48 @@ func FindComment(comments []Comment, marker string) (Comment, bool) {
 	}
 	return Comment{}, false
 }
+
+// RESTProvider is a Provider for forges with GitHub's REST shape (GitHub and Gitea): statuses at
+// /repos/{repo}/statuses/{sha}, pull-request comments as issue comments. The forges differ only in
+// the API root, the authorization scheme and the page-size parameter.
+type RESTProvider struct {
+	REST REST
+	// PageSizeParam and PageSize page through comments ("per_page" 100 on GitHub, "limit" 50 on
+	// Gitea).
+	PageSizeParam string
+	PageSize      int
+}
+
+var _ Provider = (*RESTProvider)(nil)
+
+// SetStatus implements Provider.
+func (p *RESTProvider) SetStatus(ctx context.Context, repo, sha string, st Status) error {
+	if err := p.REST.Do(ctx, http.MethodPost, fmt.Sprintf("/repos/%s/statuses/%s", repo, sha), NewStatusBody(st), nil); err != nil {
+		return fmt.Errorf("setting %s status on %s: %w", st.Context, sha, err)
+	}
+	return nil
+}
+
+// UpsertComment implements Provider: it edits the comment carrying marker, or adds one.
+func (p *RESTProvider) UpsertComment(ctx context.Context, repo string, number int, marker, body string) error {
+	for page := 1; ; page++ {
+		var comments []Comment
+		path := fmt.Sprintf("/repos/%s/issues/%d/comments?page=%d&%s=%d", repo, number, page, p.PageSizeParam, p.PageSize)
+		if err := p.REST.Do(ctx, http.MethodGet, path, nil, &comments); err != nil {
+			return fmt.Errorf("listing comments of #%d: %w", number, err)
+		}
+		if old, ok := FindComment(comments, marker); ok {
+			if err := p.REST.Do(ctx, http.MethodPatch, fmt.Sprintf("/repos/%s/issues/comments/%d", repo, old.ID), map[string]string{"body": body}, nil); err != nil {
+				return fmt.Errorf("editing comment %d of #%d: %w", old.ID, number, err)
+			}
+			return nil
+		}
+		if len(comments) < p.PageSize {
+			break
+		}
+	}
+	if err := p.REST.Do(ctx, http.MethodPost, fmt.Sprintf("/repos/%s/issues/%d/comments", repo, number), map[string]string{"body": body}, nil); err != nil {
+		return fmt.Errorf("commenting on #%d: %w", number, err)
+	}
+	return nil
+}

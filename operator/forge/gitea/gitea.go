@@ -3,8 +3,6 @@
 package gitea
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -13,43 +11,15 @@ import (
 
 // Client talks to one Gitea server.
 type Client struct {
-	rest forge.REST
+	forge.RESTProvider
 }
 
 var _ forge.Provider = (*Client)(nil)
 
 // New returns a client of the Gitea at baseURL (for example http://127.0.0.1:3000) using token.
 func New(baseURL, token string, hc *http.Client) *Client {
-	return &Client{rest: forge.REST{Base: strings.TrimSuffix(baseURL, "/") + "/api/v1", Authorization: "token " + token, Client: hc}}
-}
-
-// SetStatus implements forge.Provider.
-func (c *Client) SetStatus(ctx context.Context, repo, sha string, st forge.Status) error {
-	if err := c.rest.Do(ctx, http.MethodPost, fmt.Sprintf("/repos/%s/statuses/%s", repo, sha), forge.NewStatusBody(st), nil); err != nil {
-		return fmt.Errorf("setting %s status on %s: %w", st.Context, sha, err)
-	}
-	return nil
-}
-
-// UpsertComment implements forge.Provider.
-func (c *Client) UpsertComment(ctx context.Context, repo string, number int, marker, body string) error {
-	for page := 1; ; page++ {
-		var comments []forge.Comment
-		if err := c.rest.Do(ctx, http.MethodGet, fmt.Sprintf("/repos/%s/issues/%d/comments?page=%d&limit=50", repo, number, page), nil, &comments); err != nil {
-			return fmt.Errorf("listing comments of #%d: %w", number, err)
-		}
-		if old, ok := forge.FindComment(comments, marker); ok {
-			if err := c.rest.Do(ctx, http.MethodPatch, fmt.Sprintf("/repos/%s/issues/comments/%d", repo, old.ID), map[string]string{"body": body}, nil); err != nil {
-				return fmt.Errorf("editing comment %d of #%d: %w", old.ID, number, err)
-			}
-			return nil
-		}
-		if len(comments) < 50 {
-			break
-		}
-	}
-	if err := c.rest.Do(ctx, http.MethodPost, fmt.Sprintf("/repos/%s/issues/%d/comments", repo, number), map[string]string{"body": body}, nil); err != nil {
-		return fmt.Errorf("commenting on #%d: %w", number, err)
-	}
-	return nil
+	return &Client{forge.RESTProvider{
+		REST:          forge.REST{Base: strings.TrimSuffix(baseURL, "/") + "/api/v1", Authorization: "token " + token, Client: hc},
+		PageSizeParam: "limit", PageSize: 50,
+	}}
 }
