@@ -129,12 +129,7 @@ func validateDeploymentStrategy(s *appsv1.DeploymentSpec, spec *field.Path) fiel
 		}
 	case appsv1.RollingUpdateDeploymentStrategyType:
 		ru := s.Strategy.RollingUpdate
-		rp := sp.Child("rollingUpdate")
-		errs = append(errs, validateIntOrPercent(ru.MaxUnavailable, rp.Child("maxUnavailable"))...)
-		errs = append(errs, validateIntOrPercent(ru.MaxSurge, rp.Child("maxSurge"))...)
-		if isZero(ru.MaxUnavailable) && isZero(ru.MaxSurge) {
-			errs = append(errs, field.Invalid(rp.Child("maxUnavailable"), ru.MaxUnavailable.String(), "may not be 0 when `maxSurge` is 0"))
-		}
+		errs = append(errs, validateRollingUpdate(ru.MaxUnavailable, ru.MaxSurge, sp.Child("rollingUpdate"))...)
 	default:
 		errs = append(errs, field.NotSupported(sp.Child("type"), s.Strategy.Type, []string{"Recreate", "RollingUpdate"}))
 	}
@@ -160,17 +155,23 @@ func validateDaemonSetStrategy(s *appsv1.DaemonSetSpec, spec *field.Path) field.
 		}
 	case appsv1.RollingUpdateDaemonSetStrategyType:
 		ru := s.UpdateStrategy.RollingUpdate
-		rp := sp.Child("rollingUpdate")
-		errs = append(errs, validateIntOrPercent(ru.MaxUnavailable, rp.Child("maxUnavailable"))...)
-		errs = append(errs, validateIntOrPercent(ru.MaxSurge, rp.Child("maxSurge"))...)
-		if isZero(ru.MaxUnavailable) && isZero(ru.MaxSurge) {
-			errs = append(errs, field.Invalid(rp.Child("maxUnavailable"), ru.MaxUnavailable.String(), "may not be 0 when `maxSurge` is 0"))
-		}
+		errs = append(errs, validateRollingUpdate(ru.MaxUnavailable, ru.MaxSurge, sp.Child("rollingUpdate"))...)
 	default:
 		errs = append(errs, field.NotSupported(sp.Child("type"), s.UpdateStrategy.Type, []string{"OnDelete", "RollingUpdate"}))
 	}
 	if s.RevisionHistoryLimit != nil && *s.RevisionHistoryLimit < 0 {
 		errs = append(errs, field.Invalid(spec.Child("revisionHistoryLimit"), *s.RevisionHistoryLimit, "must be greater than or equal to 0"))
+	}
+	return errs
+}
+
+// validateRollingUpdate checks the maxUnavailable/maxSurge pair that Deployments and DaemonSets
+// share.
+func validateRollingUpdate(maxUnavailable, maxSurge *intstr.IntOrString, rp *field.Path) field.ErrorList {
+	errs := validateIntOrPercent(maxUnavailable, rp.Child("maxUnavailable"))
+	errs = append(errs, validateIntOrPercent(maxSurge, rp.Child("maxSurge"))...)
+	if isZero(maxUnavailable) && isZero(maxSurge) {
+		errs = append(errs, field.Invalid(rp.Child("maxUnavailable"), maxUnavailable.String(), "may not be 0 when `maxSurge` is 0"))
 	}
 	return errs
 }
