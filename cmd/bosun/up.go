@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bosun-gitops/bosun/internal/childproc"
 	"github.com/bosun-gitops/bosun/internal/testutil/images"
 	"github.com/bosun-gitops/bosun/nodeagent"
 	"github.com/bosun-gitops/bosun/operator"
@@ -378,8 +379,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	cmd := exec.Command(bin, "--config", configPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := childproc.Start(cmd); err != nil {
 		logFile.Close()
 		return "", nil, fmt.Errorf("starting containerd: %w", err)
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/bosun-gitops/bosun/internal/childproc"
 )
 
 // Machine is one namespace machine.
@@ -126,8 +128,8 @@ func (m *Machine) startAnchor(ctx context.Context) error {
 		"unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount", "--uts", "--propagation", "private",
 		"--", "sh", "-c", anchorScript, "anchor", m.dir, m.name)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := childproc.Start(cmd); err != nil {
 		return fmt.Errorf("starting anchor: %w", err)
 	}
 	m.anchor = cmd

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/e2e/machines"
+	"github.com/bosun-gitops/bosun/internal/childproc"
 	"github.com/bosun-gitops/bosun/nodeagent"
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
@@ -131,9 +132,9 @@ func startOperator(t *testing.T, bin, dataDir string, args ...string) *operatorP
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, append([]string{"operator", "--data-dir", dataDir}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatal(err)
 	}
 	p := &operatorProc{cmd: cmd, log: logPath, done: make(chan struct{})}

@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bosun-gitops/bosun/internal/childproc"
 	"github.com/bosun-gitops/bosun/internal/testutil"
 	"github.com/bosun-gitops/bosun/nodeagent"
 	"github.com/bosun-gitops/bosun/nodeagent/runtime/runtimetest"
@@ -54,8 +55,8 @@ func Main(m *testing.M) {
 		cmd := exec.Command(os.Args[0], os.Args[1:]...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 		cmd.Env = append(os.Environ(), netnsEnv+"=1")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Run(); err != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+		if err := childproc.Run(cmd); err != nil {
 			if ee, ok := err.(*exec.ExitError); ok {
 				os.Exit(ee.ExitCode())
 			}
@@ -290,7 +291,7 @@ func (c *Cluster) StartAgent() {
 	if c.binary != "" {
 		cmd = exec.Command(c.binary, "agent", "--config", c.ConfigPath)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -299,7 +300,7 @@ func (c *Cluster) StartAgent() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatalf("starting the agent: %v", err)
 	}
 	ready := make(chan struct{})

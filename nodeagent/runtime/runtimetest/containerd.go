@@ -19,6 +19,8 @@ import (
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
 	"golang.org/x/sys/unix"
+
+	"github.com/bosun-gitops/bosun/internal/childproc"
 )
 
 // SkipUnlessRoot skips t when the test cannot manage containers, naming the reason.
@@ -74,8 +76,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	}
 	cmd := exec.Command(bin, "--config", configPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatalf("starting containerd: %v", err)
 	}
 	exited := make(chan struct{})

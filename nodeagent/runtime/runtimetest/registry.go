@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bosun-gitops/bosun/internal/childproc"
 	"github.com/bosun-gitops/bosun/internal/testutil/images"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -86,8 +87,8 @@ http:
 	}
 	cmd := exec.Command(bin, "serve", configPath)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := childproc.Start(cmd); err != nil {
 		t.Fatalf("starting docker-registry: %v", err)
 	}
 	exited := make(chan struct{})
