@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,6 +138,9 @@ spec:
 		"t/oom.yaml": deployment("oom", "      containers:\n"+container("c", ref, "echo filling; x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done", `        resources:
           limits: {memory: 24Mi}
 `)),
+		"t/hostnet.yaml": deployment("hostnet", "      hostNetwork: true\n      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", ref,
+			`echo "netns=$(readlink /proc/self/ns/net) hostname=$(hostname) etc-hostname=$(cat /etc/hostname)"; httpd -p 18080 -h /www; sleep 3600`,
+			"        ports: [{containerPort: 18080}]\n")),
 		"t/pull.yaml":    deployment("pull", "      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", registry+"/test/busybox:v1", "sleep 3600", "")),
 		"t/badpull.yaml": deployment("badpull", "      containers:\n"+container("c", registry+"/test/busybox:nope", "sleep 3600", "")),
 	}
@@ -157,6 +162,22 @@ spec:
 	// A Service by name (cluster DNS) and ClusterIP (proxy) from a pod on the node.
 	client := c.WaitPods("t", "app=client", time.Minute, "Running", running)[0]
 	waitLog(t, c, client.Name, "c", "via-service=10.96.", strings.TrimSpace(images.IndexHTML))
+
+	// A hostNetwork pod: the node's network namespace, hostname and address, its port on the node.
+	hostnet := c.WaitPods("t", "app=hostnet", time.Minute, "Running", running)[0]
+	if hostnet.Status.PodIP != hostnet.Status.HostIP {
+		t.Errorf("hostNetwork pod IP %s, want the node's address %s", hostnet.Status.PodIP, hostnet.Status.HostIP)
+	}
+	ourNetns, err := os.Readlink("/proc/self/ns/net") // the agent runs in the test's network namespace
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostname, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, c, hostnet.Name, "c", "netns="+ourNetns+" ", "hostname="+hostname+" ", "etc-hostname="+hostname)
+	waitHTTP(t, "127.0.0.1:18080", strings.TrimSpace(images.IndexHTML))
 
 	// Registry pull and pull error.
 	c.WaitPods("t", "app=pull", 2*time.Minute, "image pulled from the registry, Running", running)
@@ -233,7 +254,7 @@ spec:
 	}
 
 	// Graceful stop and cleanup: delete every workload from Git.
-	for _, f := range []string{"t/app.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml"} {
+	for _, f := range []string{"t/app.yaml", "t/hostnet.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml"} {
 		c.Repo.Remove(f)
 	}
 	c.Repo.CommitAndPush("delete everything")
@@ -329,6 +350,33 @@ func waitLog(t *testing.T, c *agenttest.Cluster, pod, container string, want ...
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+// waitHTTP waits until GET / on addr answers with a body containing want.
+func waitHTTP(t *testing.T, addr, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		body, err := httpGet(addr)
+		if err == nil && strings.Contains(body, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET http://%s/ = %q, %v; want a body containing %q", addr, body, err, want)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func httpGet(addr string) (string, error) {
+	cl := http.Client{Timeout: 2 * time.Second}
+	resp, err := cl.Get("http://" + addr + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 // containersOf lists the containerd containers of a pod UID ("" = every container) in the

@@ -201,10 +201,10 @@ func defaultPodSpec(s *corev1.PodSpec) {
 		s.SchedulerName = corev1.DefaultSchedulerName
 	}
 	for i := range s.Containers {
-		defaultContainer(&s.Containers[i])
+		defaultContainer(&s.Containers[i], s.HostNetwork)
 	}
 	for i := range s.InitContainers {
-		defaultContainer(&s.InitContainers[i])
+		defaultContainer(&s.InitContainers[i], s.HostNetwork)
 	}
 	for i := range s.Volumes {
 		v := &s.Volumes[i].VolumeSource
@@ -219,7 +219,7 @@ func defaultPodSpec(s *corev1.PodSpec) {
 	}
 }
 
-func defaultContainer(c *corev1.Container) {
+func defaultContainer(c *corev1.Container, hostNetwork bool) {
 	if c.ImagePullPolicy == "" {
 		if imageTag(c.Image) == "latest" || (imageTag(c.Image) == "" && !strings.Contains(c.Image, "@")) {
 			c.ImagePullPolicy = corev1.PullAlways
@@ -236,6 +236,10 @@ func defaultContainer(c *corev1.Container) {
 	for i := range c.Ports {
 		if c.Ports[i].Protocol == "" {
 			c.Ports[i].Protocol = corev1.ProtocolTCP
+		}
+		// A hostNetwork container's ports are the node's ports (Kubernetes' defaulting).
+		if hostNetwork && c.Ports[i].HostPort == 0 {
+			c.Ports[i].HostPort = c.Ports[i].ContainerPort
 		}
 	}
 	for i := range c.Env {

@@ -159,9 +159,27 @@ func TestImagePullPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		c := corev1.Container{Image: tt.image}
-		defaultContainer(&c)
+		defaultContainer(&c, false)
 		if c.ImagePullPolicy != tt.want {
 			t.Errorf("image %q: imagePullPolicy %s, want %s", tt.image, c.ImagePullPolicy, tt.want)
 		}
+	}
+}
+
+func TestHostNetworkPortsDefaultToTheNodes(t *testing.T) {
+	spec := corev1.PodSpec{HostNetwork: true, Containers: []corev1.Container{{
+		Name: "c", Image: "busybox:1.36",
+		Ports: []corev1.ContainerPort{{ContainerPort: 80}, {ContainerPort: 53, HostPort: 53, Protocol: corev1.ProtocolUDP}},
+	}}}
+	defaultPodSpec(&spec)
+	got := spec.Containers[0].Ports
+	if got[0].HostPort != 80 || got[1].HostPort != 53 {
+		t.Errorf("hostNetwork ports after defaulting: %+v, want hostPort = containerPort", got)
+	}
+	spec.HostNetwork = false
+	spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80}}
+	defaultPodSpec(&spec)
+	if hp := spec.Containers[0].Ports[0].HostPort; hp != 0 {
+		t.Errorf("pod-network port got hostPort %d, want 0", hp)
 	}
 }

@@ -252,10 +252,19 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name:  "unsupported pod fields",
-			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n", "      hostNetwork: true\n      hostPID: false\n      dnsPolicy: ClusterFirstWithHostNet\n      containers:\n", 1)},
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n", "      hostPID: true\n      hostIPC: true\n      dnsPolicy: ClusterFirstWithFriends\n      containers:\n", 1)},
 			want: []string{
-				`a.yaml:12: spec.template.spec.hostNetwork: Unsupported: Bosun does not implement this field yet; remove it`,
-				`a.yaml:14: spec.template.spec.dnsPolicy: Unsupported value: "ClusterFirstWithHostNet": Bosun does not implement it yet (supported: "ClusterFirst", "Default", "None")`,
+				`a.yaml:12: spec.template.spec.hostPID: Unsupported: Bosun does not implement this field yet; remove it`,
+				`a.yaml:13: spec.template.spec.hostIPC: Unsupported: Bosun does not implement this field yet; remove it`,
+				`a.yaml:14: spec.template.spec.dnsPolicy: Unsupported value: "ClusterFirstWithFriends": Bosun does not implement it yet (supported: "ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")`,
+			},
+		},
+		{
+			name: "hostNetwork containers listen on the node's ports",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n", "      hostNetwork: true\n      dnsPolicy: ClusterFirstWithHostNet\n      containers:\n", 1) +
+				"          ports: [{containerPort: 80}, {containerPort: 81, hostPort: 9081}]\n"},
+			want: []string{
+				`a.yaml:17: spec.template.spec.containers[0].ports[1].hostPort: Invalid value: 9081: must match containerPort when hostNetwork is true (the container listens on the node's own ports)`,
 			},
 		},
 		{

@@ -224,6 +224,14 @@ func validatePodSpec(s *corev1.PodSpec, p *field.Path, inTemplate bool) field.Er
 		cp := p.Child("containers").Index(i)
 		c := &s.Containers[i]
 		errs = append(errs, validateContainer(c, cp, volumes, portNames)...)
+		if s.HostNetwork {
+			for j, port := range c.Ports {
+				if port.HostPort != port.ContainerPort {
+					errs = append(errs, field.Invalid(cp.Child("ports").Index(j).Child("hostPort"), port.HostPort,
+						"must match containerPort when hostNetwork is true (the container listens on the node's own ports)"))
+				}
+			}
+		}
 		if c.Name != "" && names.Has(c.Name) {
 			errs = append(errs, field.Duplicate(cp.Child("name"), c.Name))
 		}

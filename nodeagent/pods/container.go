@@ -114,19 +114,20 @@ func buildContainerSpec(in buildInput) ContainerSpec {
 		labels[LabelInit] = "true"
 	}
 	return ContainerSpec{
-		ID:         ContainerID(uid, c.Name, in.restart),
-		Image:      c.Image,
-		Labels:     labels,
-		Args:       containerArgv(c, in.image, in.env.values),
-		Env:        mergeImageEnv(in.image.Env, in.env),
-		WorkingDir: workDir,
-		UID:        uidPtr,
-		GID:        gidPtr,
-		Hostname:   in.hostname,
-		NetnsPath:  in.netnsPath,
-		Mounts:     in.mounts,
-		Resources:  containerResources(c),
-		LogPath:    LogPath(in.dataDir, uid, c.Name, in.restart),
+		ID:          ContainerID(uid, c.Name, in.restart),
+		Image:       c.Image,
+		Labels:      labels,
+		Args:        containerArgv(c, in.image, in.env.values),
+		Env:         mergeImageEnv(in.image.Env, in.env),
+		WorkingDir:  workDir,
+		UID:         uidPtr,
+		GID:         gidPtr,
+		Hostname:    in.hostname,
+		NetnsPath:   in.netnsPath,
+		HostNetwork: pod.Spec.HostNetwork,
+		Mounts:      in.mounts,
+		Resources:   containerResources(c),
+		LogPath:     LogPath(in.dataDir, uid, c.Name, in.restart),
 	}
 }
 
@@ -145,7 +146,7 @@ func (w *podWorker) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev
 	}
 	return buildContainerSpec(buildInput{
 		dataDir: w.m.cfg.DataDir, pod: pod, container: c, init: init, restart: restart,
-		image: image, env: env, mounts: mounts, hostname: podHostname(pod), netnsPath: w.netnsPath,
+		image: image, env: env, mounts: mounts, hostname: containerHostname(pod), netnsPath: w.netnsPath,
 	}), nil
 }
 

@@ -30,6 +30,15 @@ func podHostname(pod *corev1.Pod) string {
 	return h
 }
 
+// containerHostname is the hostname the runtime sets in the container's UTS namespace: none for
+// a hostNetwork pod, which shares the node's.
+func containerHostname(pod *corev1.Pod) string {
+	if pod.Spec.HostNetwork {
+		return ""
+	}
+	return podHostname(pod)
+}
+
 // podFQDN is hostname.subdomain.namespace.svc.domain when the pod has a subdomain.
 func podFQDN(pod *corev1.Pod, clusterDomain string) string {
 	if pod.Spec.Subdomain == "" {
@@ -64,8 +73,13 @@ func hostsFile(pod *corev1.Pod, podIP, clusterDomain string) []byte {
 	return b.Bytes()
 }
 
-// hostnameFile is the pod's /etc/hostname.
+// hostnameFile is the pod's /etc/hostname: the node's for a hostNetwork pod.
 func hostnameFile(pod *corev1.Pod, clusterDomain string) []byte {
+	if pod.Spec.HostNetwork {
+		if h, err := os.Hostname(); err == nil {
+			return []byte(h + "\n")
+		}
+	}
 	h := podHostname(pod)
 	if pod.Spec.SetHostnameAsFQDN != nil && *pod.Spec.SetHostnameAsFQDN {
 		if fqdn := podFQDN(pod, clusterDomain); fqdn != "" {

@@ -83,8 +83,11 @@ type ContainerSpec struct {
 	Hostname   string
 	// Namespaces: the pod's pinned network namespace path; containers of one pod share it.
 	NetnsPath string
-	Mounts    []Mount
-	Resources Resources
+	// HostNetwork runs the container in the node's network and UTS namespaces (a hostNetwork
+	// pod); NetnsPath and Hostname are empty then.
+	HostNetwork bool
+	Mounts      []Mount
+	Resources   Resources
 	// LogPath is the file that receives stdout and stderr (one file per container restart).
 	LogPath string
 }

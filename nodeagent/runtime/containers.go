@@ -82,10 +82,14 @@ func specOpts(img containerd.Image, spec pods.ContainerSpec) []oci.SpecOpts {
 	case spec.UID != nil:
 		opts = append(opts, oci.WithUserID(uint32(*spec.UID)))
 	}
-	if spec.Hostname != "" {
+	if spec.Hostname != "" && !spec.HostNetwork {
 		opts = append(opts, oci.WithHostname(spec.Hostname))
 	}
-	if spec.NetnsPath != "" {
+	switch {
+	case spec.HostNetwork:
+		// As the CRI does for hostNetwork pods: the node's network and hostname.
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostNamespace(specs.UTSNamespace))
+	case spec.NetnsPath != "":
 		// The pod's pinned namespace, never /proc/<pid>/ns/net: it outlives every container.
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetnsPath}))
 	}
