@@ -7,7 +7,7 @@
 //	Runtime.Events ──container exited──> wake ────┘                                ├─ Network.SetupPod / TeardownPod
 //	                                                                               ├─ volumes, /etc/hosts, resolv.conf under PodDir
 //	                                                                               ├─ Runtime.EnsureImage / Create / Start / Stop
-//	                                                                               ├─ probes (exec, HTTP, TCP)
+//	                                                                               ├─ probes (exec, HTTP, TCP, gRPC health)
 //	                                                                               └─ StatusWriter (on change, rate-limited)
 //
 // The Runtime and Network it drives are declared in manager.go; nodeagent/runtime implements them

@@ -3,7 +3,6 @@ package pods
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,6 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -129,7 +133,37 @@ func (w *podWorker) runProbe(ctx context.Context, pod *corev1.Pod, c *corev1.Con
 		}
 		return conn.Close()
 	case p.GRPC != nil:
-		return errors.New("gRPC probes are not supported on bosun nodes; use exec, httpGet or tcpSocket")
+		service := ""
+		if p.GRPC.Service != nil {
+			service = *p.GRPC.Service
+		}
+		return grpcProbe(ctx, net.JoinHostPort(w.podIP, strconv.Itoa(int(p.GRPC.Port))), service, timeout)
+	}
+	return nil
+}
+
+// grpcProbe asks the gRPC Health Checking Protocol (grpc.health.v1.Health/Check) at addr about
+// service, over plain text like the kubelet's prober; only SERVING succeeds.
+func grpcProbe(ctx context.Context, addr, service string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUserAgent("kube-probe/bosun"))
+	if err != nil {
+		return fmt.Errorf("gRPC probe of %s: %w", addr, err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+	if err != nil {
+		switch status.Code(err) {
+		case codes.Unimplemented:
+			return fmt.Errorf("gRPC probe of %s: the server does not implement the grpc.health.v1.Health service", addr)
+		case codes.DeadlineExceeded:
+			return fmt.Errorf("gRPC probe of %s: timeout: health rpc did not complete within %v", addr, timeout)
+		}
+		return fmt.Errorf("gRPC probe of %s: %w", addr, err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("gRPC probe of %s: service unhealthy (responded with %q)", addr, resp.GetStatus())
 	}
 	return nil
 }
