@@ -141,6 +141,25 @@ spec:
 		"t/hostnet.yaml": deployment("hostnet", "      hostNetwork: true\n      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", ref,
 			`echo "netns=$(readlink /proc/self/ns/net) hostname=$(hostname) etc-hostname=$(cat /etc/hostname)"; httpd -p 18080 -h /www; sleep 3600`,
 			"        ports: [{containerPort: 18080}]\n")),
+		"t/downward.yaml": deployment("downward", "      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", ref,
+			`echo "labels=$(tr '\n' ' ' < /info/labels) mem=$(cat /info/mem) greeting=$(cat /all/greeting) name=$(cat /all/name)"; sleep 3600`,
+			`        resources:
+          limits: {memory: 32Mi}
+        volumeMounts:
+        - {name: info, mountPath: /info}
+        - {name: all, mountPath: /all}
+`)+`      volumes:
+      - name: info
+        downwardAPI:
+          items:
+          - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+          - {path: mem, resourceFieldRef: {containerName: c, resource: limits.memory, divisor: 1Mi}}
+      - name: all
+        projected:
+          sources:
+          - configMap: {name: cfg}
+          - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+`),
 		"t/pull.yaml":    deployment("pull", "      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", registry+"/test/busybox:v1", "sleep 3600", "")),
 		"t/badpull.yaml": deployment("badpull", "      containers:\n"+container("c", registry+"/test/busybox:nope", "sleep 3600", "")),
 	}
@@ -178,6 +197,10 @@ spec:
 	}
 	waitLog(t, c, hostnet.Name, "c", "netns="+ourNetns+" ", "hostname="+hostname+" ", "etc-hostname="+hostname)
 	waitHTTP(t, "127.0.0.1:18080", strings.TrimSpace(images.IndexHTML))
+
+	// downwardAPI and projected volumes.
+	downward := c.WaitPods("t", "app=downward", time.Minute, "Running", running)[0]
+	waitLog(t, c, downward.Name, "c", `labels=app="downward" `, " mem=32 ", " greeting=hello ", " name="+downward.Name)
 
 	// Registry pull and pull error.
 	c.WaitPods("t", "app=pull", 2*time.Minute, "image pulled from the registry, Running", running)
@@ -254,7 +277,7 @@ spec:
 	}
 
 	// Graceful stop and cleanup: delete every workload from Git.
-	for _, f := range []string{"t/app.yaml", "t/hostnet.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml"} {
+	for _, f := range []string{"t/app.yaml", "t/hostnet.yaml", "t/downward.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml"} {
 		c.Repo.Remove(f)
 	}
 	c.Repo.CommitAndPush("delete everything")

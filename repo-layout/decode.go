@@ -288,8 +288,11 @@ func checkCustomTypes(doc document) (ErrorList, []string) {
 		for _, c := range []string{"containers", "initContainers", "ephemeralContainers"} {
 			matchPaths(doc.value, pod+c+"[*].resources.limits.*", quantity)
 			matchPaths(doc.value, pod+c+"[*].resources.requests.*", quantity)
+			matchPaths(doc.value, pod+c+"[*].env[*].valueFrom.resourceFieldRef.divisor", quantity)
 		}
 		matchPaths(doc.value, pod+"volumes[*].emptyDir.sizeLimit", quantity)
+		matchPaths(doc.value, pod+"volumes[*].downwardAPI.items[*].resourceFieldRef.divisor", quantity)
+		matchPaths(doc.value, pod+"volumes[*].projected.sources[*].downwardAPI.items[*].resourceFieldRef.divisor", quantity)
 		matchPaths(doc.value, pod+"overhead.*", quantity)
 	}
 	if kind, _ := doc.value["kind"].(string); kind == "Cluster" {

@@ -215,6 +215,28 @@ func defaultPodSpec(s *corev1.PodSpec) {
 			v.Secret.DefaultMode = ptr(corev1.SecretVolumeSourceDefaultMode)
 		case v.HostPath != nil && v.HostPath.Type == nil:
 			v.HostPath.Type = ptr(corev1.HostPathUnset)
+		case v.DownwardAPI != nil:
+			if v.DownwardAPI.DefaultMode == nil {
+				v.DownwardAPI.DefaultMode = ptr(corev1.DownwardAPIVolumeSourceDefaultMode)
+			}
+			defaultDownwardAPIItems(v.DownwardAPI.Items)
+		case v.Projected != nil:
+			if v.Projected.DefaultMode == nil {
+				v.Projected.DefaultMode = ptr(corev1.ProjectedVolumeSourceDefaultMode)
+			}
+			for _, src := range v.Projected.Sources {
+				if src.DownwardAPI != nil {
+					defaultDownwardAPIItems(src.DownwardAPI.Items)
+				}
+			}
+		}
+	}
+}
+
+func defaultDownwardAPIItems(items []corev1.DownwardAPIVolumeFile) {
+	for i := range items {
+		if f := items[i].FieldRef; f != nil && f.APIVersion == "" {
+			f.APIVersion = "v1"
 		}
 	}
 }

@@ -183,3 +183,42 @@ func TestHostNetworkPortsDefaultToTheNodes(t *testing.T) {
 		t.Errorf("pod-network port got hostPort %d, want 0", hp)
 	}
 }
+
+func TestDownwardAPIAndProjectedVolumesLoad(t *testing.T) {
+	set, err := LoadDir(writeTree(t, map[string]string{"app.yaml": `apiVersion: v1
+kind: Pod
+metadata: {name: p, labels: {app: p}}
+spec:
+  containers: [{name: c, image: "busybox:1.36", resources: {limits: {memory: 64Mi}}}]
+  volumes:
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: app, fieldRef: {fieldPath: "metadata.labels['app']"}}
+      - {path: mem, resourceFieldRef: {containerName: c, resource: limits.memory, divisor: 1Mi}}
+  - name: all
+    projected:
+      sources:
+      - configMap: {name: cfg}
+      - secret: {name: sec, items: [{key: k, path: secret/k, mode: 0400}]}
+      - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
+`}))
+	if err != nil {
+		t.Fatalf("LoadDir: %v", err)
+	}
+	pod := set.Objects[0].Object.(*corev1.Pod)
+	vols := pod.Spec.Volumes
+	if m := vols[0].DownwardAPI.DefaultMode; m == nil || *m != 0o644 {
+		t.Errorf("downwardAPI defaultMode = %v, want 0644", m)
+	}
+	if v := vols[0].DownwardAPI.Items[0].FieldRef.APIVersion; v != "v1" {
+		t.Errorf("downwardAPI fieldRef apiVersion = %q, want v1", v)
+	}
+	if m := vols[1].Projected.DefaultMode; m == nil || *m != 0o644 {
+		t.Errorf("projected defaultMode = %v, want 0644", m)
+	}
+	if v := vols[1].Projected.Sources[2].DownwardAPI.Items[0].FieldRef.APIVersion; v != "v1" {
+		t.Errorf("projected downwardAPI fieldRef apiVersion = %q, want v1", v)
+	}
+}

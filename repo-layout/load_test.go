@@ -246,8 +246,49 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{
 				`a.yaml:14: spec.template.spec.volumes[1].hostPath.path: Invalid value: "rel": must be an absolute path`,
 				`a.yaml:14: spec.template.spec.volumes[1].name: Duplicate value: "data"`,
-				"a.yaml:15: spec.template.spec.volumes[2].persistentVolumeClaim: Unsupported: Bosun does not implement persistentVolumeClaim yet (supported: emptyDir, hostPath, configMap, secret)",
+				"a.yaml:15: spec.template.spec.volumes[2].persistentVolumeClaim: Unsupported: Bosun does not implement persistentVolumeClaim yet (supported: emptyDir, hostPath, configMap, secret, downwardAPI, projected)",
 				`a.yaml:19: spec.template.spec.containers[0].volumeMounts[0].name: Not found: "nope"`,
+			},
+		},
+		{
+			name: "downwardAPI and projected volumes",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
+				"      volumes:\n"+
+					"        - name: info\n          downwardAPI:\n            items:\n"+
+					"              - {path: labels, fieldRef: {fieldPath: metadata.labels}}\n"+
+					"              - {path: ip, fieldRef: {fieldPath: status.podIP}}\n"+
+					"              - {path: mem, resourceFieldRef: {resource: limits.memory}}\n"+
+					"              - {path: cpu, resourceFieldRef: {containerName: web, resource: limits.cpu, divisor: lots}}\n"+
+					"              - {path: ../up, fieldRef: {fieldPath: \"metadata.annotations['a']\"}, mode: 01000}\n"+
+					"        - name: all\n          projected:\n            sources:\n"+
+					"              - configMap: {name: cfg, items: [{key: a, path: a}]}\n"+
+					"              - serviceAccountToken: {path: token}\n"+
+					"      containers:\n", 1)},
+			want: []string{
+				`a.yaml:17: spec.template.spec.volumes[0].downwardAPI.items[1].fieldRef.fieldPath: Unsupported value: "status.podIP": supported values: "metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels", "metadata.annotations", "metadata.labels['<KEY>']", "metadata.annotations['<KEY>']"`,
+				"a.yaml:18: spec.template.spec.volumes[0].downwardAPI.items[2].resourceFieldRef.containerName: Required value: a downwardAPI volume names the container whose resources it shows",
+				`a.yaml:19: spec.template.spec.volumes[0].downwardAPI.items[3].resourceFieldRef.divisor: Invalid value: "lots": must be a quantity such as 500m, 1, 128Mi`,
+				`a.yaml:20: spec.template.spec.volumes[0].downwardAPI.items[4].mode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive`,
+				`a.yaml:20: spec.template.spec.volumes[0].downwardAPI.items[4].path: Invalid value: "../up": must not contain '..'`,
+				"a.yaml:25: spec.template.spec.volumes[1].projected.sources[1].serviceAccountToken: Unsupported: Bosun does not implement serviceAccountToken yet (supported: configMap, secret, downwardAPI)",
+			},
+		},
+		{
+			name: "downwardAPI references and projected paths",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
+				"      volumes:\n"+
+					"        - name: info\n          downwardAPI:\n            items:\n"+
+					"              - {path: cpu, resourceFieldRef: {containerName: nope, resource: limits.gpu}}\n"+
+					"        - name: all\n          projected:\n            sources:\n"+
+					"              - configMap: {name: cfg, items: [{key: a, path: same}]}\n"+
+					"              - secret: {name: sec, items: [{key: b, path: same}]}\n"+
+					"              - {}\n"+
+					"      containers:\n", 1)},
+			want: []string{
+				`a.yaml:16: spec.template.spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName: Not found: "nope"`,
+				`a.yaml:16: spec.template.spec.volumes[0].downwardAPI.items[0].resourceFieldRef.resource: Unsupported value: "limits.gpu": supported values: "limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu", "requests.memory", "requests.ephemeral-storage"`,
+				`a.yaml:21: spec.template.spec.volumes[1].projected.sources[1].secret.items[0].path: Invalid value: "same": conflicting duplicate paths: also written by spec.template.spec.volumes[1].projected.sources[0].configMap.items[0].path`,
+				"a.yaml:22: spec.template.spec.volumes[1].projected.sources[2]: Required value: must specify a source (configMap, secret or downwardAPI)",
 			},
 		},
 		{

@@ -2,6 +2,7 @@ package repolayout
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,7 +25,8 @@ type unsupportedField struct {
 // podSpecUnsupported is relative to a pod spec. What the node agent's pod workers implement
 // (nodeagent/pods) is not listed: init containers, startup probes, preStop hooks,
 // imagePullSecrets, hostAliases, dnsConfig, dnsPolicy None, memory-backed emptyDirs,
-// resourceFieldRef, subdomain, setHostnameAsFQDN, subPathExpr.
+// resourceFieldRef, subdomain, setHostnameAsFQDN, subPathExpr, hostNetwork, gRPC probes,
+// downwardAPI and projected volumes.
 var podSpecUnsupported = withInitContainers([]unsupportedField{
 	{path: "ephemeralContainers"},
 	// Required node affinity is scheduled (issue 3); preferences and pod (anti-)affinity are not.
@@ -60,7 +62,9 @@ var podSpecUnsupported = withInitContainers([]unsupportedField{
 	{path: "securityContext.fsGroupChangePolicy"},
 	{path: "securityContext.seLinuxChangePolicy"},
 	{path: "securityContext.supplementalGroupsPolicy"},
-	{path: "volumes[*]", onlyKeys: []string{"name", "emptyDir", "hostPath", "configMap", "secret"}},
+	{path: "volumes[*]", onlyKeys: []string{"name", "emptyDir", "hostPath", "configMap", "secret", "downwardAPI", "projected"}},
+	// Bosun has no service accounts or trust bundles to project.
+	{path: "volumes[*].projected.sources[*]", onlyKeys: []string{"configMap", "secret", "downwardAPI"}},
 	{path: "volumes[*].emptyDir.medium", allowed: []string{"", "Memory"}},
 	{path: "containers[*].lifecycle.postStart"},
 	{path: "containers[*].lifecycle.stopSignal"},
@@ -156,8 +160,9 @@ func checkUnsupported(doc document, r *bosunres.Resource) ErrorList {
 				sort.Strings(keys)
 				for _, k := range keys {
 					if !contains(f.onlyKeys, k) && !isEmptyValue(m[k]) {
+						supported := slices.DeleteFunc(slices.Clone(f.onlyKeys), func(k string) bool { return k == "name" })
 						errs = append(errs, doc.errorf(joinKey(p, k), "Unsupported: Bosun does not implement %s yet (supported: %s)",
-							k, strings.Join(f.onlyKeys[1:], ", ")))
+							k, strings.Join(supported, ", ")))
 					}
 				}
 			case f.allowed != nil:

@@ -206,10 +206,14 @@ func validateIntOrPercent(v *intstr.IntOrString, p *field.Path) field.ErrorList 
 // pods must restart forever.
 func validatePodSpec(s *corev1.PodSpec, p *field.Path, inTemplate bool) field.ErrorList {
 	var errs field.ErrorList
+	containers := sets.New[string]()
+	for _, c := range append(append([]corev1.Container{}, s.InitContainers...), s.Containers...) {
+		containers.Insert(c.Name)
+	}
 	volumes := sets.New[string]()
 	for i, v := range s.Volumes {
 		vp := p.Child("volumes").Index(i)
-		errs = append(errs, validateVolume(&v, vp)...)
+		errs = append(errs, validateVolume(&v, vp, containers)...)
 		if volumes.Has(v.Name) {
 			errs = append(errs, field.Duplicate(vp.Child("name"), v.Name))
 		}
@@ -266,7 +270,7 @@ func validatePodSpec(s *corev1.PodSpec, p *field.Path, inTemplate bool) field.Er
 	return errs
 }
 
-func validateVolume(v *corev1.Volume, p *field.Path) field.ErrorList {
+func validateVolume(v *corev1.Volume, p *field.Path, containers sets.Set[string]) field.ErrorList {
 	var errs field.ErrorList
 	if v.Name == "" {
 		errs = append(errs, field.Required(p.Child("name"), ""))
@@ -306,14 +310,121 @@ func validateVolume(v *corev1.Volume, p *field.Path) field.ErrorList {
 		errs = append(errs, validateKeyToPaths(sec.Items, p.Child("secret", "items"))...)
 		errs = append(errs, validateMode(sec.DefaultMode, p.Child("secret", "defaultMode"))...)
 	}
+	if d := v.DownwardAPI; d != nil {
+		n++
+		errs = append(errs, validateDownwardAPIItems(d.Items, p.Child("downwardAPI", "items"), containers)...)
+		errs = append(errs, validateMode(d.DefaultMode, p.Child("downwardAPI", "defaultMode"))...)
+	}
+	if pr := v.Projected; pr != nil {
+		n++
+		errs = append(errs, validateProjected(pr, p.Child("projected"), containers)...)
+	}
 	switch {
 	case n == 0 && v.Name != "":
 		// An unsupported source is reported as such; only a volume with no source at all is here.
 		if v.VolumeSource == (corev1.VolumeSource{}) {
-			errs = append(errs, field.Required(p, "must specify a volume type (emptyDir, hostPath, configMap or secret)"))
+			errs = append(errs, field.Required(p, "must specify a volume type (emptyDir, hostPath, configMap, secret, downwardAPI or projected)"))
 		}
 	case n > 1:
 		errs = append(errs, field.Forbidden(p, "may not specify more than 1 volume type"))
+	}
+	return errs
+}
+
+// downwardVolumeFields are the pod fields a downwardAPI volume may project (besides a single
+// label or annotation); the pod's IPs and node name are for env only, as in Kubernetes.
+var downwardVolumeFields = []string{"metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels", "metadata.annotations"}
+
+// downwardResources are what a resourceFieldRef may name.
+var downwardResources = []string{"limits.cpu", "limits.memory", "limits.ephemeral-storage", "requests.cpu", "requests.memory", "requests.ephemeral-storage"}
+
+func validateDownwardAPIItems(items []corev1.DownwardAPIVolumeFile, p *field.Path, containers sets.Set[string]) field.ErrorList {
+	var errs field.ErrorList
+	for i, it := range items {
+		ip := p.Index(i)
+		errs = append(errs, validateLocalPath(it.Path, ip.Child("path"))...)
+		errs = append(errs, validateMode(it.Mode, ip.Child("mode"))...)
+		switch {
+		case it.FieldRef != nil && it.ResourceFieldRef != nil:
+			errs = append(errs, field.Invalid(ip, "", "fieldRef and resourceFieldRef can not be specified simultaneously"))
+		case it.FieldRef != nil:
+			fp := it.FieldRef.FieldPath
+			if name, _, ok := subscript(fp); ok && (name == "metadata.labels" || name == "metadata.annotations") {
+				break
+			}
+			if !contains(downwardVolumeFields, fp) {
+				errs = append(errs, field.NotSupported(ip.Child("fieldRef", "fieldPath"), fp, append(downwardVolumeFields, "metadata.labels['<KEY>']", "metadata.annotations['<KEY>']")))
+			}
+		case it.ResourceFieldRef != nil:
+			r := it.ResourceFieldRef
+			rp := ip.Child("resourceFieldRef")
+			switch {
+			case r.ContainerName == "":
+				errs = append(errs, field.Required(rp.Child("containerName"), "a downwardAPI volume names the container whose resources it shows"))
+			case !containers.Has(r.ContainerName):
+				errs = append(errs, field.NotFound(rp.Child("containerName"), r.ContainerName))
+			}
+			if !contains(downwardResources, r.Resource) {
+				errs = append(errs, field.NotSupported(rp.Child("resource"), r.Resource, downwardResources))
+			}
+		default:
+			errs = append(errs, field.Required(ip, "one of fieldRef or resourceFieldRef"))
+		}
+	}
+	return errs
+}
+
+// subscript splits `metadata.labels['key']`.
+func subscript(path string) (string, string, bool) {
+	i := strings.Index(path, "['")
+	if i < 0 || !strings.HasSuffix(path, "']") {
+		return "", "", false
+	}
+	return path[:i], path[i+2 : len(path)-2], true
+}
+
+func validateProjected(pr *corev1.ProjectedVolumeSource, p *field.Path, containers sets.Set[string]) field.ErrorList {
+	errs := validateMode(pr.DefaultMode, p.Child("defaultMode"))
+	paths := map[string]*field.Path{} // every file the volume would hold, to find two sources writing one
+	claim := func(path string, at *field.Path) {
+		if prev, ok := paths[path]; ok {
+			errs = append(errs, field.Invalid(at, path, fmt.Sprintf("conflicting duplicate paths: also written by %s", prev)))
+			return
+		}
+		paths[path] = at
+	}
+	for i, src := range pr.Sources {
+		sp := p.Child("sources").Index(i)
+		n := 0
+		if cm := src.ConfigMap; cm != nil {
+			n++
+			errs = append(errs, validateReferenceName(cm.Name, sp.Child("configMap", "name"))...)
+			errs = append(errs, validateKeyToPaths(cm.Items, sp.Child("configMap", "items"))...)
+			for j, it := range cm.Items {
+				claim(it.Path, sp.Child("configMap", "items").Index(j).Child("path"))
+			}
+		}
+		if sec := src.Secret; sec != nil {
+			n++
+			errs = append(errs, validateReferenceName(sec.Name, sp.Child("secret", "name"))...)
+			errs = append(errs, validateKeyToPaths(sec.Items, sp.Child("secret", "items"))...)
+			for j, it := range sec.Items {
+				claim(it.Path, sp.Child("secret", "items").Index(j).Child("path"))
+			}
+		}
+		if d := src.DownwardAPI; d != nil {
+			n++
+			errs = append(errs, validateDownwardAPIItems(d.Items, sp.Child("downwardAPI", "items"), containers)...)
+			for j, it := range d.Items {
+				claim(it.Path, sp.Child("downwardAPI", "items").Index(j).Child("path"))
+			}
+		}
+		switch {
+		case n == 0 && src == (corev1.VolumeProjection{}):
+			errs = append(errs, field.Required(sp, "must specify a source (configMap, secret or downwardAPI)"))
+		case n > 1:
+			errs = append(errs, field.Forbidden(sp, "may not specify more than 1 volume type per source"))
+		}
 	}
 	return errs
 }

@@ -236,9 +236,11 @@ func resourceFieldValue(ec envContext, self *corev1.Container, ref *corev1.Resou
 	c := self
 	if ref.ContainerName != "" && ref.ContainerName != self.Name {
 		c = nil
-		for i := range ec.pod.Spec.Containers {
-			if ec.pod.Spec.Containers[i].Name == ref.ContainerName {
-				c = &ec.pod.Spec.Containers[i]
+		for _, list := range [][]corev1.Container{ec.pod.Spec.InitContainers, ec.pod.Spec.Containers} {
+			for i := range list {
+				if list[i].Name == ref.ContainerName {
+					c = &list[i]
+				}
 			}
 		}
 		if c == nil {

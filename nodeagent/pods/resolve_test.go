@@ -321,7 +321,11 @@ func TestVolumes(t *testing.T) {
 	mode := int32(0o600)
 	yes := true
 	dirOrCreate, file := corev1.HostPathDirectoryOrCreate, corev1.HostPathFile
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop", UID: "u-vol"}, Spec: corev1.PodSpec{Volumes: []corev1.Volume{
+	ro := int32(0o400)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop", UID: "u-vol",
+		Labels: map[string]string{"app": "shop", "tier": `a"b`}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{
+		Name: "c", Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}},
+	}}, Volumes: []corev1.Volume{
 		{Name: "scratch", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: "mem", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
 		{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: hostDir, Type: &dirOrCreate}}},
@@ -331,6 +335,17 @@ func TestVolumes(t *testing.T) {
 		}}},
 		{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec", DefaultMode: &mode}}},
 		{Name: "opt", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "absent", Optional: &yes}}},
+		{Name: "info", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{
+			{Path: "labels", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels"}},
+			{Path: "meta/app", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['app']"}, Mode: &ro},
+			{Path: "mem", ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: "c", Resource: "limits.memory", Divisor: resource.MustParse("1Mi")}},
+			{Path: "cpu", ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: "c", Resource: "limits.cpu", Divisor: resource.MustParse("1m")}},
+		}}}},
+		{Name: "all", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{DefaultMode: &mode, Sources: []corev1.VolumeProjection{
+			{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Items: []corev1.KeyToPath{{Key: "app.conf", Path: "app.conf"}}}},
+			{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "sec"}}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}},
+		}}}},
 	}}}
 	objects := mapObjects{
 		configMaps: map[string]*corev1.ConfigMap{"cfg": {Data: map[string]string{"app.conf": "x=1", "run.sh": "#!/bin/sh", "unused": "u"}}},
@@ -338,7 +353,8 @@ func TestVolumes(t *testing.T) {
 	}
 	mounter := &recordingMounter{}
 	v := newPodVolumes(dir, mounter, objects, "u-vol")
-	if err := v.prepare(context.Background(), pod); err != nil {
+	allocatable := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}
+	if err := v.prepare(context.Background(), pod, allocatable); err != nil {
 		t.Fatal(err)
 	}
 	volDir := filepath.Join(PodDir(dir, "u-vol"), "volumes")
@@ -355,6 +371,13 @@ func TestVolumes(t *testing.T) {
 		"cfg/conf/app.conf": "-rw-r--r-- x=1",
 		"cfg/run.sh":        "-rwxr-xr-x #!/bin/sh",
 		"sec/token":         "-rw------- t0k",
+		"info/labels":       "-rw-r--r-- app=\"shop\"\ntier=\"a\\\"b\"",
+		"info/meta/app":     "-r-------- shop",
+		"info/mem":          "-rw-r--r-- 64",
+		"info/cpu":          "-rw-r--r-- 2000", // no CPU limit: the node's allocatable
+		"all/app.conf":      "-rw------- x=1",
+		"all/token":         "-rw------- t0k",
+		"all/name":          "-rw------- p",
 	}
 	if diff := cmp.Diff(wantFiles, files); diff != "" {
 		t.Errorf("volume files (-want +got):\n%s", diff)
@@ -397,12 +420,27 @@ func TestVolumes(t *testing.T) {
 	// Type checks and missing objects fail the mount.
 	bad := pod.DeepCopy()
 	bad.Spec.Volumes = []corev1.Volume{{Name: "f", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: hostDir, Type: &file}}}}
-	if err := v.prepare(context.Background(), bad); err == nil {
+	if err := v.prepare(context.Background(), bad, allocatable); err == nil {
 		t.Error("hostPath type File accepted a directory")
 	}
 	bad.Spec.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "absent"}}}}
-	if err := v.prepare(context.Background(), bad); err == nil {
+	if err := v.prepare(context.Background(), bad, allocatable); err == nil {
 		t.Error("a missing non-optional secret was accepted")
+	}
+	bad.Spec.Volumes = []corev1.Volume{{Name: "p", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+		{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "absent"}}},
+	}}}}}
+	if err := v.prepare(context.Background(), bad, allocatable); err == nil {
+		t.Error("a projected volume with a missing non-optional configMap was accepted")
+	}
+
+	// A label change reaches the downward API file on the next prepare.
+	pod.Labels["app"] = "shop2"
+	if err := v.prepare(context.Background(), pod, allocatable); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(volDir, "info/meta/app")); string(b) != "shop2" {
+		t.Errorf("after a label change info/meta/app = %q, want shop2", b)
 	}
 
 	if err := v.teardown(); err != nil {

@@ -54,12 +54,14 @@ func (e *mountError) Error() string {
 }
 func (e *mountError) Unwrap() error { return e.err }
 
-// prepare makes every volume of the pod ready; it is idempotent and refreshes configMap and
-// secret contents.
-func (v *podVolumes) prepare(ctx context.Context, pod *corev1.Pod) error {
+// prepare makes every volume of the pod ready; it is idempotent and refreshes configMap, secret
+// and downward API contents. nodeAllocatable answers resourceFieldRefs of containers without a
+// limit.
+func (v *podVolumes) prepare(ctx context.Context, pod *corev1.Pod, nodeAllocatable corev1.ResourceList) error {
 	cache := objectCache{getter: v.objects, ns: pod.Namespace}
+	ec := envContext{pod: pod, objects: v.objects, nodeAllocatable: nodeAllocatable}
 	for _, vol := range pod.Spec.Volumes {
-		if err := v.prepareOne(ctx, &cache, vol); err != nil {
+		if err := v.prepareOne(ctx, &cache, ec, vol); err != nil {
 			return &mountError{volume: vol.Name, err: err}
 		}
 	}
@@ -70,7 +72,7 @@ func (v *podVolumes) volumeDir(name string) string {
 	return filepath.Join(v.podDir, volumesDirName, name)
 }
 
-func (v *podVolumes) prepareOne(ctx context.Context, cache *objectCache, vol corev1.Volume) error {
+func (v *podVolumes) prepareOne(ctx context.Context, cache *objectCache, ec envContext, vol corev1.Volume) error {
 	switch {
 	case vol.EmptyDir != nil:
 		dir := v.volumeDir(vol.Name)
@@ -98,47 +100,125 @@ func (v *podVolumes) prepareOne(ctx context.Context, cache *objectCache, vol cor
 		v.dirs[vol.Name] = vol.HostPath.Path
 	case vol.ConfigMap != nil:
 		src := vol.ConfigMap
-		cm, err := cache.configMap(ctx, src.Name)
-		if err != nil {
-			if !isNotFound(err) || !optional(src.Optional) {
-				return fmt.Errorf("configmap %q: %w", src.Name, err)
-			}
-			cm = &corev1.ConfigMap{}
-		}
-		data := map[string][]byte{}
-		for k, s := range cm.Data {
-			data[k] = []byte(s)
-		}
-		for k, b := range cm.BinaryData {
-			data[k] = b
-		}
-		files, err := projectKeys(data, src.Items, src.DefaultMode, optional(src.Optional), "configmap "+src.Name)
+		files, err := configMapFiles(ctx, cache, src.Name, src.Items, src.DefaultMode, src.Optional)
 		if err != nil {
 			return err
 		}
-		if err := v.writeDataVolume(vol.Name, files); err != nil {
-			return err
-		}
+		return v.writeDataVolume(vol.Name, files)
 	case vol.Secret != nil:
 		src := vol.Secret
-		s, err := cache.secret(ctx, src.SecretName)
-		if err != nil {
-			if !isNotFound(err) || !optional(src.Optional) {
-				return fmt.Errorf("secret %q: %w", src.SecretName, err)
-			}
-			s = &corev1.Secret{}
-		}
-		files, err := projectKeys(s.Data, src.Items, src.DefaultMode, optional(src.Optional), "secret "+src.SecretName)
+		files, err := secretFiles(ctx, cache, src.SecretName, src.Items, src.DefaultMode, src.Optional)
 		if err != nil {
 			return err
 		}
-		if err := v.writeDataVolume(vol.Name, files); err != nil {
+		return v.writeDataVolume(vol.Name, files)
+	case vol.DownwardAPI != nil:
+		files, err := downwardAPIFiles(ec, vol.DownwardAPI.Items, vol.DownwardAPI.DefaultMode)
+		if err != nil {
 			return err
 		}
+		return v.writeDataVolume(vol.Name, files)
+	case vol.Projected != nil:
+		files, err := projectedFiles(ctx, cache, ec, vol.Projected)
+		if err != nil {
+			return err
+		}
+		return v.writeDataVolume(vol.Name, files)
 	default:
-		return fmt.Errorf("volume type not supported on bosun nodes (use emptyDir, hostPath, configMap or secret)")
+		return fmt.Errorf("volume type not supported on bosun nodes (use emptyDir, hostPath, configMap, secret, downwardAPI or projected)")
 	}
 	return nil
+}
+
+// configMapFiles are the files of a configMap volume or projection.
+func configMapFiles(ctx context.Context, cache *objectCache, name string, items []corev1.KeyToPath, defaultMode *int32, opt *bool) (map[string]dataFile, error) {
+	cm, err := cache.configMap(ctx, name)
+	if err != nil {
+		if !isNotFound(err) || !optional(opt) {
+			return nil, fmt.Errorf("configmap %q: %w", name, err)
+		}
+		cm = &corev1.ConfigMap{}
+	}
+	data := map[string][]byte{}
+	for k, s := range cm.Data {
+		data[k] = []byte(s)
+	}
+	for k, b := range cm.BinaryData {
+		data[k] = b
+	}
+	return projectKeys(data, items, defaultMode, optional(opt), "configmap "+name)
+}
+
+// secretFiles are the files of a secret volume or projection.
+func secretFiles(ctx context.Context, cache *objectCache, name string, items []corev1.KeyToPath, defaultMode *int32, opt *bool) (map[string]dataFile, error) {
+	s, err := cache.secret(ctx, name)
+	if err != nil {
+		if !isNotFound(err) || !optional(opt) {
+			return nil, fmt.Errorf("secret %q: %w", name, err)
+		}
+		s = &corev1.Secret{}
+	}
+	return projectKeys(s.Data, items, defaultMode, optional(opt), "secret "+name)
+}
+
+// downwardAPIFiles renders the pod's own fields and its containers' resources as files: labels
+// and annotations as sorted key="value" lines, a resource divided by its divisor and rounded up.
+func downwardAPIFiles(ec envContext, items []corev1.DownwardAPIVolumeFile, defaultMode *int32) (map[string]dataFile, error) {
+	mode := os.FileMode(defaultFileMode)
+	if defaultMode != nil {
+		mode = os.FileMode(*defaultMode) & os.ModePerm
+	}
+	files := map[string]dataFile{}
+	for _, it := range items {
+		if err := checkRelativePath(it.Path); err != nil {
+			return nil, fmt.Errorf("downward API item: %w", err)
+		}
+		var value string
+		var err error
+		switch {
+		case it.FieldRef != nil:
+			value, err = podFieldValue(ec, it.FieldRef.FieldPath)
+		case it.ResourceFieldRef != nil:
+			value, err = resourceFieldValue(ec, &corev1.Container{}, it.ResourceFieldRef)
+		default:
+			err = fmt.Errorf("downward API item %q has neither fieldRef nor resourceFieldRef", it.Path)
+		}
+		if err != nil {
+			return nil, err
+		}
+		m := mode
+		if it.Mode != nil {
+			m = os.FileMode(*it.Mode) & os.ModePerm
+		}
+		files[it.Path] = dataFile{data: []byte(value), mode: m}
+	}
+	return files, nil
+}
+
+// projectedFiles merges the projected volume's sources into one directory.
+func projectedFiles(ctx context.Context, cache *objectCache, ec envContext, pr *corev1.ProjectedVolumeSource) (map[string]dataFile, error) {
+	all := map[string]dataFile{}
+	for i, src := range pr.Sources {
+		var files map[string]dataFile
+		var err error
+		switch {
+		case src.ConfigMap != nil:
+			files, err = configMapFiles(ctx, cache, src.ConfigMap.Name, src.ConfigMap.Items, pr.DefaultMode, src.ConfigMap.Optional)
+		case src.Secret != nil:
+			files, err = secretFiles(ctx, cache, src.Secret.Name, src.Secret.Items, pr.DefaultMode, src.Secret.Optional)
+		case src.DownwardAPI != nil:
+			files, err = downwardAPIFiles(ec, src.DownwardAPI.Items, pr.DefaultMode)
+		default:
+			err = fmt.Errorf("projected source %d: only configMap, secret and downwardAPI sources are supported on bosun nodes", i)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for p, f := range files {
+			all[p] = f
+		}
+	}
+	return all, nil
 }
 
 // dataFile is one file of a configMap or secret volume.

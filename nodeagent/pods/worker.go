@@ -347,7 +347,7 @@ func (w *podWorker) syncContainers(ctx context.Context, pod *corev1.Pod) bool {
 			return false
 		}
 	}
-	if err := w.volumes.prepare(ctx, pod); err != nil {
+	if err := w.volumes.prepare(ctx, pod, w.m.cfg.NodeAllocatable); err != nil {
 		if err.Error() != w.lastMountErr {
 			w.event(pod, corev1.EventTypeWarning, "FailedMount", "%v", err)
 			w.lastMountErr = err.Error()
