@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -358,15 +359,7 @@ func TestVolumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	volDir := filepath.Join(PodDir(dir, "u-vol"), "volumes")
-	files := map[string]string{}
-	filepath.Walk(volDir, func(p string, info os.FileInfo, err error) error {
-		if err == nil && info.Mode().IsRegular() {
-			rel, _ := filepath.Rel(volDir, p)
-			b, _ := os.ReadFile(p)
-			files[rel] = info.Mode().Perm().String() + " " + string(b)
-		}
-		return nil
-	})
+	files := visibleFiles(t, volDir)
 	wantFiles := map[string]string{
 		"cfg/conf/app.conf": "-rw-r--r-- x=1",
 		"cfg/run.sh":        "-rwxr-xr-x #!/bin/sh",
@@ -399,9 +392,13 @@ func TestVolumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	pd := PodDir(dir, "u-vol")
+	appConf, err := filepath.EvalSymlinks(filepath.Join(volDir, "cfg/conf/app.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []Mount{
 		{HostPath: filepath.Join(volDir, "scratch/p/x"), ContainerPath: "/data"},
-		{HostPath: filepath.Join(volDir, "cfg/conf/app.conf"), ContainerPath: "/etc/app.conf", ReadOnly: true},
+		{HostPath: appConf, ContainerPath: "/etc/app.conf", ReadOnly: true}, // the current version's file
 		{HostPath: hostDir, ContainerPath: "/host", ReadOnly: true},
 		{HostPath: filepath.Join(pd, "etc-hosts"), ContainerPath: "/etc/hosts", ReadOnly: true},
 		{HostPath: filepath.Join(pd, "etc-hostname"), ContainerPath: "/etc/hostname", ReadOnly: true},
@@ -451,6 +448,94 @@ func TestVolumes(t *testing.T) {
 	}
 	if _, err := os.Stat(pd); !os.IsNotExist(err) {
 		t.Errorf("pod dir left: %v", err)
+	}
+}
+
+// visibleFiles lists the regular files under dir as a container sees them (following the data
+// volumes' ..data links, skipping their version directories), with mode and content.
+func visibleFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	var walk func(host, rel string)
+	walk = func(host, rel string) {
+		entries, err := os.ReadDir(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "..") {
+				continue
+			}
+			p, r := filepath.Join(host, e.Name()), filepath.Join(rel, e.Name())
+			st, err := os.Stat(p) // follows the links
+			if err != nil {
+				t.Fatalf("%s: %v", r, err)
+			}
+			if st.IsDir() {
+				walk(p, r)
+				continue
+			}
+			b, _ := os.ReadFile(p)
+			files[r] = st.Mode().Perm().String() + " " + string(b)
+		}
+	}
+	walk(dir, "")
+	return files
+}
+
+// TestDataVolumeUpdatesAtomically checks the kubelet's layout (version directory, ..data link,
+// top-level links) and that an update switches versions, drops removed keys and old versions,
+// and that unchanged contents write nothing.
+func TestDataVolumeUpdatesAtomically(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "vol")
+	// The layout before versions: plain files, replaced by links.
+	if err := os.MkdirAll(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("legacy"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v1 := map[string]dataFile{"a": {data: []byte("1"), mode: 0o644}, "d/b": {data: []byte("b"), mode: 0o600}}
+	if err := writeAtomic(dir, v1); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"a": "-rw-r--r-- 1", "d/b": "-rw------- b"}
+	if diff := cmp.Diff(want, visibleFiles(t, dir)); diff != "" {
+		t.Fatalf("after the first write (-want +got):\n%s", diff)
+	}
+	first, err := os.Readlink(filepath.Join(dir, "..data"))
+	if err != nil || !strings.HasPrefix(first, "..20") {
+		t.Fatalf("..data -> %q, %v; want a version directory", first, err)
+	}
+	for _, n := range []string{"a", "d"} {
+		if target, err := os.Readlink(filepath.Join(dir, n)); err != nil || target != "..data/"+n {
+			t.Errorf("%s -> %q, %v; want ..data/%s", n, target, err, n)
+		}
+	}
+
+	if err := writeAtomic(dir, v1); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.Readlink(filepath.Join(dir, "..data")); again != first {
+		t.Errorf("unchanged contents made a new version %s (was %s)", again, first)
+	}
+
+	v2 := map[string]dataFile{"a": {data: []byte("2"), mode: 0o644}, "c": {data: []byte("c"), mode: 0o644}}
+	if err := writeAtomic(dir, v2); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]string{"a": "-rw-r--r-- 2", "c": "-rw-r--r-- c"}
+	if diff := cmp.Diff(want, visibleFiles(t, dir)); diff != "" {
+		t.Errorf("after the update (-want +got):\n%s", diff)
+	}
+	entries, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	second, _ := os.Readlink(filepath.Join(dir, "..data"))
+	if diff := cmp.Diff([]string{second, "..data", "a", "c"}, names); diff != "" {
+		t.Errorf("volume directory after the update (-want +got):\n%s", diff)
 	}
 }
 

@@ -3,7 +3,6 @@ package pods
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -272,39 +271,12 @@ func checkRelativePath(p string) error {
 	return nil
 }
 
-// writeDataVolume makes the volume's directory hold exactly files.
+// writeDataVolume makes the volume's directory hold exactly files, updated atomically
+// (atomicwriter.go).
 func (v *podVolumes) writeDataVolume(name string, files map[string]dataFile) error {
 	dir := v.volumeDir(name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := writeAtomic(dir, files); err != nil {
 		return err
-	}
-	for rel, f := range files {
-		path := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return err
-		}
-		if err := writeFileIfChanged(path, f.data, f.mode); err != nil {
-			return err
-		}
-	}
-	var stale []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if _, ok := files[rel]; !ok {
-			stale = append(stale, path)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, p := range stale {
-		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
-			return err
-		}
 	}
 	v.dirs[name] = dir
 	v.readOnly[name] = true
@@ -412,6 +384,19 @@ func (v *podVolumes) containerMounts(c *corev1.Container, env map[string]string)
 				if err := os.MkdirAll(host, 0o755); err != nil {
 					return nil, fmt.Errorf("creating subPath %s: %w", host, err)
 				}
+			}
+			if v.readOnly[vm.Name] {
+				// Bind the current version's file itself (the kubelet's subPath does the same, so
+				// a subPath mount does not follow later updates), and never a path outside the
+				// volume.
+				real, err := filepath.EvalSymlinks(host)
+				if err != nil {
+					return nil, configErrorf("volumeMount %q subPath %q: %v", vm.Name, sub, err)
+				}
+				if realDir, err := filepath.EvalSymlinks(dir); err != nil || !strings.HasPrefix(real, realDir+string(filepath.Separator)) {
+					return nil, configErrorf("volumeMount %q subPath %q leaves the volume", vm.Name, sub)
+				}
+				host = real
 			}
 		}
 		mounts = append(mounts, Mount{HostPath: host, ContainerPath: vm.MountPath, ReadOnly: vm.ReadOnly || v.readOnly[vm.Name]})
