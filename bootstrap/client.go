@@ -30,6 +30,12 @@ type Target struct {
 	// User is root or a user with passwordless sudo (every command then runs under `sudo -n`).
 	User    string
 	HostKey HostKeyPolicy
+	// ProxyJump, when set, is the jump host (bastion) the connection goes through, as OpenSSH's
+	// ProxyJump: Dial logs in to it with the same identity and its own host-key policy, opens a
+	// TCP channel from it to Addr, and runs the SSH handshake with the machine inside that
+	// channel, so the machine's host key is verified end to end. One hop: the jump host's own
+	// ProxyJump is ignored. Its User defaults to the machine's.
+	ProxyJump *Target
 }
 
 // Addr is host:port.
@@ -48,24 +54,31 @@ type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 // Dialer opens SSH connections with the operator's identity.
 type Dialer struct {
 	Signer ssh.Signer
-	// DialContext opens the TCP connection; nil = net.Dialer.
-	DialContext       DialFunc
-	Timeout           time.Duration // TCP connect plus SSH handshake; 0 = DefaultDialTimeout
+	// DialContext opens the TCP connection (to the jump host, when the target has one); nil =
+	// net.Dialer.
+	DialContext DialFunc
+	// Timeout bounds the TCP connect plus the SSH handshake, for each hop; 0 = DefaultDialTimeout.
+	Timeout           time.Duration
 	KeepaliveInterval time.Duration // 0 = DefaultKeepaliveInterval
 }
 
 // Client is one SSH connection to a machine. Its Run is safe for concurrent use.
 type Client struct {
 	conn *ssh.Client
+	// jump is the connection to the jump host that conn runs through (nil without one); it is
+	// closed with conn.
+	jump *ssh.Client
 	user string
 	// Learned is the host key line trusted on first use during this connection ("" when the key
-	// was pinned or learned before).
-	Learned string
-	stop    chan struct{}
-	once    sync.Once
+	// was pinned or learned before); JumpLearned is the same for the jump host.
+	Learned, JumpLearned string
+	stop                 chan struct{}
+	once                 sync.Once
 }
 
-// Dial connects to t, verifies its host key and authenticates with the identity.
+// Dial connects to t (through its jump host, if it has one), verifies the host keys and
+// authenticates with the identity. An error names the hop that failed: "jump host ADDR: ..." for
+// the jump host, the machine's address otherwise.
 func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	if t.User == "" {
 		t.User = "root"
@@ -78,13 +91,68 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext
 	}
+	c := &Client{user: t.User, stop: make(chan struct{})}
+	via := ""
+	if t.ProxyJump != nil {
+		j := *t.ProxyJump
+		j.ProxyJump = nil
+		if j.User == "" {
+			j.User = t.User
+		}
+		j.HostKey.Jump = true
+		jump, learned, err := d.connect(ctx, dial, j, timeout)
+		if err != nil {
+			if isHostKeyError(err) {
+				return nil, err // it names the jump host already
+			}
+			return nil, fmt.Errorf("jump host %s: %w", j.Addr(), err)
+		}
+		c.jump, c.JumpLearned = jump, learned
+		dial = jump.DialContext
+		via = " through jump host " + j.Addr()
+	}
+	conn, learned, err := d.connect(ctx, dial, t, timeout)
+	if err != nil {
+		if c.jump != nil {
+			c.jump.Close()
+		}
+		var nerr net.Error
+		switch {
+		case isHostKeyError(err):
+			return nil, err
+		case via != "":
+			return nil, fmt.Errorf("connecting to %s%s: %w", t.Addr(), via, err)
+		case errors.As(err, &nerr) && nerr.Timeout():
+			return nil, fmt.Errorf("connecting to %s: %w (if the operator cannot reach the machine directly, "+
+				"set spec.proxyJump to a jump host that can)", t.Addr(), err)
+		default:
+			return nil, fmt.Errorf("connecting to %s: %w", t.Addr(), err)
+		}
+	}
+	c.conn, c.Learned = conn, learned
+	interval := d.KeepaliveInterval
+	if interval == 0 {
+		interval = DefaultKeepaliveInterval
+	}
+	go c.keepalive(c.conn, interval)
+	if c.jump != nil {
+		go c.keepalive(c.jump, interval)
+	}
+	return c, nil
+}
+
+// connect opens a connection to t with dial and runs the SSH handshake over it, within timeout.
+// It returns the host key trusted on first use, if any.
+func (d *Dialer) connect(ctx context.Context, dial DialFunc, t Target, timeout time.Duration) (*ssh.Client, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	addr := t.Addr()
 	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+		return nil, "", err
 	}
+	// A channel through a jump host has no deadlines; closing it when ctx ends stops the
+	// handshake all the same.
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -95,7 +163,6 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 		HostKeyCallback: t.HostKey.Callback(func(k string) { learned = k }),
 		Timeout:         timeout,
 	}
-	// Stop the handshake when ctx ends.
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -108,38 +175,35 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	close(done)
 	if err != nil {
 		conn.Close()
-		var mismatch *HostKeyMismatchError
-		if errors.As(err, &mismatch) || errors.Is(err, ErrNoHostKey) {
-			return nil, unwrapHandshake(err)
+		if isHostKeyError(err) {
+			return nil, "", unwrapHandshake(err)
 		}
-		return nil, fmt.Errorf("SSH handshake with %s@%s: %w", t.User, addr, err)
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return nil, "", fmt.Errorf("SSH handshake as %s: %w", t.User, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	c := &Client{conn: ssh.NewClient(sconn, chans, reqs), user: t.User, Learned: learned, stop: make(chan struct{})}
-	interval := d.KeepaliveInterval
-	if interval == 0 {
-		interval = DefaultKeepaliveInterval
-	}
-	go c.keepalive(interval)
-	return c, nil
+	return ssh.NewClient(sconn, chans, reqs), learned, nil
 }
 
-// unwrapHandshake returns the host-key error itself: x/crypto wraps it in "ssh: handshake failed".
-func unwrapHandshake(err error) error {
+// isHostKeyError says whether err is a refused host key: permanent until the spec changes.
+func isHostKeyError(err error) bool {
 	var mismatch *HostKeyMismatchError
-	if errors.As(err, &mismatch) {
-		return mismatch
-	}
-	if errors.Is(err, ErrNoHostKey) {
-		msg := strings.TrimPrefix(err.Error(), "ssh: handshake failed: ")
-		return fmt.Errorf("%s%w", strings.TrimSuffix(msg, ErrNoHostKey.Error()), ErrNoHostKey)
+	return errors.As(err, &mismatch) || errors.Is(err, ErrNoHostKey)
+}
+
+// unwrapHandshake returns the host-key error without x/crypto's "ssh: handshake failed: " prefix.
+func unwrapHandshake(err error) error {
+	if inner := errors.Unwrap(err); inner != nil && strings.HasPrefix(err.Error(), "ssh: handshake failed: ") {
+		return inner
 	}
 	return err
 }
 
-// keepalive pings the server and closes the connection when it stops answering, so that a dead
-// machine fails the running command instead of hanging it.
-func (c *Client) keepalive(interval time.Duration) {
+// keepalive pings the server of conn (the machine, or its jump host) and closes the client when
+// it stops answering, so that a dead machine fails the running command instead of hanging it.
+func (c *Client) keepalive(conn *ssh.Client, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -149,7 +213,7 @@ func (c *Client) keepalive(interval time.Duration) {
 		case <-t.C:
 			res := make(chan error, 1)
 			go func() {
-				_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
+				_, _, err := conn.SendRequest("keepalive@openssh.com", true, nil)
 				res <- err
 			}()
 			select {
@@ -168,10 +232,14 @@ func (c *Client) keepalive(interval time.Duration) {
 	}
 }
 
-// Close ends the connection.
+// Close ends the connection (and the jump host's).
 func (c *Client) Close() error {
 	c.once.Do(func() { close(c.stop) })
-	return c.conn.Close()
+	err := c.conn.Close()
+	if c.jump != nil {
+		c.jump.Close()
+	}
+	return err
 }
 
 // User is the login user.

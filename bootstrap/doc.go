@@ -1,5 +1,6 @@
 // Package bootstrap turns a reachable Linux machine into a Bosun node over SSH: an SSH client with
-// strict host-key verification, the operator's ed25519 identity, and a sequence of idempotent
+// strict host-key verification (directly, or through a jump host whose key is verified too), the
+// operator's ed25519 identity, and a sequence of idempotent
 // steps, each a check followed (only when the check fails) by an action. Re-running a bootstrap on
 // a finished machine runs every check and changes nothing; interrupting one at any point leaves a
 // state that the next run completes.

@@ -15,24 +15,47 @@ var ErrNoHostKey = errors.New("no host key pinned: set spec.hostKey to the machi
 	"(the output of `ssh-keyscan -t ed25519 ADDRESS`, without the address, or its SHA256: fingerprint), " +
 	"or set trustOnFirstUse: true in bosun.yaml")
 
-// HostKeyMismatchError says that a machine presented a different host key than the one pinned or
-// learned. The bootstrap stops; it is never retried automatically.
+// errNoJumpHostKey is ErrNoHostKey for a jump host.
+var errNoJumpHostKey = &noJumpHostKeyError{}
+
+type noJumpHostKeyError struct{}
+
+func (*noJumpHostKeyError) Error() string {
+	return "no host key pinned for the jump host: set spec.proxyJump.hostKey to its SSH host key " +
+		"(the output of `ssh-keyscan -t ed25519 ADDRESS`, without the address, or its SHA256: fingerprint), " +
+		"or set trustOnFirstUse: true in bosun.yaml"
+}
+
+func (*noJumpHostKeyError) Is(target error) bool { return target == ErrNoHostKey }
+
+// HostKeyMismatchError says that a machine (or its jump host) presented a different host key than
+// the one pinned or learned. The bootstrap stops; it is never retried automatically.
 type HostKeyMismatchError struct {
 	Addr string
 	// Want is the pinned key or fingerprint, Got the presented key's fingerprint.
 	Want, Got string
 	// Learned is true when Want was learned on first use rather than pinned in Git.
 	Learned bool
+	// Jump is true when the server is the machine's jump host (spec.proxyJump).
+	Jump bool
 }
 
 func (e *HostKeyMismatchError) Error() string {
-	source := "spec.hostKey"
-	if e.Learned {
-		source = "the key learned on first use (status.learnedHostKey)"
+	what, field, learned := "host key of "+e.Addr, "spec.hostKey", "status.learnedHostKey"
+	if e.Jump {
+		what, field, learned = "jump host "+e.Addr+": host key", "spec.proxyJump.hostKey", "status.learnedJumpHostKey"
 	}
-	return fmt.Sprintf("host key of %s changed: expected %s (%s), the server presented %s; "+
-		"bootstrap stopped. If the machine was reinstalled, put its new key in spec.hostKey; "+
-		"otherwise someone may be intercepting the connection", e.Addr, e.Want, source, e.Got)
+	source := field
+	if e.Learned {
+		source = "the key learned on first use (" + learned + ")"
+	}
+	host := "machine"
+	if e.Jump {
+		host = "jump host"
+	}
+	return fmt.Sprintf("%s changed: expected %s (%s), the server presented %s; "+
+		"bootstrap stopped. If the %s was reinstalled, put its new key in %s; "+
+		"otherwise someone may be intercepting the connection", what, e.Want, source, e.Got, host, field)
 }
 
 // HostKeyPolicy decides whether a presented host key is trusted: the pinned key (a public key
@@ -42,6 +65,8 @@ type HostKeyPolicy struct {
 	Pinned          string
 	Learned         string
 	TrustOnFirstUse bool
+	// Jump says that the policy is a jump host's: errors name it and its spec.proxyJump fields.
+	Jump bool
 }
 
 // Check verifies key for addr. It returns the key line to record as learned when the key was
@@ -55,20 +80,25 @@ func (p HostKeyPolicy) Check(addr string, key ssh.PublicKey) (learned string, er
 			return "", err
 		}
 		if !ok {
-			return "", &HostKeyMismatchError{Addr: addr, Want: describeKey(p.Pinned), Got: got}
+			return "", &HostKeyMismatchError{Addr: addr, Want: describeKey(p.Pinned), Got: got, Jump: p.Jump}
 		}
 		return "", nil
 	case p.Learned != "":
 		ok, err := matchHostKey(p.Learned, key)
 		if err != nil {
+			if p.Jump {
+				return "", fmt.Errorf("status.learnedJumpHostKey: %w", err)
+			}
 			return "", fmt.Errorf("status.learnedHostKey: %w", err)
 		}
 		if !ok {
-			return "", &HostKeyMismatchError{Addr: addr, Want: describeKey(p.Learned), Got: got, Learned: true}
+			return "", &HostKeyMismatchError{Addr: addr, Want: describeKey(p.Learned), Got: got, Learned: true, Jump: p.Jump}
 		}
 		return "", nil
 	case p.TrustOnFirstUse:
 		return FormatHostKey(key), nil
+	case p.Jump:
+		return "", fmt.Errorf("jump host %s: %w", addr, errNoJumpHostKey)
 	default:
 		return "", fmt.Errorf("%s: %w", addr, ErrNoHostKey)
 	}
@@ -77,8 +107,9 @@ func (p HostKeyPolicy) Check(addr string, key ssh.PublicKey) (learned string, er
 // Callback adapts the policy to ssh.ClientConfig; a key trusted on first use is passed to learn.
 func (p HostKeyPolicy) Callback(learn func(string)) ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		// hostname is the address dialled; a channel through a jump host has no remote address.
 		addr := hostname
-		if remote != nil {
+		if addr == "" && remote != nil {
 			addr = remote.String()
 		}
 		learned, err := p.Check(addr, key)

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -33,6 +34,7 @@ func TestHostKeyPolicy(t *testing.T) {
 		wantLearned string
 		wantErr     string // substring; "" = accepted
 		mismatch    bool
+		noKey       bool // errors.Is(err, ErrNoHostKey)
 	}{
 		{name: "pinned key line", policy: HostKeyPolicy{Pinned: line}},
 		{name: "pinned fingerprint", policy: HostKeyPolicy{Pinned: ssh.FingerprintSHA256(key)}},
@@ -43,12 +45,21 @@ func TestHostKeyPolicy(t *testing.T) {
 		{name: "pinned fingerprint mismatch", policy: HostKeyPolicy{Pinned: ssh.FingerprintSHA256(other)}, mismatch: true,
 			wantErr: "put its new key in spec.hostKey"},
 		{name: "pinned garbage", policy: HostKeyPolicy{Pinned: "not a key"}, wantErr: "neither an SSH public key line nor a SHA256: fingerprint"},
-		{name: "no key refused", policy: HostKeyPolicy{}, wantErr: "192.0.2.1:22: no host key pinned"},
+		{name: "no key refused", policy: HostKeyPolicy{}, wantErr: "192.0.2.1:22: no host key pinned", noKey: true},
 		{name: "TOFU learns", policy: HostKeyPolicy{TrustOnFirstUse: true}, wantLearned: FormatHostKey(key)},
 		{name: "TOFU enforces the learned key", policy: HostKeyPolicy{TrustOnFirstUse: true, Learned: FormatHostKey(key)}},
 		{name: "TOFU learned key changed", policy: HostKeyPolicy{TrustOnFirstUse: true, Learned: FormatHostKey(other)}, mismatch: true,
 			wantErr: "(the key learned on first use (status.learnedHostKey))"},
 		{name: "learned key enforced even after TOFU is switched off", policy: HostKeyPolicy{Learned: FormatHostKey(key)}},
+		{name: "jump host pinned", policy: HostKeyPolicy{Pinned: line, Jump: true}},
+		{name: "jump host mismatch", policy: HostKeyPolicy{Pinned: FormatHostKey(other), Jump: true}, mismatch: true,
+			wantErr: "jump host 192.0.2.1:22: host key changed: expected " + ssh.FingerprintSHA256(other) + " (spec.proxyJump.hostKey), " +
+				"the server presented " + ssh.FingerprintSHA256(key) + "; bootstrap stopped. If the jump host was reinstalled, put its new key in spec.proxyJump.hostKey"},
+		{name: "jump host learned key changed", policy: HostKeyPolicy{Learned: FormatHostKey(other), Jump: true}, mismatch: true,
+			wantErr: "(the key learned on first use (status.learnedJumpHostKey))"},
+		{name: "jump host without key refused", policy: HostKeyPolicy{Jump: true}, noKey: true,
+			wantErr: "jump host 192.0.2.1:22: no host key pinned for the jump host: set spec.proxyJump.hostKey"},
+		{name: "jump host TOFU learns", policy: HostKeyPolicy{TrustOnFirstUse: true, Jump: true}, wantLearned: FormatHostKey(key)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -63,6 +74,9 @@ func TestHostKeyPolicy(t *testing.T) {
 			var m *HostKeyMismatchError
 			if got := errors.As(err, &m); got != tt.mismatch {
 				t.Errorf("HostKeyMismatchError = %v, want %v", got, tt.mismatch)
+			}
+			if got := errors.Is(err, ErrNoHostKey); got != tt.noKey {
+				t.Errorf("errors.Is(err, ErrNoHostKey) = %v, want %v", got, tt.noKey)
 			}
 			if diff := cmp.Diff(tt.wantLearned, learned); diff != "" {
 				t.Errorf("learned (-want +got):\n%s", diff)
@@ -120,5 +134,21 @@ func TestLoadOrCreateIdentity(t *testing.T) {
 	}
 	if !strings.HasPrefix(AuthorizedKey(a), "ssh-ed25519 ") {
 		t.Errorf("AuthorizedKey = %q, want an ssh-ed25519 line", AuthorizedKey(a))
+	}
+}
+
+// TestUnwrapHandshake: a refused host key reaches the user without x/crypto's prefix, still
+// recognisable as the typed error.
+func TestUnwrapHandshake(t *testing.T) {
+	key, other := newHostKey(t), newHostKey(t)
+	_, cause := HostKeyPolicy{Pinned: FormatHostKey(other), Jump: true}.Check("192.0.2.1:22", key)
+	got := unwrapHandshake(fmt.Errorf("ssh: handshake failed: %w", cause))
+	if got.Error() != cause.Error() || !isHostKeyError(got) {
+		t.Errorf("unwrapHandshake = %v, want %v", got, cause)
+	}
+	_, cause = HostKeyPolicy{}.Check("192.0.2.1:22", key)
+	got = unwrapHandshake(fmt.Errorf("ssh: handshake failed: %w", cause))
+	if got.Error() != cause.Error() || !errors.Is(got, ErrNoHostKey) {
+		t.Errorf("unwrapHandshake = %v, want %v", got, cause)
 	}
 }

@@ -73,25 +73,12 @@ func validateMachine(m *bosunv1.Machine) field.ErrorList {
 	var errs field.ErrorList
 	p := field.NewPath("spec")
 	s := &m.Spec
-	switch {
-	case s.Address == "":
-		errs = append(errs, field.Required(p.Child("address"), "the IP address or DNS name Bosun connects to over SSH"))
-	default:
-		if _, err := netip.ParseAddr(s.Address); err != nil {
-			if msgs := validation.IsDNS1123Subdomain(s.Address); len(msgs) > 0 {
-				errs = append(errs, field.Invalid(p.Child("address"), s.Address, "must be an IP address or a DNS name"))
-			}
-		}
-	}
-	for _, msg := range validation.IsValidPortNum(int(s.Port)) {
-		errs = append(errs, field.Invalid(p.Child("port"), s.Port, msg))
-	}
-	if !unixUser.MatchString(s.User) {
-		errs = append(errs, field.Invalid(p.Child("user"), s.User, "must be a Unix user name (lower case letters, digits, '_' and '-', starting with a letter or '_', at most 32 characters)"))
-	}
-	if s.HostKey != "" {
-		if err := checkHostKey(s.HostKey); err != nil {
-			errs = append(errs, field.Invalid(p.Child("hostKey"), s.HostKey, err.Error()))
+	errs = append(errs, validateSSHEndpoint(p, s.Address, s.Port, s.User, s.HostKey)...)
+	if j := s.ProxyJump; j != nil {
+		jp := p.Child("proxyJump")
+		errs = append(errs, validateSSHEndpoint(jp, j.Address, j.Port, j.User, j.HostKey)...)
+		if j.Address == s.Address && j.Port == s.Port {
+			errs = append(errs, field.Invalid(jp.Child("address"), j.Address, "is the machine itself; a jump host is another machine that reaches this one"))
 		}
 	}
 	errs = append(errs, metavalidation.ValidateLabels(s.Labels, p.Child("labels"))...)
@@ -134,6 +121,33 @@ func validateMachine(m *bosunv1.Machine) field.ErrorList {
 	return errs
 }
 
+// validateSSHEndpoint checks how an SSH server is reached: the Machine itself or its jump host.
+func validateSSHEndpoint(p *field.Path, address string, port int32, user, hostKey string) field.ErrorList {
+	var errs field.ErrorList
+	switch {
+	case address == "":
+		errs = append(errs, field.Required(p.Child("address"), "the IP address or DNS name Bosun connects to over SSH"))
+	default:
+		if _, err := netip.ParseAddr(address); err != nil {
+			if msgs := validation.IsDNS1123Subdomain(address); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(p.Child("address"), address, "must be an IP address or a DNS name"))
+			}
+		}
+	}
+	for _, msg := range validation.IsValidPortNum(int(port)) {
+		errs = append(errs, field.Invalid(p.Child("port"), port, msg))
+	}
+	if !unixUser.MatchString(user) {
+		errs = append(errs, field.Invalid(p.Child("user"), user, "must be a Unix user name (lower case letters, digits, '_' and '-', starting with a letter or '_', at most 32 characters)"))
+	}
+	if hostKey != "" {
+		if err := checkHostKey(hostKey); err != nil {
+			errs = append(errs, field.Invalid(p.Child("hostKey"), hostKey, err.Error()))
+		}
+	}
+	return errs
+}
+
 // checkHostKey accepts an OpenSSH public key ("ssh-ed25519 AAAA...", as in known_hosts without
 // the host name) or a SHA-256 fingerprint as ssh-keygen -l prints it ("SHA256:...").
 func checkHostKey(k string) error {
@@ -165,6 +179,10 @@ func (l *loader) checkMachines(cluster *bosunv1.Cluster) {
 		if m.Spec.HostKey == "" && !cluster.Spec.TrustOnFirstUse {
 			l.errs = append(l.errs, o.doc.errorf("spec.hostKey",
 				"Required value: pin the machine's SSH host key (ssh-keyscan -t ed25519 %s), or set spec.trustOnFirstUse: true in %s", m.Spec.Address, clusterFile))
+		}
+		if j := m.Spec.ProxyJump; j != nil && j.HostKey == "" && !cluster.Spec.TrustOnFirstUse {
+			l.errs = append(l.errs, o.doc.errorf("spec.proxyJump.hostKey",
+				"Required value: pin the jump host's SSH host key (ssh-keyscan -t ed25519 %s), or set spec.trustOnFirstUse: true in %s", j.Address, clusterFile))
 		}
 		if pr, err := netip.ParsePrefix(m.Spec.PodCIDR); err == nil && podCIDR.IsValid() && !podCIDR.Contains(pr.Addr()) {
 			l.errs = append(l.errs, o.doc.errorf("spec.podCIDR", "Invalid value: %q: must be inside the cluster's podCIDR %s", m.Spec.PodCIDR, cluster.Spec.PodCIDR))

@@ -79,6 +79,14 @@ func setDefaults(obj any) {
 		if o.Spec.User == "" {
 			o.Spec.User = DefaultMachineUser
 		}
+		if j := o.Spec.ProxyJump; j != nil {
+			if j.Port == 0 {
+				j.Port = DefaultMachinePort
+			}
+			if j.User == "" {
+				j.User = o.Spec.User
+			}
+		}
 	}
 }
 

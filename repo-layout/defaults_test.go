@@ -38,7 +38,8 @@ spec:
     spec:
       containers: [{name: d, image: "registry:5000/d", ports: [{containerPort: 53}]}]
 `,
-		"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec: {address: m.example, hostKey: \"SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs\"}\n",
+		"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec: {address: m.example, hostKey: \"SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs\",\n" +
+			"  proxyJump: {address: bastion.example, hostKey: \"SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs\"}}\n",
 	}))
 	if err != nil {
 		t.Fatalf("LoadDir: %v", err)
@@ -121,7 +122,10 @@ spec:
 			TypeMeta:   metav1.TypeMeta{APIVersion: "bosun.dev/v1alpha1", Kind: "Machine"},
 			ObjectMeta: metav1.ObjectMeta{Name: "m"},
 			Spec: bosunv1.MachineSpec{Address: "m.example", Port: 22, User: "root",
-				HostKey: "SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs"},
+				HostKey: "SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs",
+				// The jump host's port defaults like the machine's, its user to the machine's.
+				ProxyJump: &bosunv1.ProxyJump{Address: "bastion.example", Port: 22, User: "root",
+					HostKey: "SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs"}},
 		}},
 	}
 	for _, tt := range tests {

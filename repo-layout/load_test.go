@@ -390,6 +390,47 @@ func TestLoadErrors(t *testing.T) {
 			want:  []string{"machines/m.yaml:4: spec.hostKey: Required value: pin the machine's SSH host key (ssh-keyscan -t ed25519 192.0.2.1), or set spec.trustOnFirstUse: true in bosun.yaml"},
 		},
 		{
+			name: "jump host with an unknown field",
+			files: map[string]string{"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec:\n" +
+				"  address: 192.0.2.1\n  hostKey: SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs\n  proxyJump:\n" +
+				"    address: bastion-1\n    port: 2222\n    user: admin\n    hostKey: SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs\n    forward: yes\n"},
+			want: []string{`machines/m.yaml:12: spec.proxyJump.forward: unknown field "forward"; check its spelling and indentation (Bosun decodes manifests strictly)`},
+		},
+		{
+			name: "jump host fields",
+			files: map[string]string{"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec:\n" +
+				"  address: 192.0.2.1\n  hostKey: SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs\n  proxyJump:\n" +
+				"    address: bastion_1\n    port: 70000\n    user: Admin\n    hostKey: ssh-ed25519 AAAAnotakey\n"},
+			want: []string{
+				`machines/m.yaml:8: spec.proxyJump.address: Invalid value: "bastion_1": must be an IP address or a DNS name`,
+				`machines/m.yaml:9: spec.proxyJump.port: Invalid value: 70000: must be between 1 and 65535, inclusive`,
+				`machines/m.yaml:10: spec.proxyJump.user: Invalid value: "Admin": must be a Unix user name (lower case letters, digits, '_' and '-', starting with a letter or '_', at most 32 characters)`,
+				`machines/m.yaml:11: spec.proxyJump.hostKey: Invalid value: "ssh-ed25519 AAAAnotakey": must be an SSH public key such as "ssh-ed25519 AAAA..." (from ssh-keyscan or /etc/ssh/ssh_host_ed25519_key.pub) or a "SHA256:..." fingerprint`,
+			},
+		},
+		{
+			name: "jump host is the machine itself",
+			files: map[string]string{"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec:\n" +
+				"  address: 192.0.2.1\n  hostKey: SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs\n  proxyJump: {address: 192.0.2.1}\n"},
+			want: []string{
+				`machines/m.yaml:7: spec.proxyJump.address: Invalid value: "192.0.2.1": is the machine itself; a jump host is another machine that reaches this one`,
+			},
+		},
+		{
+			name: "jump host without host key",
+			files: map[string]string{"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec:\n" +
+				"  address: 192.0.2.1\n  hostKey: SHA256:nR/ocfKOyyJOFJcC7+9JXsOB/PuLEG+0qde1pFhRYcs\n  proxyJump:\n    address: 192.0.2.2\n"},
+			want: []string{"machines/m.yaml:7: spec.proxyJump.hostKey: Required value: pin the jump host's SSH host key (ssh-keyscan -t ed25519 192.0.2.2), or set spec.trustOnFirstUse: true in bosun.yaml"},
+		},
+		{
+			name: "jump host key learned on first use",
+			files: map[string]string{
+				"bosun.yaml":      "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec: {trustOnFirstUse: true}\n",
+				"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec:\n  address: 192.0.2.1\n  proxyJump: {address: 192.0.2.2}\n",
+			},
+			want: nil,
+		},
+		{
 			name: "list",
 			files: map[string]string{"l.yaml": "apiVersion: v1\nkind: List\nitems:\n  - " + strings.ReplaceAll(strings.TrimSpace(cm), "\n", "\n    ") +
 				"\n  - apiVersion: v1\n    kind: Secret\n    metadata: {name: s}\n    bogus: 1\n"},

@@ -23,6 +23,18 @@ func describeMachine(tw *tabwriter.Writer, kv func(string, any), m *bosunv1.Mach
 	kv("Address", m.Spec.Address+":"+strconv.Itoa(port))
 	kv("User", user)
 	kv("Host Key", orNone(m.Spec.HostKey))
+	if j := m.Spec.ProxyJump; j != nil {
+		jport := int(j.Port)
+		if jport == 0 {
+			jport = 22
+		}
+		juser := j.User
+		if juser == "" {
+			juser = user
+		}
+		kv("Proxy Jump", juser+"@"+j.Address+":"+strconv.Itoa(jport))
+		kv("Jump Host Key", orNone(j.HostKey))
+	}
 	phase := m.Status.Phase
 	if phase == "" {
 		phase = bosunv1.MachinePending
@@ -45,6 +57,10 @@ func describeMachine(tw *tabwriter.Writer, kv func(string, any), m *bosunv1.Mach
 	if m.Status.LearnedHostKey != "" && m.Spec.HostKey == "" {
 		kv("Learned Host Key", m.Status.LearnedHostKey)
 		fmt.Fprintf(tw, "  (trusted on first use; pin it in machines/%s.yaml:)\n  spec:\n    hostKey: %q\n", m.Name, m.Status.LearnedHostKey)
+	}
+	if j := m.Spec.ProxyJump; j != nil && m.Status.LearnedJumpHostKey != "" && j.HostKey == "" {
+		kv("Learned Jump Host Key", m.Status.LearnedJumpHostKey)
+		fmt.Fprintf(tw, "  (trusted on first use; pin it in machines/%s.yaml:)\n  spec:\n    proxyJump:\n      hostKey: %q\n", m.Name, m.Status.LearnedJumpHostKey)
 	}
 	var conds []condition
 	for _, c := range m.Status.Conditions {

@@ -78,6 +78,12 @@ type fleet struct {
 
 func newFleet(t *testing.T, ctx context.Context, n int) *fleet {
 	t.Helper()
+	return newFleetOn(t, ctx, machines.Config{N: n, SudoUser: "deploy"})
+}
+
+// newFleetOn is newFleet on a lab of cfg (with a host link, and the operator's key authorized).
+func newFleetOn(t *testing.T, ctx context.Context, cfg machines.Config) *fleet {
+	t.Helper()
 	bin := bosunBin(t)
 	dataDir := t.TempDir()
 	// The operator creates its identity on first start; creating it first lets the lab authorize it.
@@ -85,8 +91,9 @@ func newFleet(t *testing.T, ctx context.Context, n int) *fleet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lab := machines.NewLab(t, machines.Config{N: n, HostLink: true, SudoUser: "deploy",
-		AuthorizedKeys: []string{bootstrap.AuthorizedKey(signer)}})
+	cfg.HostLink = true
+	cfg.AuthorizedKeys = append(cfg.AuthorizedKeys, bootstrap.AuthorizedKey(signer))
+	lab := machines.NewLab(t, cfg)
 	repo := newGitRepo(t)
 	repo.write(t, "bosun.yaml", clusterYAML)
 	repo.push(t, "cluster")

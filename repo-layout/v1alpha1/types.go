@@ -73,6 +73,23 @@ type MachineSpec struct {
 	Taints  []corev1.Taint    `json:"taints,omitempty"`
 	// PodCIDR optionally pins this node's pod CIDR.
 	PodCIDR string `json:"podCIDR,omitempty"`
+	// ProxyJump is a bastion that the SSH connection to the machine goes through, for machines
+	// that the operator cannot reach directly.
+	ProxyJump *ProxyJump `json:"proxyJump,omitempty"`
+}
+
+// ProxyJump is an SSH jump host (OpenSSH's ProxyJump): the operator logs in to it and opens a
+// TCP connection from there to the machine's address and port; the machine's own SSH session
+// runs inside that connection, end to end. The jump host needs no sudo and nothing installed,
+// only sshd with TCP forwarding allowed.
+type ProxyJump struct {
+	Address string `json:"address"`
+	Port    int32  `json:"port,omitempty"`
+	// User defaults to the Machine's user.
+	User string `json:"user,omitempty"`
+	// HostKey is the jump host's SSH public host key or its SHA256 fingerprint, in the forms of
+	// MachineSpec.HostKey; required unless the Cluster enables trustOnFirstUse.
+	HostKey string `json:"hostKey,omitempty"`
 }
 
 // MachinePhase is where a machine is in its life.
@@ -97,9 +114,11 @@ type MachineStatus struct {
 	Conditions   []metav1.Condition `json:"conditions,omitempty"`
 	AgentVersion string             `json:"agentVersion,omitempty"`
 	// LearnedHostKey is the host key recorded on first use when trustOnFirstUse is enabled.
-	LearnedHostKey string       `json:"learnedHostKey,omitempty"`
-	LastError      string       `json:"lastError,omitempty"`
-	NextRetry      *metav1.Time `json:"nextRetry,omitempty"`
+	LearnedHostKey string `json:"learnedHostKey,omitempty"`
+	// LearnedJumpHostKey is the jump host's key, recorded on first use like LearnedHostKey.
+	LearnedJumpHostKey string       `json:"learnedJumpHostKey,omitempty"`
+	LastError          string       `json:"lastError,omitempty"`
+	NextRetry          *metav1.Time `json:"nextRetry,omitempty"`
 	// AgentDigest is the SHA-256 of the bosun binary installed on the machine; the operator
 	// upgrades the agent when its own binary differs.
 	AgentDigest string `json:"agentDigest,omitempty"`

@@ -24,6 +24,10 @@ const (
 	ConditionNodeReady = "NodeReady"
 )
 
+// ReasonUpgradeFailed is the reason of a False Upgraded condition (and of the event) when an
+// agent upgrade failed; while a machine has it, the rollout stops.
+const ReasonUpgradeFailed = "UpgradeFailed"
+
 // StepWaitReady is the last step: waiting for the Node to turn Ready.
 const StepWaitReady = "wait-ready"
 
@@ -102,10 +106,13 @@ func (mc *Controller) bootstrap(ctx context.Context, name string, upgrade bool) 
 			setCondition(s, ConditionUpgraded, metav1.ConditionFalse, "Upgrading", "upgrading the agent to "+short(mc.o.Digest))
 		}
 	})
-	res, err := mc.runBootstrap(ctx, m, upgrade)
+	res, err := mc.boot.Bootstrap(ctx, m, upgrade)
 	if err != nil {
 		return mc.recordFailure(ctx, m, hash, upgrade, err)
 	}
+	mc.mu.Lock()
+	delete(mc.failedUpgrades, name)
+	mc.mu.Unlock()
 	written, err := mc.updateStatus(ctx, name, func(s *bosunv1.MachineStatus) {
 		s.Phase, s.Step = bosunv1.MachineReady, ""
 		s.LastError, s.NextRetry, s.Failures = "", nil, 0
@@ -215,6 +222,18 @@ func (mc *Controller) dial(ctx context.Context, m *bosunv1.Machine) (*bootstrap.
 			TrustOnFirstUse: mc.c.Cluster().Spec.TrustOnFirstUse,
 		},
 	}
+	if j := m.Spec.ProxyJump; j != nil {
+		t.ProxyJump = &bootstrap.Target{
+			Address: j.Address,
+			Port:    int(j.Port),
+			User:    j.User,
+			HostKey: bootstrap.HostKeyPolicy{
+				Pinned:          j.HostKey,
+				Learned:         m.Status.LearnedJumpHostKey,
+				TrustOnFirstUse: mc.c.Cluster().Spec.TrustOnFirstUse,
+			},
+		}
+	}
 	var client *bootstrap.Client
 	var err error
 	// A few quick attempts ride out a restarting sshd; the controller's backoff does the rest.
@@ -231,10 +250,23 @@ func (mc *Controller) dial(ctx context.Context, m *bosunv1.Machine) (*bootstrap.
 	if err != nil {
 		return nil, err
 	}
+	if client.JumpLearned != "" {
+		mc.c.Recorder.Eventf(m, corev1.EventTypeNormal, "JumpHostKeyLearned",
+			"trusted the jump host's key on first use; pin it in Git with spec.proxyJump.hostKey: %q", client.JumpLearned)
+	}
 	if client.Learned != "" {
 		mc.c.Recorder.Eventf(m, corev1.EventTypeNormal, "HostKeyLearned",
 			"trusted host key on first use; pin it in Git with spec.hostKey: %q", client.Learned)
-		if _, err := mc.updateStatus(ctx, m.Name, func(s *bosunv1.MachineStatus) { s.LearnedHostKey = client.Learned }); err != nil {
+	}
+	if client.Learned != "" || client.JumpLearned != "" {
+		if _, err := mc.updateStatus(ctx, m.Name, func(s *bosunv1.MachineStatus) {
+			if client.Learned != "" {
+				s.LearnedHostKey = client.Learned
+			}
+			if client.JumpLearned != "" {
+				s.LearnedJumpHostKey = client.JumpLearned
+			}
+		}); err != nil {
 			client.Close()
 			return nil, fmt.Errorf("recording the learned host key: %w", err)
 		}
@@ -257,11 +289,7 @@ func (mc *Controller) recordFailure(ctx context.Context, m *bosunv1.Machine, has
 	var next *metav1.Time
 	failures := m.Status.Failures + 1
 	if !permanent(err) {
-		d := mc.o.RetryBase << min(failures-1, 16)
-		if d > mc.o.RetryMax || d <= 0 {
-			d = mc.o.RetryMax
-		}
-		t := metav1.NewTime(mc.c.Clock.Now().Add(d))
+		t := metav1.NewTime(mc.c.Clock.Now().Add(mc.o.backoff(failures)))
 		next = &t
 	}
 	written, uerr := mc.updateStatus(ctx, m.Name, func(s *bosunv1.MachineStatus) {
@@ -270,9 +298,14 @@ func (mc *Controller) recordFailure(ctx context.Context, m *bosunv1.Machine, has
 		s.ObservedSpecHash = hash
 		setCondition(s, ConditionBootstrapped, metav1.ConditionFalse, "Failed", err.Error())
 		if upgrade {
-			setCondition(s, ConditionUpgraded, metav1.ConditionFalse, "UpgradeFailed", "upgrade failed; the rollout stopped: "+err.Error())
+			setCondition(s, ConditionUpgraded, metav1.ConditionFalse, ReasonUpgradeFailed, "upgrade failed; the rollout stopped: "+err.Error())
 		}
 	})
+	if upgrade {
+		mc.mu.Lock()
+		mc.failedUpgrades[m.Name] = true
+		mc.mu.Unlock()
+	}
 	mc.noteWritten(written)
 	var until time.Time
 	if next != nil {
@@ -283,7 +316,13 @@ func (mc *Controller) recordFailure(ctx context.Context, m *bosunv1.Machine, has
 	if next != nil {
 		retry = "retrying at " + next.Format(time.RFC3339)
 	}
-	mc.c.Recorder.Eventf(m, corev1.EventTypeWarning, "BootstrapFailed", "%v (%s)", err, retry)
+	if upgrade {
+		mc.c.Recorder.Eventf(m, corev1.EventTypeWarning, ReasonUpgradeFailed,
+			"upgrading the agent to %s failed: %v (%s); the rollout stopped: no other machine is upgraded until this one is",
+			short(mc.o.Digest), err, retry)
+	} else {
+		mc.c.Recorder.Eventf(m, corev1.EventTypeWarning, "BootstrapFailed", "%v (%s)", err, retry)
+	}
 	return errors.Join(err, uerr)
 }
 

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -56,6 +57,23 @@ type Options struct {
 	ReadyTimeout, DrainTimeout time.Duration
 	// RetryBase and RetryMax shape the retry backoff of failed bootstraps (default 5s, 5m).
 	RetryBase, RetryMax time.Duration
+	// Bootstrapper runs the bootstraps; nil = over SSH. Tests of the controller's own logic
+	// (parallelism, retries, rollouts) pass a fake.
+	Bootstrapper Bootstrapper
+}
+
+// Bootstrapper is what the controller needs of one bootstrap run: bring the machine to a Ready
+// node running the operator's binary, reporting progress into the Machine's status and events.
+type Bootstrapper interface {
+	Bootstrap(ctx context.Context, m *bosunv1.Machine, upgrade bool) (bootstrap.Result, error)
+}
+
+// BootstrapFunc adapts a function to Bootstrapper.
+type BootstrapFunc func(ctx context.Context, m *bosunv1.Machine, upgrade bool) (bootstrap.Result, error)
+
+// Bootstrap implements Bootstrapper.
+func (f BootstrapFunc) Bootstrap(ctx context.Context, m *bosunv1.Machine, upgrade bool) (bootstrap.Result, error) {
+	return f(ctx, m, upgrade)
 }
 
 func (o *Options) defaults() {
@@ -79,6 +97,16 @@ func (o *Options) defaults() {
 	}
 }
 
+// backoff is the wait before the retry that follows the given number of consecutive failures:
+// RetryBase doubled after each failure, at most RetryMax.
+func (o *Options) backoff(failures int32) time.Duration {
+	d := o.RetryBase << min(max(failures-1, 0), 16)
+	if d > o.RetryMax || d <= 0 {
+		d = o.RetryMax
+	}
+	return d
+}
+
 // Controller bootstraps, upgrades and retires machines.
 type Controller struct {
 	c        *controllers.Context
@@ -98,6 +126,11 @@ type Controller struct {
 	// the informer cache has caught up with it, the cached status is stale and must not start
 	// another job (it would re-run a bootstrap that just completed).
 	written map[string]int64
+	// failedUpgrades are the machines whose agent upgrade failed, until one of their bootstraps
+	// succeeds: while there is one, no other upgrade starts. The Upgraded condition says the
+	// same, but the informer cache may not show it yet when the job ends.
+	failedUpgrades map[string]bool
+	boot           Bootstrapper
 }
 
 // noteWritten records the resourceVersion of a job's final status write.
@@ -196,9 +229,27 @@ func New(c *controllers.Context, o Options) (*Controller, error) {
 		jobs:     map[string]*job{},
 		blocked:  map[string]block{},
 		written:  map[string]int64{},
+
+		failedUpgrades: map[string]bool{},
+		boot:           o.Bootstrapper,
+	}
+	if mc.boot == nil {
+		mc.boot = BootstrapFunc(mc.runBootstrap)
 	}
 	mc.queue = controllers.NewQueue(Name, c.Logger, mc.reconcile)
 	mc.machines.AddEventHandler(mc.queue.Handler())
+	// A machine that finishes (or fails) its upgrade frees (or holds) a slot of the rollout:
+	// look at every machine when the Upgraded condition of one changes.
+	mc.machines.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*bosunv1.Machine)
+			n, ok2 := cur.(*bosunv1.Machine)
+			if ok1 && ok2 && upgradedState(o) != upgradedState(n) {
+				mc.enqueueAll()
+			}
+		},
+		DeleteFunc: func(any) { mc.enqueueAll() },
+	})
 	// A node's changes matter to its machine (same name), and the end of one upgrade lets the
 	// next machine start: look at every machine.
 	mc.nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -285,49 +336,71 @@ func (mc *Controller) reconcile(ctx context.Context, key string) (controllers.Re
 		return controllers.Result{}, nil
 	case st.Phase == bosunv1.MachineReady && upToDate:
 		// Upgrade: at most maxUnavailable machines at a time; a failed upgrade stops the rollout.
-		if !mc.claimUpgradeSlot(m.Name, want) {
+		if ok, why := mc.claimUpgradeSlot(m.Name, want); !ok {
+			mc.log.Debug("upgrade waits", "machine", m.Name, "reason", why)
 			return controllers.Result{RequeueAfter: 10 * time.Second}, nil
 		}
 		return controllers.Result{}, nil
 	}
-	mc.start(m.Name, want, false, mc.bootstrap)
+	// A retry of a failed upgrade is an upgrade too: it reports as one and keeps the rollout
+	// stopped until it succeeds.
+	mc.start(m.Name, want, upgradedState(m) == metav1.ConditionFalse, mc.bootstrap)
 	return controllers.Result{}, nil
 }
 
-// claimUpgradeSlot starts an upgrade of name when fewer than maxUnavailable machines are being
-// upgraded or failed theirs.
-func (mc *Controller) claimUpgradeSlot(name, hash string) bool {
+// upgradedState is the status of the machine's Upgraded condition ("" without one).
+func upgradedState(m *bosunv1.Machine) metav1.ConditionStatus {
+	if c := findCondition(m.Status.Conditions, ConditionUpgraded); c != nil {
+		return c.Status
+	}
+	return ""
+}
+
+// claimUpgradeSlot starts an upgrade of name unless the rollout is stopped (another machine's
+// upgrade failed) or maxUnavailable machines are being upgraded already. Counting and starting
+// happen under one lock, so that concurrent reconciles cannot both take the last slot.
+func (mc *Controller) claimUpgradeSlot(name, hash string) (bool, string) {
 	limit := int(mc.c.Cluster().Spec.Upgrade.MaxUnavailable)
 	if limit < 1 {
 		limit = 1
 	}
 	mc.mu.Lock()
-	busy := 0
-	for _, j := range mc.jobs {
-		if j.upgrade {
-			busy++
+	defer mc.mu.Unlock()
+	upgrading := map[string]bool{}
+	for n, j := range mc.jobs {
+		if j.upgrade && n != name {
+			upgrading[n] = true
 		}
 	}
 	for _, obj := range mc.machines.GetStore().List() {
 		m := obj.(*bosunv1.Machine)
-		if m.Name != name && m.Status.Phase == bosunv1.MachineFailed && m.Status.AgentDigest != "" && m.Status.AgentDigest != mc.o.Digest {
-			if c := findCondition(m.Status.Conditions, ConditionUpgraded); c != nil && c.Status == "False" {
-				busy++ // a failed upgrade holds its slot: the rollout stops there
-			}
+		if m.Name == name || m.DeletionTimestamp != nil {
+			continue // a machine being retired no longer holds up the rollout
+		}
+		c := findCondition(m.Status.Conditions, ConditionUpgraded)
+		if mc.failedUpgrades[m.Name] || c != nil && c.Status == metav1.ConditionFalse && c.Reason == ReasonUpgradeFailed {
+			return false, "the upgrade of machine " + m.Name + " failed; the rollout stopped"
+		}
+		if c != nil && c.Status == metav1.ConditionFalse {
+			upgrading[m.Name] = true // being upgraded (or the cache has not seen the end yet)
 		}
 	}
-	mc.mu.Unlock()
-	if busy >= limit {
-		return false
+	if len(upgrading) >= limit {
+		return false, fmt.Sprintf("%d machines are being upgraded (maxUnavailable %d)", len(upgrading), limit)
 	}
-	mc.start(name, hash, true, mc.bootstrap)
-	return true
+	mc.startLocked(name, hash, true, mc.bootstrap)
+	return true, ""
 }
 
 // start runs fn for the machine in a goroutine unless one runs already.
 func (mc *Controller) start(name, hash string, upgrade bool, fn func(ctx context.Context, name string, upgrade bool) error) {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
+	mc.startLocked(name, hash, upgrade, fn)
+}
+
+// startLocked is start with mc.mu held.
+func (mc *Controller) startLocked(name, hash string, upgrade bool, fn func(ctx context.Context, name string, upgrade bool) error) {
 	if _, ok := mc.jobs[name]; ok {
 		return
 	}

@@ -10,5 +10,6 @@
 //
 // Bootstraps run in goroutines bounded by Options.MaxParallel, outside the work queue, so a slow
 // upload never holds up other machines' reconciles. A host key mismatch is not retried until the
-// Machine's spec changes.
+// Machine's spec changes. A failed upgrade stops the rollout: no other machine starts its upgrade
+// until that machine's bootstrap succeeds (retried with backoff, or re-run when its spec changes).
 package machine
