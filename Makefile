@@ -7,7 +7,7 @@ VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo
 LDFLAGS      := -X github.com/bosun-gitops/bosun/internal/version.Version=$(VERSION)
 DATA_DIR     ?= .bosun
 # Packages needed by the tests and by `make run` (Debian names).
-DEB_PACKAGES := git ca-certificates iproute2 procps containerd runc containernetworking-plugins iptables conntrack busybox-static docker-registry openssh-server openssh-client sudo
+DEB_PACKAGES := git ca-certificates iproute2 procps containerd runc containernetworking-plugins iptables nftables conntrack busybox-static docker-registry openssh-server openssh-client sudo
 export GOFLAGS ?= -buildvcs=false
 
 .PHONY: help deps build run test test-short e2e e2e-clean bench lint fuzz clean gitea e2e-forge

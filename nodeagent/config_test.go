@@ -21,6 +21,9 @@ func TestConfigValidate(t *testing.T) {
 		{"debug not loopback", func(c *Config) { c.DebugListen = "0.0.0.0:1" }, "debugListen"},
 		{"bad taint", func(c *Config) { c.Taints = []corev1.Taint{{Key: "k", Effect: "Never"}} }, "taints[0].effect"},
 		{"half serving pair", func(c *Config) { c.ServingCertFile = "x" }, "servingCertFile and servingKeyFile"},
+		{"nftables proxy", func(c *Config) { c.ProxyMode = "nftables" }, ""},
+		{"iptables proxy", func(c *Config) { c.ProxyMode = "iptables" }, ""},
+		{"unknown proxy mode", func(c *Config) { c.ProxyMode = "ipvs" }, `proxyMode "ipvs": must be "iptables" (the default) or "nftables"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good

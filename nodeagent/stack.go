@@ -31,9 +31,9 @@ import (
 const routesResyncPeriod = 10 * time.Second
 
 // NodeStack is the real PodManager: the pod workers (pods.Manager on containerd and CNI) plus
-// what every node runs beside them — the service proxy (iptables), the cluster DNS server on the
-// pod bridge's gateway address, and the routes to other nodes' pod CIDRs with the cluster-wide
-// masquerade.
+// what every node runs beside them — the service proxy (iptables or nftables, Config.ProxyMode),
+// the cluster DNS server on the pod bridge's gateway address, and the routes to other nodes' pod
+// CIDRs with the cluster-wide masquerade.
 //
 //	NewNodeStack: containerd (import <data-dir>/images/*.tar) ─> CNI conflist (ipMasq off) ─> bridge
 //	Run:          informers (Services, Endpoints, Nodes) ─> synced ─> proxy, DNS, routes, pods
@@ -118,7 +118,8 @@ func (s *NodeStack) Run(ctx context.Context) error {
 	epInf := factory.Core().V1().Endpoints()
 	nodeInf := factory.Core().V1().Nodes()
 
-	px, err := proxy.New(proxy.Config{Services: svcInf.Lister(), Endpoints: epInf.Lister(), ClusterCIDR: cfg.ClusterCIDR, Logger: s.log})
+	px, err := proxy.New(proxy.Config{Mode: cfg.ProxyMode, Services: svcInf.Lister(), Endpoints: epInf.Lister(),
+		ClusterCIDR: cfg.ClusterCIDR, Logger: s.log})
 	if err != nil {
 		return fmt.Errorf("service proxy: %w", err)
 	}

@@ -48,16 +48,7 @@ func benchSync(b *testing.B, n int, changeToo bool) {
 			st.took.Seconds(), limit.Seconds(), st.took.Seconds()/limit.Seconds())
 
 		if changeToo {
-			// Replace one endpoint of one service in the middle of the table.
-			i := n / 2
-			ports := []portSpec{{"http", "TCP", 80, 8080, 0}}
-			name := fmt.Sprintf("svc-%05d", i)
-			var ips []string
-			for j := range 10 {
-				ips = append(ips, fmt.Sprintf("10.%d.%d.%d", 100+j, i/250, i%250+1))
-			}
-			ips[0] = "10.99.99.99"
-			c.set(b, endpoints(fmt.Sprintf("ns-%d", i%50), name, ips, nil, ports...))
+			replaceOneEndpoint(b, c, n)
 			st, err := p.sync(ctx)
 			if err != nil {
 				b.Fatal(err)

@@ -21,8 +21,18 @@ type EndpointsLister interface {
 	List(selector labels.Selector) ([]*corev1.Endpoints, error)
 }
 
+// Proxy modes.
+const (
+	// ModeIPTables writes BOSUN-* chains with iptables-restore (the default).
+	ModeIPTables = "iptables"
+	// ModeNFTables programs its own nftables table, ip bosun, over netlink.
+	ModeNFTables = "nftables"
+)
+
 // Config configures a Proxier.
 type Config struct {
+	// Mode is ModeIPTables (empty means it too) or ModeNFTables.
+	Mode string
 	// Services and Endpoints list the cluster's Services and Endpoints; in the agent they are
 	// client-go listers of informers that have synced before Run is called.
 	Services  ServiceLister
@@ -30,10 +40,14 @@ type Config struct {
 	// ClusterCIDR is the pod network (e.g. 10.244.0.0/16): traffic to a ClusterIP from outside
 	// it is masqueraded (kube-proxy's masqueradeAll=false). Empty masquerades all service traffic.
 	ClusterCIDR string
-	// Backend selects "nft" or "legacy" iptables; empty detects it from `iptables --version`.
+	// NetNS is the path of the network namespace that the nftables mode programs (tests); empty
+	// is this process's. The iptables mode runs its commands through Exec instead.
+	NetNS string
+	// Backend selects "nft" or "legacy" iptables (iptables mode); empty detects it from `iptables --version`.
 	Backend string
-	// Exec runs iptables, iptables-restore, iptables-save and conntrack; nil runs them on this
-	// host (tests run them inside a network namespace).
+	// Exec runs iptables, iptables-restore, iptables-save and conntrack (both modes clear
+	// stale UDP flows with it); nil runs them on this host (tests run them inside a network
+	// namespace).
 	Exec Executor
 	// MinSyncPeriod coalesces bursts of changes: two syncs are at least this far apart (1s).
 	MinSyncPeriod time.Duration
@@ -45,6 +59,9 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
+	if c.Mode == "" {
+		c.Mode = ModeIPTables
+	}
 	if c.MinSyncPeriod == 0 {
 		c.MinSyncPeriod = time.Second
 	}
@@ -69,6 +86,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Endpoints == nil {
 		return errors.New("proxy config: Endpoints: a lister is required")
+	}
+	switch c.Mode {
+	case "", ModeIPTables, ModeNFTables:
+	default:
+		return fmt.Errorf("proxy config: Mode: %q is neither %q nor %q", c.Mode, ModeIPTables, ModeNFTables)
 	}
 	if c.ClusterCIDR != "" {
 		if _, err := netip.ParsePrefix(c.ClusterCIDR); err != nil {

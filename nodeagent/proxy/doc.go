@@ -16,4 +16,21 @@
 // BOSUN-PROXY-CANARY chains triggers a full sync when someone flushed the tables. The proxy only
 // ever writes its own chains (the BOSUN-* names above) and its own jump rules (checked with -C
 // before -I); other BOSUN-* chains, such as nodeagent/routes' BOSUN-POD-MASQ, are not its own.
+//
+// Config.Mode "nftables" is the equivalent of kube-proxy's nftables mode instead: the proxy owns
+// the table `ip bosun` (nothing else writes it; deleting it removes the whole proxy) and programs
+// it over netlink (github.com/google/nftables), from the same service model (servicePorts):
+//
+//	nat-prerouting/nat-output ─> services: ip daddr . l4proto . dport vmap @service-ips ─> service-<hash>-ns/name/proto/port
+//	                                       fib daddr local: l4proto . dport vmap @service-nodeports ─> external-... ─> service-...
+//	service-...: numgen random mod N vmap { 0 : goto endpoint-..., ... } ─> endpoint-...: dnat
+//	filter-input/forward/output (priority -110, before DNAT): vmap @no-endpoint-services ─> reject-chain
+//	nat-postrouting ─> masquerading: masquerade what mark-for-masquerade marked
+//
+// A partial sync sends one netlink batch with only the changed services' chains (flushed and
+// refilled), affinity sets and map elements (nft_sync.go); a full sync (start, FullSyncPeriod,
+// after a failure, or when CheckPeriod finds the table or a base chain gone) declares
+// everything again and deletes the table's chains and sets that no service wants. With
+// thousands of services the kernel's commit, which validates every chain reachable from the
+// base chains, dominates the cost of each batch.
 package proxy

@@ -23,8 +23,9 @@ type Proxier struct {
 	// Owned by the goroutine that syncs (Run, or a test calling sync).
 	mu   sync.Mutex
 	ipt  *iptables
-	last *state // what the last successful sync wrote
-	full bool   // the kernel may differ from last: write everything next time
+	nft  *nftMode // the nftables mode; nil in the iptables mode
+	last *state   // what the last successful sync wrote (iptables mode)
+	full bool     // the kernel may differ from last: write everything next time
 }
 
 // New validates cfg and returns a Proxier; Run starts it.
@@ -142,11 +143,25 @@ func (p *Proxier) Run(ctx context.Context) error {
 	}
 }
 
-// init detects the backend once.
+// init detects the backend once (iptables mode) or checks that netlink answers (nftables mode).
 func (p *Proxier) init(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.ipt != nil {
+	if p.ipt != nil || p.nft != nil {
+		return nil
+	}
+	if p.cfg.Mode == ModeNFTables {
+		m := newNFTMode(p.cfg)
+		c, err := m.dial()
+		if err != nil {
+			return err
+		}
+		defer c.CloseLasting()
+		if _, err := m.tableExists(c); err != nil {
+			return fmt.Errorf("the nftables proxy mode needs nf_tables in the kernel (or set proxyMode to iptables): %w", err)
+		}
+		p.nft = m
+		p.log.Info("service proxy starting", "mode", ModeNFTables, "table", "ip "+nftTable, "clusterCIDR", p.cfg.ClusterCIDR)
 		return nil
 	}
 	backend := p.cfg.Backend
@@ -158,7 +173,7 @@ func (p *Proxier) init(ctx context.Context) error {
 		backend = b
 	}
 	p.ipt = &iptables{exec: p.cfg.Exec, backend: backend}
-	p.log.Info("service proxy starting", "backend", backend, "clusterCIDR", p.cfg.ClusterCIDR)
+	p.log.Info("service proxy starting", "mode", ModeIPTables, "backend", backend, "clusterCIDR", p.cfg.ClusterCIDR)
 	return nil
 }
 
@@ -169,8 +184,12 @@ func (p *Proxier) invalidate() {
 	p.mu.Unlock()
 }
 
-// intact reports whether the jump rules and the canary chains are still there.
+// intact reports whether the jump rules and the canary chains (iptables mode), or the table
+// and its base chains (nftables mode), are still there.
 func (p *Proxier) intact(ctx context.Context) (bool, error) {
+	if p.nft != nil {
+		return p.nft.intact()
+	}
 	for _, table := range []string{tableNAT, tableFilter} {
 		ok, err := p.ipt.chainExists(ctx, table, chainCanary)
 		if err != nil || !ok {
@@ -197,6 +216,12 @@ type syncStats struct {
 	took               time.Duration
 	conntrackDeletions int
 	jumpRulesInstalled int
+
+	// nftables mode
+	plan     *nftPlan
+	elements int // map elements added and deleted
+	batches  int // netlink batches sent
+	messages int // netlink messages in them
 }
 
 // sync brings the kernel to the rules of the listed services: everything when nothing is known
@@ -214,7 +239,14 @@ func (p *Proxier) sync(ctx context.Context) (syncStats, error) {
 	if err != nil {
 		return syncStats{}, fmt.Errorf("listing endpoints: %w", err)
 	}
-	next := p.generate(svcs, eps)
+	epByKey := make(map[string]*corev1.Endpoints, len(eps))
+	for _, e := range eps {
+		epByKey[e.Namespace+"/"+e.Name] = e
+	}
+	if p.nft != nil {
+		return p.syncNFT(ctx, svcs, epByKey, start)
+	}
+	next := p.generate(svcs, epByKey)
 	st := syncStats{full: p.full || p.last == nil, services: len(next.services)}
 
 	prev := p.last
@@ -299,11 +331,7 @@ func (p *Proxier) sync(ctx context.Context) (syncStats, error) {
 // generate computes the desired state, reusing the rules of every service whose Service and
 // Endpoints objects are the same (informer caches replace objects, never mutate them) as in
 // the last successful sync.
-func (p *Proxier) generate(svcs []*corev1.Service, eps []*corev1.Endpoints) *state {
-	epByKey := make(map[string]*corev1.Endpoints, len(eps))
-	for _, e := range eps {
-		epByKey[e.Namespace+"/"+e.Name] = e
-	}
+func (p *Proxier) generate(svcs []*corev1.Service, epByKey map[string]*corev1.Endpoints) *state {
 	services := make(map[string]*serviceRules, len(svcs))
 	keys := make([]string, 0, len(svcs))
 	for _, s := range svcs {

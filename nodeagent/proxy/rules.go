@@ -188,11 +188,22 @@ func comment(s string) string {
 	return "-m comment --comment " + s
 }
 
-// generateService computes the rules of one Service. clusterCIDR may be empty.
-func generateService(svc *corev1.Service, ep *corev1.Endpoints, clusterCIDR string) *serviceRules {
-	r := &serviceRules{svc: svc, ep: ep, chains: map[string]string{}}
+// servicePort is one proxied port of a Service with its ready endpoints: the model that both
+// modes render, as iptables chains (generateService) or as nftables objects (nftService).
+type servicePort struct {
+	name      string // servicePortName, ns/svc:port
+	proto     string // "tcp" or "udp"
+	clusterIP string
+	port      int32
+	nodePort  int32
+	endpoints []string // sorted "ip:port" of the ready endpoints
+	affinity  int      // ClientIP affinity timeout in seconds; 0 = none
+}
+
+// servicePorts lists the proxied ports of a Service (none unless proxied); ep may be nil.
+func servicePorts(svc *corev1.Service, ep *corev1.Endpoints) []servicePort {
 	if !proxied(svc) {
-		return r
+		return nil
 	}
 	affinity := 0
 	if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
@@ -201,39 +212,65 @@ func generateService(svc *corev1.Service, ep *corev1.Endpoints, clusterCIDR stri
 			affinity = int(*c.ClientIP.TimeoutSeconds)
 		}
 	}
-	var dispatch, nodePorts, rejects strings.Builder
+	var out []servicePort
 	for _, port := range svc.Spec.Ports {
 		if port.Protocol != corev1.ProtocolTCP && port.Protocol != corev1.ProtocolUDP {
 			continue // SCTP is not proxied
 		}
-		proto := strings.ToLower(string(port.Protocol))
-		spn := servicePortName(svc, port.Name)
+		out = append(out, servicePort{
+			name:      servicePortName(svc, port.Name),
+			proto:     strings.ToLower(string(port.Protocol)),
+			clusterIP: svc.Spec.ClusterIP,
+			port:      port.Port,
+			nodePort:  port.NodePort,
+			endpoints: readyEndpoints(ep, port.Name, port.Protocol),
+			affinity:  affinity,
+		})
+	}
+	return out
+}
+
+// udpPorts returns what clearing stale UDP conntrack entries needs to know about ports.
+func udpPorts(ports []servicePort) []udpPort {
+	var out []udpPort
+	for _, sp := range ports {
+		if sp.proto != "udp" {
+			continue
+		}
+		u := udpPort{name: sp.name, clusterIP: sp.clusterIP, nodePort: sp.nodePort}
+		for _, e := range sp.endpoints {
+			host, _, _ := net.SplitHostPort(e)
+			u.endpoints = append(u.endpoints, host)
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// generateService computes the rules of one Service. clusterCIDR may be empty.
+func generateService(svc *corev1.Service, ep *corev1.Endpoints, clusterCIDR string) *serviceRules {
+	r := &serviceRules{svc: svc, ep: ep, chains: map[string]string{}}
+	ports := servicePorts(svc, ep)
+	r.udp = udpPorts(ports)
+	var dispatch, nodePorts, rejects strings.Builder
+	for _, sp := range ports {
+		proto, spn, eps, affinity := sp.proto, sp.name, sp.endpoints, sp.affinity
 		svcChain := svcChainName(spn, proto)
-		dst := fmt.Sprintf("-m %s -p %s -d %s/32 --dport %d", proto, proto, svc.Spec.ClusterIP, port.Port)
-		eps := readyEndpoints(ep, port.Name, port.Protocol)
+		dst := fmt.Sprintf("-m %s -p %s -d %s/32 --dport %d", proto, proto, sp.clusterIP, sp.port)
 
 		fmt.Fprintf(&dispatch, "-A %s %s %s -j %s\n", chainServices, comment(spn+" cluster IP"), dst, svcChain)
-		if port.NodePort != 0 {
-			np := fmt.Sprintf("-m %s -p %s --dport %d", proto, proto, port.NodePort)
+		if sp.nodePort != 0 {
+			np := fmt.Sprintf("-m %s -p %s --dport %d", proto, proto, sp.nodePort)
 			fmt.Fprintf(&nodePorts, "-A %s %s %s -j %s\n", chainNodePorts, comment(spn), np, chainMarkMasq)
 			fmt.Fprintf(&nodePorts, "-A %s %s %s -j %s\n", chainNodePorts, comment(spn), np, svcChain)
 		}
 		if len(eps) == 0 {
 			fmt.Fprintf(&rejects, "-A %s %s %s -j REJECT\n", chainServices, comment(spn+" has no endpoints"), dst)
-			if port.NodePort != 0 {
+			if sp.nodePort != 0 {
 				fmt.Fprintf(&rejects, "-A %s %s -m addrtype --dst-type LOCAL -m %s -p %s --dport %d -j REJECT\n",
-					chainServices, comment(spn+" has no endpoints"), proto, proto, port.NodePort)
+					chainServices, comment(spn+" has no endpoints"), proto, proto, sp.nodePort)
 			}
 		}
-		if port.Protocol == corev1.ProtocolUDP {
-			u := udpPort{name: spn, clusterIP: svc.Spec.ClusterIP, nodePort: port.NodePort}
-			for _, e := range eps {
-				host, _, _ := net.SplitHostPort(e)
-				u.endpoints = append(u.endpoints, host)
-			}
-			r.udp = append(r.udp, u)
-		}
-
 		// The SVC chain always exists (empty without endpoints, so that BOSUN-SERVICES does
 		// not change when endpoints come and go).
 		var sc strings.Builder
