@@ -203,6 +203,8 @@ type cluster struct {
 	server  string
 	agents  map[string]*machines.Process
 	closed  bool // the test closed the lab itself
+	// proxyMode is the agents' proxyMode: "iptables" or "nftables".
+	proxyMode string
 }
 
 const clusterYAML = `apiVersion: bosun.dev/v1alpha1
@@ -216,7 +218,7 @@ spec:
 
 // startCluster starts the lab, the operator syncing a new repository and the operator's API
 // client.
-func startCluster(t *testing.T, ctx context.Context, ph *phases) *cluster {
+func startCluster(t *testing.T, ctx context.Context, ph *phases, proxyMode string) *cluster {
 	t.Helper()
 	bin := bosunBin(t)
 	lab := machines.NewLab(t, machines.Config{N: 3, Subnet: labSubnet, HostLink: true, NoSSHD: true})
@@ -224,7 +226,7 @@ func startCluster(t *testing.T, ctx context.Context, ph *phases) *cluster {
 	repo := newGitRepo(t)
 	repo.write(t, "bosun.yaml", clusterYAML)
 	repo.push(t, "cluster")
-	c := &cluster{bin: bin, lab: lab, repo: repo, dataDir: t.TempDir(), agents: map[string]*machines.Process{}}
+	c := &cluster{bin: bin, lab: lab, repo: repo, dataDir: t.TempDir(), agents: map[string]*machines.Process{}, proxyMode: proxyMode}
 	host := lab.HostAddr().String()
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -363,6 +365,7 @@ func (c *cluster) joinAgent(ctx context.Context, m *machines.Machine, token, caH
 		return nil, err
 	}
 	cfg.Registry.PlainHTTP = []string{c.lab.RegistryAddr()}
+	cfg.ProxyMode = c.proxyMode
 	if err := nodeagent.WriteConfig(cfgPath, cfg); err != nil {
 		return nil, err
 	}

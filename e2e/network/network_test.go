@@ -18,6 +18,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bosun-gitops/bosun/nodeagent/proxy"
 )
 
 // echoScript is the backend: busybox httpd with a CGI that answers "<pod name> <client address>".
@@ -134,14 +136,20 @@ func keys(m map[string]int) []string {
 	return out
 }
 
-// TestNetwork runs the cluster once and checks the network behaviours in order; each step
+// TestNetwork runs the cluster with the agents' default service proxy (iptables, BOSUN-* chains).
+func TestNetwork(t *testing.T) { testNetwork(t, proxy.ModeIPTables) }
+
+// TestNetworkNFTables runs the same cluster with the nftables service proxy.
+func TestNetworkNFTables(t *testing.T) { testNetwork(t, proxy.ModeNFTables) }
+
+// testNetwork runs the cluster once and checks the network behaviours in order; each step
 // relies on the cluster the previous ones left.
-func TestNetwork(t *testing.T) {
+func testNetwork(t *testing.T, proxyMode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ph := newPhases()
 	before := hostIPTables(t)
-	c := startCluster(t, ctx, ph)
+	c := startCluster(t, ctx, ph, proxyMode)
 	c.joinAgents(t, ctx)
 	nodes := c.waitNodesReady(t, ctx)
 	ph.mark(t, "agents joined, 3 nodes Ready")
@@ -240,10 +248,15 @@ func TestNetwork(t *testing.T) {
 	})
 	ph.mark(t, "NodePort on 3 machines (27 requests)")
 
-	t.Run("a flushed nat table is restored", func(t *testing.T) {
+	t.Run("flushed service rules are restored", func(t *testing.T) {
 		m1 := c.machine(t, "m1")
-		if _, err := m1.Exec(ctx, "iptables", "-t", "nat", "-F"); err != nil {
-			t.Fatal(err)
+		// iptables: flush the nat table; nftables: delete every table of Bosun's.
+		flush := "iptables -t nat -F"
+		if c.proxyMode == proxy.ModeNFTables {
+			flush = "nft list tables | awk '$2 == \"ip\" && $3 ~ /^bosun/ {print $3}' | while read -r t; do nft delete table ip $t; done; iptables -t nat -F"
+		}
+		if out, err := m1.Exec(ctx, "sh", "-c", flush); err != nil {
+			t.Fatalf("%v: %s", err, out)
 		}
 		flushed := time.Now()
 		if out, err := c.podExec(ctx, a, "echo", request(svc.Spec.ClusterIP)); err == nil && parseAnswer(out).ok {
@@ -266,7 +279,7 @@ func TestNetwork(t *testing.T) {
 		})
 		t.Logf("pod masquerade restored %v after the flush", time.Since(flushed).Round(100*time.Millisecond))
 	})
-	ph.mark(t, "flushed nat table restored")
+	ph.mark(t, "flushed service rules restored")
 
 	t.Run("a deleted backend leaves the rotation without failed requests", func(t *testing.T) {
 		victim := b
@@ -368,17 +381,21 @@ func TestNetwork(t *testing.T) {
 	t.Logf("timings:\n  %s", strings.Join(ph.lines, "\n  "))
 }
 
-// waitProxies waits until the nat table of every machine DNATs to every pod.
+// waitProxies waits until the service rules of every machine DNAT to every pod.
 func (c *cluster) waitProxies(t *testing.T, ctx context.Context, pods []*corev1.Pod) {
 	t.Helper()
+	list, dnat := []string{"iptables-save", "-t", "nat"}, "--to-destination %s:8080"
+	if c.proxyMode == proxy.ModeNFTables {
+		list, dnat = []string{"nft", "list", "ruleset"}, "dnat to %s:8080"
+	}
 	for _, m := range c.lab.Machines() {
 		waitFor(t, ctx, "the service rules on "+m.Name(), func() (bool, string) {
-			out, err := m.Exec(ctx, "iptables-save", "-t", "nat")
+			out, err := m.Exec(ctx, list[0], list[1:]...)
 			if err != nil {
 				return false, err.Error()
 			}
 			for _, p := range pods {
-				if !strings.Contains(string(out), "--to-destination "+p.Status.PodIP+":8080") {
+				if !strings.Contains(string(out), fmt.Sprintf(dnat, p.Status.PodIP)) {
 					return false, "no DNAT to " + p.Name + " " + p.Status.PodIP
 				}
 			}
@@ -502,6 +519,9 @@ func checkNothingLeft(t *testing.T, id, dir, iptablesBefore string) {
 		if err == nil && strings.Contains(string(cmdline), dir) {
 			t.Errorf("process %s of the lab left: %q", p.Name(), strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}
+	}
+	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil && strings.Contains(string(out), "table ip bosun") {
+		t.Errorf("an nftables table of Bosun's left on the host:\n%s", out)
 	}
 	after := hostIPTables(t)
 	for _, l := range strings.Split(after, "\n") {
