@@ -251,7 +251,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	goRun("node registration", func() error { return registrar.Run(ctx) })
 
 	// Pod workers.
-	events := newEventRecorder(client, a.cfg.NodeName, a.log)
+	// Events get a client of their own, with its own rate limit, as the kubelet's do: a burst of
+	// pod starts posts three events per pod, which must not delay the pods' status writes.
+	eventClient, err := kubernetes.NewForConfig(a.cfg.RESTConfig())
+	if err != nil {
+		return fmt.Errorf("creating API client: %w", err)
+	}
+	events := newEventRecorder(eventClient, a.cfg.NodeName, a.log)
 	defer events.stop()
 	var mgr PodManager = nopManager{log: a.log}
 	if a.deps.NewPodManager != nil {
