@@ -95,7 +95,8 @@ func TestSupervisorRestartsAndStops(t *testing.T) {
 	})
 
 	first := waitPID(t, l.AgentPID(), 0)
-	if data, _ := os.ReadFile(starts); !strings.Contains(string(data), "agent --config "+l.ConfigFile()) {
+	// The pid file is written when the agent is forked, maybe before it ran its first line.
+	if data := waitLines(t, starts, 1); !strings.Contains(data, "agent --config "+l.ConfigFile()) {
 		t.Fatalf("agent started with %q, want \"agent --config %s\"", data, l.ConfigFile())
 	}
 	sup := waitPID(t, l.SupervisorPID(), 0)
@@ -108,7 +109,7 @@ func TestSupervisorRestartsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := waitPID(t, l.AgentPID(), first)
-	if n := strings.Count(readFile(t, starts), "\n"); n != 2 {
+	if n := strings.Count(waitLines(t, starts, 2), "\n"); n != 2 {
 		t.Errorf("agent started %d times, want 2", n)
 	}
 	if log := readFile(t, l.LogFile); !strings.Contains(log, "agent exited with status 137, restarting in 1s") {
@@ -153,6 +154,19 @@ func readPID(path string) (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// waitLines waits until the file at path has at least n lines and returns it.
+func waitLines(t *testing.T, path string, n int) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Count(string(b), "\n") >= n || time.Now().After(deadline) {
+			return string(b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // waitPID waits until path holds a live pid other than old.

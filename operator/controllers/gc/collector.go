@@ -331,18 +331,25 @@ func (gc *Collector) deleteDependent(ctx context.Context, res *resource.Resource
 	if foreground && len(gc.dependents(obj.GetUID())) > 0 && !hasFinalizer(obj, metav1.FinalizerDeleteDependents) {
 		next := obj.DeepCopyObject().(resource.Object)
 		next.SetFinalizers(append(next.GetFinalizers(), metav1.FinalizerDeleteDependents))
-		if _, err := gc.c.Store.Update(ctx, res, next); err != nil {
+		updated, err := gc.c.Store.Update(ctx, res, next)
+		if err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
 			return fmt.Errorf("adding foregroundDeletion to %s %s: %w", res, obj.GetName(), err)
 		}
+		obj = updated
 	}
-	uid := obj.GetUID()
+	// The decision was made on the cached object: delete only that version of it. A newer one
+	// (say, the orphaning of its owner removed the reference) comes back through its update event.
+	uid, rv := obj.GetUID(), obj.GetResourceVersion()
 	_, err := gc.c.Store.Delete(ctx, res, obj.GetNamespace(), obj.GetName(),
-		store.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		store.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
 	if apierrors.IsNotFound(err) {
 		return nil
+	}
+	if apierrors.IsConflict(err) {
+		return fmt.Errorf("%s %s/%s changed since the garbage collector looked; looking again: %w", res, obj.GetNamespace(), obj.GetName(), err)
 	}
 	if err != nil {
 		return fmt.Errorf("deleting %s %s/%s whose owner is gone: %w", res, obj.GetNamespace(), obj.GetName(), err)
