@@ -62,8 +62,9 @@ type Config struct {
 	// ClusterDomain is the DNS domain of services; empty = the Cluster's spec.clusterDomain.
 	ClusterDomain string `json:"clusterDomain,omitempty"`
 	// ProxyMode is how the service proxy programs the kernel: "iptables" (the default: BOSUN-*
-	// chains written with iptables-restore) or "nftables" (its own table, ip bosun, with verdict
-	// maps, written over netlink; an endpoint change costs milliseconds even at 10 000 services).
+	// chains written with iptables-restore) or "nftables" (its own tables, ip bosun and the shards
+	// ip bosun-0 … ip bosun-15, with verdict maps, written over netlink; an endpoint change costs
+	// tens of milliseconds even at 10 000 services).
 	ProxyMode string `json:"proxyMode,omitempty"`
 	// ContainerdSocket is containerd's gRPC socket.
 	ContainerdSocket string            `json:"containerdSocket,omitempty"`

@@ -25,7 +25,8 @@ type EndpointsLister interface {
 const (
 	// ModeIPTables writes BOSUN-* chains with iptables-restore (the default).
 	ModeIPTables = "iptables"
-	// ModeNFTables programs its own nftables table, ip bosun, over netlink.
+	// ModeNFTables programs its own nftables tables, ip bosun and the shards ip bosun-0 … ip
+	// bosun-15, over netlink.
 	ModeNFTables = "nftables"
 )
 

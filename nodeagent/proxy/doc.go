@@ -18,19 +18,30 @@
 // before -I); other BOSUN-* chains, such as nodeagent/routes' BOSUN-POD-MASQ, are not its own.
 //
 // Config.Mode "nftables" is the equivalent of kube-proxy's nftables mode instead: the proxy owns
-// the table `ip bosun` (nothing else writes it; deleting it removes the whole proxy) and programs
-// it over netlink (github.com/google/nftables), from the same service model (servicePorts):
+// the tables `ip bosun` and `ip bosun-0` … `ip bosun-15` (nothing else writes them; deleting
+// them removes the whole proxy) and programs them over netlink (github.com/google/nftables),
+// from the same service model (servicePorts). Each Service lives in one shard table, chosen by
+// a hash of namespace/name; what is global lives in the main table ip bosun:
 //
-//	nat-prerouting/nat-output ─> services: ip daddr . l4proto . dport vmap @service-ips ─> service-<hash>-ns/name/proto/port
-//	                                       fib daddr local: l4proto . dport vmap @service-nodeports ─> external-... ─> service-...
-//	service-...: numgen random mod N vmap { 0 : goto endpoint-..., ... } ─> endpoint-...: dnat
-//	filter-input/forward/output (priority -110, before DNAT): vmap @no-endpoint-services ─> reject-chain
-//	nat-postrouting ─> masquerading: masquerade what mark-for-masquerade marked
+//	ip bosun-N, each:  nat-prerouting/nat-output (priority -100) ─> services:
+//	                     ip daddr . l4proto . dport vmap @service-ips ─> service-<hash>-ns/name/proto/port
+//	                     fib daddr local: l4proto . dport vmap @service-nodeports ─> external-... ─> service-...
+//	                   service-...: numgen random mod N vmap { 0 : goto endpoint-..., ... } ─> endpoint-...: dnat
+//	ip bosun:          filter-input/forward/output (priority -110, before DNAT): vmap @no-endpoint-services ─> reject-chain
+//	                   nat-postrouting ─> masquerading: masquerade what the shards' mark-for-masquerade marked
+//
+// Sharding is what makes a change cheap: at every commit that adds a jump, a NAT or a lookup the
+// kernel validates the jump graph of every table the transaction touched, which for one table
+// of 10 000 services costs 200-300 ms whatever the change. A change to one service touches its
+// shard (and the main table's small no-endpoint maps), so the kernel validates a sixteenth of
+// the services. The shards' nat chains all hook at one priority; the kernel's NAT core stops at
+// the first chain that sets up NAT for a new connection, so exactly one shard DNATs it, and
+// only new connections go through the nat chains at all.
 //
 // A partial sync sends one netlink batch with only the changed services' chains (flushed and
 // refilled), affinity sets and map elements (nft_sync.go); a full sync (start, FullSyncPeriod,
-// after a failure, or when CheckPeriod finds the table or a base chain gone) declares
-// everything again and deletes the table's chains and sets that no service wants. With
-// thousands of services the kernel's commit, which validates every chain reachable from the
-// base chains, dominates the cost of each batch.
+// after a failure, or when CheckPeriod finds a table or a base chain gone) declares everything
+// again, table after table, and deletes the chains, sets and elements that no service wants,
+// and shard tables beyond the current number of shards. Tables of other names (ip bosun-extra,
+// iptables-nft's ip nat) are never touched.
 package proxy

@@ -120,8 +120,9 @@ func eventually(t *testing.T, what string, f func() error) {
 }
 
 // TestNFTFunctional runs the nftables proxier with Run and sends real traffic: ClusterIPs from
-// the node, NodePorts from the client, services without endpoints, load balancing, ClientIP
-// affinity, an endpoint change, and the table deleted by someone else.
+// the node, NodePorts from the client (through services in different shard tables), services
+// without endpoints, load balancing, ClientIP affinity, an endpoint change, and a shard table
+// and the main table deleted by someone else.
 func TestNFTFunctional(t *testing.T) {
 	l := newNFTLab(t)
 	port := []portSpec{{"http", corev1.ProtocolTCP, 80, 8080, 30080}}
@@ -135,7 +136,16 @@ func TestNFTFunctional(t *testing.T) {
 		service("default", "empty", "10.96.100.2", portSpec{"http", corev1.ProtocolTCP, 80, 8080, 30081}),
 		sticky,
 		endpoints("default", "sticky", both, nil, portSpec{"http", corev1.ProtocolTCP, 80, 8080, 0}),
+		service("default", "api", "10.96.100.4", portSpec{"http", corev1.ProtocolTCP, 80, 8080, 30082}),
+		endpoints("default", "api", []string{"192.168.74.2"}, nil, portSpec{"http", corev1.ProtocolTCP, 80, 8080, 30082}),
 	)
+	shards := map[string]bool{}
+	for _, svc := range []string{"default/web", "default/empty", "default/sticky", "default/api"} {
+		shards[nftShardOf(svc)] = true
+	}
+	if len(shards) != 4 {
+		t.Fatalf("the test's services share shards (%v): rename them so that traffic crosses shards", shards)
+	}
 	p, err := New(Config{Mode: ModeNFTables, Services: c.serviceLister(), Endpoints: c.endpointsLister(),
 		ClusterCIDR: "10.244.0.0/16", NetNS: "/run/netns/" + l.node, Exec: nsExec{l.node},
 		MinSyncPeriod: 10 * time.Millisecond, CheckPeriod: 100 * time.Millisecond,
@@ -159,6 +169,12 @@ func TestNFTFunctional(t *testing.T) {
 	}
 	if got, err := dialFrom(t, l.client, "192.168.75.1:30080"); err != nil || !strings.HasPrefix(got, "192.168.74.") {
 		t.Errorf("through the NodePort from another machine: %q, %v", got, err)
+	}
+	if got, err := dialFrom(t, l.node, "10.96.100.4:80"); err != nil || got != "192.168.74.2:8080" {
+		t.Errorf("through the ClusterIP of a service in shard %s: %q, %v", nftShardOf("default/api"), got, err)
+	}
+	if got, err := dialFrom(t, l.client, "192.168.75.1:30082"); err != nil || got != "192.168.74.2:8080" {
+		t.Errorf("through the NodePort of a service in shard %s: %q, %v", nftShardOf("default/api"), got, err)
 	}
 	if _, err := dialFrom(t, l.node, "10.96.100.2:80"); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("a ClusterIP without endpoints: %v, want connection refused (reject)", err)
@@ -194,18 +210,20 @@ func TestNFTFunctional(t *testing.T) {
 		return nil
 	})
 
-	// Someone deletes the table; the check notices and restores it.
-	// (Only the proxier can make the table exist again, so the listing proves the restore
+	// Someone deletes web's shard table, then the main table; the check notices and restores
+	// each. (Only the proxier can make a table exist again, so the listing proves the restore
 	// whatever the timing.)
-	run(t, "ip", "netns", "exec", l.node, "nft", "delete", "table", "ip", nftTable)
-	eventually(t, "the table is restored", func() error {
-		if _, ok := nftList(t, l.node, nftTable); !ok {
-			return errors.New("no table ip " + nftTable)
-		}
-		got, err := dialFrom(t, l.client, "192.168.75.1:30080")
-		if err == nil && got != "192.168.74.3:8080" {
-			err = errors.New("reached " + got)
-		}
-		return err
-	})
+	for _, table := range []string{nftShardOf("default/web"), nftTable} {
+		run(t, "ip", "netns", "exec", l.node, "nft", "delete", "table", "ip", table)
+		eventually(t, "table ip "+table+" is restored", func() error {
+			if _, ok := nftList(t, l.node, table); !ok {
+				return errors.New("no table ip " + table)
+			}
+			got, err := dialFrom(t, l.client, "192.168.75.1:30080")
+			if err == nil && got != "192.168.74.3:8080" {
+				err = errors.New("reached " + got)
+			}
+			return err
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"strconv"
@@ -14,13 +15,21 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// The nftables mode's objects, named as in kube-proxy's nftables mode. Everything lives in the
-// table `ip bosun`, which nothing else writes: deleting it removes the whole proxy.
+// The nftables mode's objects, named as in kube-proxy's nftables mode, spread over tables that
+// nothing else writes: deleting them removes the whole proxy. The kernel validates the jump
+// graph of every table a transaction touched, at every commit that adds a jump, a NAT or a
+// lookup, so the services are spread over nftShards shard tables (ip bosun-0 … ip bosun-15,
+// a service's shard a hash of namespace/name) and a change of one service costs a validation of
+// one shard's chains, not of every service's. What is global stays in the main table ip bosun.
 const (
 	nftTable = "bosun"
+	// nftShards is how many tables the services are spread over. Changing it moves services:
+	// the first full sync after that deletes the shard tables beyond it.
+	nftShards = 16
 
 	// Verdict maps keyed by ip daddr . meta l4proto . th dport (ClusterIPs) or by
-	// meta l4proto . th dport (NodePorts, on local addresses).
+	// meta l4proto . th dport (NodePorts, on local addresses). The first two are per shard, the
+	// no-endpoint maps are in the main table, so that the filter hooks do one lookup per packet.
 	mapServiceIPs          = "service-ips"
 	mapServiceNodePorts    = "service-nodeports"
 	mapNoEndpointServices  = "no-endpoint-services"
@@ -48,6 +57,76 @@ const (
 	affinitySetSize = 65535
 )
 
+// nftTableNames are the proxy's tables: the main table, then the shards.
+var nftTableNames = func() []string {
+	names := []string{nftTable}
+	for i := range nftShards {
+		names = append(names, nftShardTable(i))
+	}
+	return names
+}()
+
+func nftShardTable(i int) string { return nftTable + "-" + strconv.Itoa(i) }
+
+// nftShardOf is the shard table of the Service namespace/name.
+func nftShardOf(key string) string {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return nftShardTable(int(h.Sum32() % nftShards))
+}
+
+// nftShardIndex is the number of a shard table, -1 for the main table; ok is false for a table
+// that is not the proxy's. Any number is a shard, whatever nftShards is now: ip bosun-99 is a
+// stale one.
+func nftShardIndex(table string) (int, bool) {
+	if table == nftTable {
+		return -1, true
+	}
+	rest, ok := strings.CutPrefix(table, nftTable+"-")
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(rest)
+	if err != nil || i < 0 || strconv.Itoa(i) != rest {
+		return 0, false
+	}
+	return i, true
+}
+
+func nftTableRef(name string) *nftables.Table {
+	return &nftables.Table{Family: nftables.TableFamilyIPv4, Name: name}
+}
+
+// nftLayout is what a table holds whatever the services: its verdict maps and its static
+// chains, regular chains first so that the base chains' jumps find them.
+type nftLayout struct {
+	maps   []nftMap
+	chains []string
+}
+
+var (
+	// The main table: masquerading and the rejection of services without endpoints.
+	nftMainLayout = nftLayout{
+		maps: []nftMap{{mapNoEndpointServices, true}, {mapNoEndpointNodePorts, false}},
+		chains: []string{chainServiceEndpointsCheck, chainNodePortEndpointsCheck, chainMasquerading, chainReject,
+			chainNATPostrouting, chainFilterInput, chainFilterForward, chainFilterOutput},
+	}
+	// A shard: DNAT of its services. Each shard hooks nat prerouting and output at the same
+	// priority; the first chain that sets up NAT for a connection ends the hook's NAT lookups
+	// (nf_nat_inet_fn), so the shards never both DNAT one connection.
+	nftShardLayout = nftLayout{
+		maps:   []nftMap{{mapServiceIPs, true}, {mapServiceNodePorts, false}},
+		chains: []string{chainNFTServices, chainMarkForMasquerade, chainNATPrerouting, chainNATOutput},
+	}
+)
+
+func nftLayoutOf(table string) nftLayout {
+	if table == nftTable {
+		return nftMainLayout
+	}
+	return nftShardLayout
+}
+
 // nftBaseChain is a chain hooked into netfilter.
 type nftBaseChain struct {
 	typ      nftables.ChainType
@@ -68,24 +147,10 @@ var nftBaseChains = map[string]nftBaseChain{
 	chainFilterOutput:   {nftables.ChainTypeFilter, nftables.ChainHookOutput, nftables.ChainPriority(filterPriority)},
 }
 
-// nftStaticChains lists the chains that do not depend on services, regular chains first so that
-// the base chains' jumps find them.
-var nftStaticChains = []string{
-	chainNFTServices, chainServiceEndpointsCheck, chainNodePortEndpointsCheck,
-	chainMarkForMasquerade, chainMasquerading, chainReject,
-	chainNATPrerouting, chainNATOutput, chainNATPostrouting,
-	chainFilterInput, chainFilterForward, chainFilterOutput,
-}
-
 // nftMap is a verdict map; withIP says whether its key starts with the address.
 type nftMap struct {
 	name   string
 	withIP bool
-}
-
-var nftMaps = []nftMap{
-	{mapServiceIPs, true}, {mapServiceNodePorts, false},
-	{mapNoEndpointServices, true}, {mapNoEndpointNodePorts, false},
 }
 
 func nftMapSet(t *nftables.Table, name string, withIP bool) *nftables.Set {
@@ -101,8 +166,10 @@ func affinitySet(t *nftables.Table, name string, timeout time.Duration) *nftable
 		HasTimeout: true, Timeout: timeout, Size: affinitySetSize}
 }
 
-// nftElem is the key of a verdict map element; ip is the zero Addr in the NodePort maps.
+// nftElem is the key of a verdict map element of a table; ip is the zero Addr in the NodePort
+// maps.
 type nftElem struct {
+	table string
 	set   string
 	ip    netip.Addr
 	proto uint8
@@ -121,8 +188,8 @@ func (e nftElem) key() []byte {
 }
 
 // parseNFTElem is key's inverse; ok is false for a key of another shape.
-func parseNFTElem(set string, withIP bool, key []byte) (nftElem, bool) {
-	e := nftElem{set: set}
+func parseNFTElem(table, set string, withIP bool, key []byte) (nftElem, bool) {
+	e := nftElem{table: table, set: set}
 	if withIP {
 		if len(key) != 12 {
 			return e, false
@@ -175,8 +242,9 @@ func (c nftChain) spec() string {
 // nftService is everything one Service contributes to the table. Like serviceRules, it is cached
 // per Service and regenerated only when the Service or its Endpoints object changed.
 type nftService struct {
-	svc *corev1.Service
-	ep  *corev1.Endpoints
+	svc   *corev1.Service
+	ep    *corev1.Endpoints
+	table string // its shard: the table of its chains, sets and service map elements
 
 	chains map[string]nftChain
 	sets   map[string]time.Duration // affinity sets and their timeouts
@@ -213,8 +281,8 @@ func affinitySetName(sp *servicePort, endpoint string) string {
 
 // generateNFTService computes the objects of one Service.
 func generateNFTService(svc *corev1.Service, ep *corev1.Endpoints) *nftService {
-	s := &nftService{svc: svc, ep: ep, chains: map[string]nftChain{}, sets: map[string]time.Duration{},
-		elems: map[nftElem]string{}}
+	s := &nftService{svc: svc, ep: ep, table: nftShardOf(svc.Namespace + "/" + svc.Name),
+		chains: map[string]nftChain{}, sets: map[string]time.Duration{}, elems: map[nftElem]string{}}
 	ports := servicePorts(svc, ep)
 	s.udp = udpPorts(ports)
 	for i := range ports {
@@ -222,19 +290,19 @@ func generateNFTService(svc *corev1.Service, ep *corev1.Endpoints) *nftService {
 		ip, _ := netip.ParseAddr(sp.clusterIP)
 		proto := l4proto(sp.proto)
 		if len(sp.endpoints) == 0 {
-			s.elems[nftElem{mapNoEndpointServices, ip, proto, uint16(sp.port)}] = chainReject
+			s.elems[nftElem{nftTable, mapNoEndpointServices, ip, proto, uint16(sp.port)}] = chainReject
 			if sp.nodePort != 0 {
-				s.elems[nftElem{mapNoEndpointNodePorts, netip.Addr{}, proto, uint16(sp.nodePort)}] = chainReject
+				s.elems[nftElem{nftTable, mapNoEndpointNodePorts, netip.Addr{}, proto, uint16(sp.nodePort)}] = chainReject
 			}
 			continue
 		}
 		svcChain := nftServiceChainName(sp)
 		s.chains[svcChain] = nftChain{kind: kindService, port: sp}
-		s.elems[nftElem{mapServiceIPs, ip, proto, uint16(sp.port)}] = svcChain
+		s.elems[nftElem{s.table, mapServiceIPs, ip, proto, uint16(sp.port)}] = svcChain
 		if sp.nodePort != 0 {
 			ext := nftExternalChainName(sp)
 			s.chains[ext] = nftChain{kind: kindExternal, port: sp}
-			s.elems[nftElem{mapServiceNodePorts, netip.Addr{}, proto, uint16(sp.nodePort)}] = ext
+			s.elems[nftElem{s.table, mapServiceNodePorts, netip.Addr{}, proto, uint16(sp.nodePort)}] = ext
 		}
 		for _, e := range sp.endpoints {
 			s.chains[nftEndpointChainName(sp, e)] = nftChain{kind: kindEndpoint, port: sp, endpoint: e}

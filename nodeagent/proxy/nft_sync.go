@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -21,8 +22,8 @@ const (
 	// message of a batch before userspace reads any acknowledgement, so a full sync of 10 000
 	// services (≈ 500 000 messages) in one batch would overflow any receive buffer (ENOBUFS).
 	// A partial sync is far smaller and always goes in one batch.
-	// Each batch costs a validation of the whole table by the kernel at commit, so batches are
-	// made as large as the socket buffers allow.
+	// Each batch costs a validation of the tables it touched by the kernel at commit, so batches
+	// are made as large as the socket buffers allow.
 	nftBatchLimit = 32768
 	// nftSocketBuffer holds the acknowledgements of one batch (≈ 1 KiB of socket memory each)
 	// and the batch itself; root may exceed the sysctl maxima (SO_RCVBUFFORCE, SO_SNDBUFFORCE).
@@ -35,12 +36,11 @@ const (
 type nftMode struct {
 	netns       string
 	clusterCIDR netip.Prefix
-	table       *nftables.Table
 	last        map[string]*nftService // what the last successful sync wrote, by namespace/name
 }
 
 func newNFTMode(cfg Config) *nftMode {
-	m := &nftMode{netns: cfg.NetNS, table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: nftTable}}
+	m := &nftMode{netns: cfg.NetNS}
 	if cfg.ClusterCIDR != "" {
 		m.clusterCIDR = netip.MustParsePrefix(cfg.ClusterCIDR).Masked() // Validate parsed it
 	}
@@ -71,31 +71,46 @@ func (m *nftMode) dial() (*nftables.Conn, error) {
 	return c, nil
 }
 
-// intact reports whether the table and its base chains are still there.
+// intact reports whether every table of the proxy and their base chains are still there.
 func (m *nftMode) intact() (bool, error) {
 	c, err := m.dial()
 	if err != nil {
 		return false, err
 	}
 	defer c.CloseLasting()
-	ok, err := m.tableExists(c)
-	if err != nil || !ok {
+	tables, err := m.listTables(c)
+	if err != nil {
 		return false, err
 	}
-	for name := range nftBaseChains {
-		if _, err := c.ListChain(m.table, name); err != nil {
-			return false, nil // gone (the library does not keep the errno to tell)
+	for _, name := range nftTableNames {
+		if !tables[name] {
+			return false, nil
+		}
+		for _, ch := range nftLayoutOf(name).chains {
+			if _, base := nftBaseChains[ch]; !base {
+				continue
+			}
+			if _, err := c.ListChain(nftTableRef(name), ch); err != nil {
+				return false, nil // gone (the library does not keep the errno to tell)
+			}
 		}
 	}
 	return true, nil
 }
 
-func (m *nftMode) tableExists(c *nftables.Conn) (bool, error) {
+// listTables returns the proxy's tables in the kernel, including stale shards.
+func (m *nftMode) listTables(c *nftables.Conn) (map[string]bool, error) {
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	if err != nil {
-		return false, fmt.Errorf("listing nftables tables: %w", err)
+		return nil, fmt.Errorf("listing nftables tables: %w", err)
 	}
-	return slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == nftTable }), nil
+	out := map[string]bool{}
+	for _, t := range tables {
+		if _, ours := nftShardIndex(t.Name); ours {
+			out[t.Name] = true
+		}
+	}
+	return out, nil
 }
 
 // generate computes the desired objects, reusing those of every Service whose Service and
@@ -114,9 +129,17 @@ func (m *nftMode) generate(svcs []*corev1.Service, epByKey map[string]*corev1.En
 	return out
 }
 
-// nftPlan is what one sync writes, in the order apply sends it.
+// nftPlan is what one sync writes: per table, in the order apply sends it (the main table, then
+// the shards; stale shards last).
 type nftPlan struct {
-	full      bool                     // also (re)declare the table, the maps and the static chains
+	tables map[string]*nftTablePlan
+}
+
+// nftTablePlan is what one sync writes into one table.
+type nftTablePlan struct {
+	name      string
+	declare   bool                     // the table, its maps and its static chains
+	remove    bool                     // a stale shard: delete the whole table
 	addSets   map[string]time.Duration // affinity sets
 	addChains []string
 	write     []nftWrite // chains to fill, flushed first unless new
@@ -139,15 +162,55 @@ type nftElemVerdict struct {
 	chain string
 }
 
+func (p *nftPlan) table(name string) *nftTablePlan {
+	if p.tables == nil {
+		p.tables = map[string]*nftTablePlan{}
+	}
+	tp := p.tables[name]
+	if tp == nil {
+		tp = &nftTablePlan{name: name, addSets: map[string]time.Duration{}}
+		p.tables[name] = tp
+	}
+	return tp
+}
+
+// ordered returns the table plans in the order apply sends them.
+func (p *nftPlan) ordered() []*nftTablePlan {
+	return slices.SortedFunc(maps.Values(p.tables), func(a, b *nftTablePlan) int {
+		i, _ := nftShardIndex(a.name)
+		j, _ := nftShardIndex(b.name)
+		return cmp.Compare(i, j)
+	})
+}
+
+// count sums f over the tables.
+func (p *nftPlan) count(f func(*nftTablePlan) int) int {
+	n := 0
+	for _, tp := range p.tables {
+		n += f(tp)
+	}
+	return n
+}
+
+func (tp *nftTablePlan) empty() bool {
+	return !tp.declare && !tp.remove && len(tp.addSets)+len(tp.addChains)+len(tp.write)+len(tp.delElems)+
+		len(tp.addElems)+len(tp.delChains)+len(tp.delSets) == 0
+}
+
 func (p *nftPlan) empty() bool {
-	return !p.full && len(p.addSets)+len(p.addChains)+len(p.write)+len(p.delElems)+len(p.addElems)+
-		len(p.delChains)+len(p.delSets) == 0
+	return p.count(func(tp *nftTablePlan) int {
+		if tp.empty() {
+			return 0
+		}
+		return 1
+	}) == 0
 }
 
 // diffPlan is the partial sync from prev to next: only the services whose objects were
-// regenerated are compared, and only their chains, sets and map elements are touched.
+// regenerated are compared, and only their chains, sets and map elements are touched: those of
+// the service's shard table, and its no-endpoint elements in the main table.
 func diffPlan(prev, next map[string]*nftService) *nftPlan {
-	p := &nftPlan{addSets: map[string]time.Duration{}}
+	p := &nftPlan{}
 	var changed []string
 	for key, n := range next {
 		if prev[key] != n {
@@ -175,9 +238,17 @@ func (p *nftPlan) diffService(o, n *nftService) {
 	if n == nil {
 		n = emptyNFTService
 	}
+	table := cmp.Or(n.table, o.table) // a Service's shard never changes
+	var tp *nftTablePlan
+	shard := func() *nftTablePlan { // made on first use: a plan for a table that changes
+		if tp == nil {
+			tp = p.table(table)
+		}
+		return tp
+	}
 	for _, name := range slices.Sorted(maps.Keys(n.sets)) {
 		if _, ok := o.sets[name]; !ok {
-			p.addSets[name] = n.sets[name]
+			shard().addSets[name] = n.sets[name]
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(n.chains)) {
@@ -185,85 +256,84 @@ func (p *nftPlan) diffService(o, n *nftService) {
 		oc, ok := o.chains[name]
 		switch {
 		case !ok:
-			p.addChains = append(p.addChains, name)
-			p.write = append(p.write, nftWrite{name: name, chain: c})
+			shard().addChains = append(shard().addChains, name)
+			shard().write = append(shard().write, nftWrite{name: name, chain: c})
 		case oc.spec() != c.spec():
-			p.write = append(p.write, nftWrite{name: name, chain: c, flush: true})
+			shard().write = append(shard().write, nftWrite{name: name, chain: c, flush: true})
 		}
 	}
 	for _, e := range sortedElems(o.elems) {
 		if target, ok := n.elems[e]; !ok || target != o.elems[e] {
-			p.delElems = append(p.delElems, nftElemVerdict{e, o.elems[e]})
+			et := p.table(e.table)
+			et.delElems = append(et.delElems, nftElemVerdict{e, o.elems[e]})
 		}
 	}
 	for _, e := range sortedElems(n.elems) {
 		if target, ok := o.elems[e]; !ok || target != n.elems[e] {
-			p.addElems = append(p.addElems, nftElemVerdict{e, n.elems[e]})
+			et := p.table(e.table)
+			et.addElems = append(et.addElems, nftElemVerdict{e, n.elems[e]})
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(o.chains)) {
 		if _, ok := n.chains[name]; !ok {
-			p.delChains = append(p.delChains, name)
+			shard().delChains = append(shard().delChains, name)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(o.sets)) {
 		if _, ok := n.sets[name]; !ok {
-			p.delSets = append(p.delSets, name)
+			shard().delSets = append(shard().delSets, name)
 		}
 	}
 }
 
 func sortedElems(m map[nftElem]string) []nftElem {
 	return slices.SortedFunc(maps.Keys(m), func(a, b nftElem) int {
-		return strings.Compare(a.set, b.set)*8 + a.ip.Compare(b.ip)*4 + cmpInt(a.proto, b.proto)*2 + cmpInt(a.port, b.port)
+		return cmp.Or(strings.Compare(a.table, b.table), strings.Compare(a.set, b.set), a.ip.Compare(b.ip),
+			cmp.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
 	})
 }
 
-func cmpInt[T uint8 | uint16](a, b T) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// fullPlan rewrites everything: every chain is declared, flushed and filled, the map elements
-// and the chains and sets of the table that next does not want are deleted. Affinity sets and
-// map elements that stay are left alone, so a periodic full sync keeps client affinity.
+// fullPlan rewrites everything: every table is declared and every chain flushed and filled,
+// the map elements, chains and sets that next does not want are deleted, and so are stale shard
+// tables. Affinity sets and map elements that stay are left alone, so a periodic full sync
+// keeps client affinity.
 func (m *nftMode) fullPlan(c *nftables.Conn, next map[string]*nftService) (*nftPlan, error) {
-	p := &nftPlan{full: true, addSets: map[string]time.Duration{}}
-	exists, err := m.tableExists(c)
+	p := &nftPlan{}
+	existing, err := m.listTables(c)
 	if err != nil {
 		return nil, err
 	}
-	kernel := map[string]bool{} // the chains of the table now: they need a flush
-	if exists {
+	kernel := map[string]map[string]bool{} // the chains of the proxy's tables now: they need a flush
+	if len(existing) > 0 {
 		chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
 		if err != nil {
 			return nil, fmt.Errorf("listing nftables chains: %w", err)
 		}
 		for _, ch := range chains {
-			if ch.Table.Name == nftTable {
-				kernel[ch.Name] = true
+			if existing[ch.Table.Name] {
+				if kernel[ch.Table.Name] == nil {
+					kernel[ch.Table.Name] = map[string]bool{}
+				}
+				kernel[ch.Table.Name][ch.Name] = true
 			}
 		}
 	}
-	wantChains := map[string]bool{}
-	for _, name := range nftStaticChains {
-		wantChains[name] = true
-		p.addChains = append(p.addChains, name)
-		p.write = append(p.write, nftWrite{name: name, static: true, flush: kernel[name]})
+	for _, name := range nftTableNames {
+		tp := p.table(name)
+		tp.declare = true
+		for _, ch := range nftLayoutOf(name).chains {
+			tp.addChains = append(tp.addChains, ch)
+			tp.write = append(tp.write, nftWrite{name: ch, static: true, flush: kernel[name][ch]})
+		}
 	}
 	want := map[nftElem]string{}
 	for _, key := range slices.Sorted(maps.Keys(next)) {
 		s := next[key]
-		maps.Copy(p.addSets, s.sets)
+		tp := p.table(s.table)
+		maps.Copy(tp.addSets, s.sets)
 		for _, name := range slices.Sorted(maps.Keys(s.chains)) {
-			wantChains[name] = true
-			p.addChains = append(p.addChains, name)
-			p.write = append(p.write, nftWrite{name: name, chain: s.chains[name], flush: kernel[name]})
+			tp.addChains = append(tp.addChains, name)
+			tp.write = append(tp.write, nftWrite{name: name, chain: s.chains[name], flush: kernel[s.table][name]})
 		}
 		for e, target := range s.elems {
 			if _, taken := want[e]; !taken { // two services on one address and port: the first wins
@@ -272,41 +342,60 @@ func (m *nftMode) fullPlan(c *nftables.Conn, next map[string]*nftService) (*nftP
 		}
 	}
 	for _, e := range sortedElems(want) {
-		p.addElems = append(p.addElems, nftElemVerdict{e, want[e]})
+		tp := p.table(e.table)
+		tp.addElems = append(tp.addElems, nftElemVerdict{e, want[e]})
 	}
 
-	if !exists {
-		return p, nil
+	for name := range existing {
+		tp := p.table(name)
+		if !tp.declare {
+			tp.remove = true
+			continue
+		}
+		if err := tp.planStale(c, kernel[name], want); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// planStale adds the deletion of what the table holds (its chains in kernel) and the plan does
+// not want.
+func (tp *nftTablePlan) planStale(c *nftables.Conn, kernel map[string]bool, want map[nftElem]string) error {
+	wantChains := map[string]bool{}
+	for _, name := range tp.addChains {
+		wantChains[name] = true
 	}
 	for name := range kernel {
 		if !wantChains[name] {
-			p.delChains = append(p.delChains, name)
+			tp.delChains = append(tp.delChains, name)
 		}
 	}
-	slices.Sort(p.delChains)
-	sets, err := c.GetSets(m.table)
+	slices.Sort(tp.delChains)
+	layout := nftLayoutOf(tp.name)
+	sets, err := c.GetSets(nftTableRef(tp.name))
 	if err != nil {
-		return nil, fmt.Errorf("listing the sets of table ip %s: %w", nftTable, err)
+		return fmt.Errorf("listing the sets of table ip %s: %w", tp.name, err)
 	}
 	existing := map[string]bool{}
 	for _, s := range sets {
 		existing[s.Name] = true
-		isMap := slices.ContainsFunc(nftMaps, func(mp nftMap) bool { return mp.name == s.Name })
-		if _, ok := p.addSets[s.Name]; !ok && !isMap && !strings.HasPrefix(s.Name, "__") {
-			p.delSets = append(p.delSets, s.Name)
+		isMap := slices.ContainsFunc(layout.maps, func(mp nftMap) bool { return mp.name == s.Name })
+		if _, ok := tp.addSets[s.Name]; !ok && !isMap && !strings.HasPrefix(s.Name, "__") {
+			tp.delSets = append(tp.delSets, s.Name)
 		}
 	}
-	slices.Sort(p.delSets)
-	for _, mp := range nftMaps {
+	slices.Sort(tp.delSets)
+	for _, mp := range layout.maps {
 		if !existing[mp.name] {
 			continue // someone deleted it: the plan declares it again
 		}
-		elems, err := c.GetSetElements(nftMapSet(m.table, mp.name, mp.withIP))
+		elems, err := c.GetSetElements(nftMapSet(nftTableRef(tp.name), mp.name, mp.withIP))
 		if err != nil {
-			return nil, fmt.Errorf("listing the elements of map %s: %w", mp.name, err)
+			return fmt.Errorf("listing the elements of map %s of table ip %s: %w", mp.name, tp.name, err)
 		}
 		for _, el := range elems {
-			e, ok := parseNFTElem(mp.name, mp.withIP, el.Key)
+			e, ok := parseNFTElem(tp.name, mp.name, mp.withIP, el.Key)
 			var target string
 			if el.VerdictData != nil {
 				target = el.VerdictData.Chain
@@ -315,11 +404,11 @@ func (m *nftMode) fullPlan(c *nftables.Conn, next map[string]*nftService) (*nftP
 				continue // not ours to interpret; the map is only ever written by the proxy
 			}
 			if w, found := want[e]; !found || w != target {
-				p.delElems = append(p.delElems, nftElemVerdict{e, target})
+				tp.delElems = append(tp.delElems, nftElemVerdict{e, target})
 			}
 		}
 	}
-	return p, nil
+	return nil
 }
 
 // nftBatch sends the queued messages whenever a unit of work ends past nftBatchLimit.
@@ -352,37 +441,53 @@ func (b *nftBatch) flush() error {
 }
 
 // apply sends plan: one batch unless it has more than nftBatchLimit messages, in which case
-// every chain's flush and rules still go in one batch.
+// every chain's flush and rules still go in one batch. Tables are written one after the other,
+// so that each batch of a full sync touches (and makes the kernel validate) few of them.
 func (m *nftMode) apply(c *nftables.Conn, plan *nftPlan) (batches, messages int, err error) {
 	b := &nftBatch{conn: c}
-	t := m.table
-	if plan.full {
+	for _, tp := range plan.ordered() {
+		if err := m.applyTable(c, b, tp); err != nil {
+			return b.batches, b.messages, err
+		}
+	}
+	err = b.flush()
+	return b.batches, b.messages, err
+}
+
+func (m *nftMode) applyTable(c *nftables.Conn, b *nftBatch, tp *nftTablePlan) error {
+	t := nftTableRef(tp.name)
+	if tp.remove {
+		c.DelTable(t)
+		return b.queued(1)
+	}
+	if tp.declare {
 		c.AddTable(t)
-		for _, mp := range nftMaps {
+		layout := nftLayoutOf(tp.name)
+		for _, mp := range layout.maps {
 			if err := c.AddSet(nftMapSet(t, mp.name, mp.withIP), nil); err != nil {
-				return 0, 0, err
+				return err
 			}
 		}
-		if err := b.queued(1 + len(nftMaps)); err != nil {
-			return b.batches, b.messages, err
+		if err := b.queued(1 + len(layout.maps)); err != nil {
+			return err
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(plan.addSets)) {
-		if err := c.AddSet(affinitySet(t, name, plan.addSets[name]), nil); err != nil {
-			return b.batches, b.messages, err
+	for _, name := range slices.Sorted(maps.Keys(tp.addSets)) {
+		if err := c.AddSet(affinitySet(t, name, tp.addSets[name]), nil); err != nil {
+			return err
 		}
 		if err := b.queued(1); err != nil {
-			return b.batches, b.messages, err
+			return err
 		}
 	}
-	for _, name := range plan.addChains {
-		c.AddChain(m.chain(name))
+	for _, name := range tp.addChains {
+		c.AddChain(nftChainRef(t, name))
 		if err := b.queued(1); err != nil {
-			return b.batches, b.messages, err
+			return err
 		}
 	}
-	for _, w := range plan.write {
-		ch := m.chain(w.name)
+	for _, w := range tp.write {
+		ch := nftChainRef(t, w.name)
 		n := 0
 		if w.flush {
 			c.FlushChain(ch)
@@ -399,7 +504,7 @@ func (m *nftMode) apply(c *nftables.Conn, plan *nftPlan) (batches, messages int,
 		for _, r := range rules {
 			if r.vmap != nil {
 				if err := c.AddSet(r.vmap, r.vmapElem); err != nil {
-					return b.batches, b.messages, err
+					return err
 				}
 				lookup := r.exprs[len(r.exprs)-1].(*expr.Lookup)
 				lookup.SetID, lookup.SetName = r.vmap.ID, r.vmap.Name
@@ -409,10 +514,10 @@ func (m *nftMode) apply(c *nftables.Conn, plan *nftPlan) (batches, messages int,
 			n++
 		}
 		if err := b.queued(n); err != nil {
-			return b.batches, b.messages, err
+			return err
 		}
 	}
-	for i, ops := range [][]nftElemVerdict{plan.delElems, plan.addElems} {
+	for i, ops := range [][]nftElemVerdict{tp.delElems, tp.addElems} {
 		add := i == 1
 		for len(ops) > 0 {
 			// One message per run of elements of one map.
@@ -429,49 +534,50 @@ func (m *nftMode) apply(c *nftables.Conn, plan *nftPlan) (batches, messages int,
 					elems[i].VerdictData = &expr.Verdict{Kind: expr.VerdictGoto, Chain: op.chain}
 				}
 			}
+			var err error
 			if add {
 				err = c.SetAddElements(set, elems)
 			} else {
 				err = c.SetDeleteElements(set, elems)
 			}
 			if err != nil {
-				return b.batches, b.messages, err
+				return err
 			}
 			if err := b.queued(1); err != nil {
-				return b.batches, b.messages, err
+				return err
 			}
 			ops = ops[n:]
 		}
 	}
-	// Flush every chain to delete before deleting any: they may jump to one another.
-	for _, name := range plan.delChains {
-		c.FlushChain(m.chain(name))
+	// Flush every chain to delete before deleting any: they may jump to one another. Sets go
+	// in between: a flushed rule no longer uses them, and a deleted map no longer jumps.
+	for _, name := range tp.delChains {
+		c.FlushChain(nftChainRef(t, name))
 		if err := b.queued(1); err != nil {
-			return b.batches, b.messages, err
+			return err
 		}
 	}
-	for _, name := range plan.delChains {
-		c.DelChain(m.chain(name))
-		if err := b.queued(1); err != nil {
-			return b.batches, b.messages, err
-		}
-	}
-	for _, name := range plan.delSets {
+	for _, name := range tp.delSets {
 		c.DelSet(&nftables.Set{Table: t, Name: name})
 		if err := b.queued(1); err != nil {
-			return b.batches, b.messages, err
+			return err
 		}
 	}
-	err = b.flush()
-	return b.batches, b.messages, err
+	for _, name := range tp.delChains {
+		c.DelChain(nftChainRef(t, name))
+		if err := b.queued(1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// chain names a chain of the table, with its hook if it is a base chain.
-func (m *nftMode) chain(name string) *nftables.Chain {
+// nftChainRef names a chain of table t, with its hook if it is a base chain.
+func nftChainRef(t *nftables.Table, name string) *nftables.Chain {
 	if bc, ok := nftBaseChains[name]; ok {
-		return bc.chain(m.table, name)
+		return bc.chain(t, name)
 	}
-	return &nftables.Chain{Table: m.table, Name: name}
+	return &nftables.Chain{Table: t, Name: name}
 }
 
 // syncNFT is sync in the nftables mode.
@@ -498,8 +604,9 @@ func (p *Proxier) syncNFT(ctx context.Context, svcs []*corev1.Service, epByKey m
 			return st, fmt.Errorf("writing the nftables service rules: %w", err)
 		}
 	}
-	st.written, st.removed = len(plan.write), len(plan.delChains)
-	st.elements = len(plan.addElems) + len(plan.delElems)
+	st.written = plan.count(func(tp *nftTablePlan) int { return len(tp.write) })
+	st.removed = plan.count(func(tp *nftTablePlan) int { return len(tp.delChains) })
+	st.elements = plan.count(func(tp *nftTablePlan) int { return len(tp.addElems) + len(tp.delElems) })
 
 	prev := m.last
 	m.last, p.full = next, false

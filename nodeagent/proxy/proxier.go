@@ -157,11 +157,11 @@ func (p *Proxier) init(ctx context.Context) error {
 			return err
 		}
 		defer c.CloseLasting()
-		if _, err := m.tableExists(c); err != nil {
+		if _, err := m.listTables(c); err != nil {
 			return fmt.Errorf("the nftables proxy mode needs nf_tables in the kernel (or set proxyMode to iptables): %w", err)
 		}
 		p.nft = m
-		p.log.Info("service proxy starting", "mode", ModeNFTables, "table", "ip "+nftTable, "clusterCIDR", p.cfg.ClusterCIDR)
+		p.log.Info("service proxy starting", "mode", ModeNFTables, "tables", fmt.Sprintf("ip %s, ip %s … ip %s", nftTable, nftShardTable(0), nftShardTable(nftShards-1)), "clusterCIDR", p.cfg.ClusterCIDR)
 		return nil
 	}
 	backend := p.cfg.Backend
