@@ -10,7 +10,7 @@ DATA_DIR     ?= .bosun
 DEB_PACKAGES := git ca-certificates iproute2 procps containerd runc containernetworking-plugins iptables nftables conntrack busybox-static docker-registry openssh-server openssh-client sudo
 export GOFLAGS ?= -buildvcs=false
 
-.PHONY: help deps build run test test-short e2e e2e-clean bench lint fuzz clean gitea e2e-forge
+.PHONY: help deps build run test test-short e2e e2e-clean e2e-vm bench lint fuzz clean gitea e2e-forge
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
@@ -43,6 +43,18 @@ e2e: deps build ## end-to-end tests against the built binary (as root: namespace
 
 e2e-clean: ## remove what crashed end-to-end runs left behind (stale namespace-machine labs; live ones are kept)
 	$(GO) run ./e2e/machines/cleanup
+
+# The VM tier: qemu, and what builds its Debian image (~/.cache/bosun/vm-<version>, built once).
+VM_PACKAGES  := qemu-system-x86 debootstrap e2fsprogs
+
+e2e-vm: deps build ## boot a Debian VM with systemd under qemu (-accel tcg) and bootstrap it through Git (slow; not in CI; first run builds the image, ≈ 2 min)
+	@missing=""; for p in $(VM_PACKAGES); do \
+		dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	BOSUN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags e2evm -timeout 40m -v ./e2e/vm/ 2>&1 | \
+		grep -vE '^=== (RUN|PAUSE|CONT|NAME)'; exit $${PIPESTATUS[0]}
 
 bench: deps ## run the benchmarks; each figure prints as "bench: <name> <value> <unit> [limit= ratio=]"
 	@mkdir -p bin
