@@ -212,26 +212,6 @@ func (n *Network) NetnsPath(podUID string) string {
 	return filepath.Join(n.cfg.RunDir, "netns", podUID)
 }
 
-// PinNetns creates and pins the pod's network namespace unless it is pinned already, and returns
-// its path; SetupPod then wires it. The pod workers create the pod's containers in it while CNI
-// runs.
-func (n *Network) PinNetns(podUID string) (string, error) {
-	if podUID == "" {
-		return "", errors.New("pinning pod network namespace: pod has no UID")
-	}
-	path := n.NetnsPath(podUID)
-	pinned, err := isPinned(path)
-	if err != nil {
-		return "", fmt.Errorf("pinning network namespace of pod %s: %w", podUID, err)
-	}
-	if !pinned {
-		if err := pinNetns(path); err != nil {
-			return "", fmt.Errorf("pinning network namespace of pod %s: %w", podUID, err)
-		}
-	}
-	return path, nil
-}
-
 func (n *Network) runtimeConf(pod pods.PodRef, netnsPath string, ports []pods.PortMapping) *libcni.RuntimeConf {
 	rt := &libcni.RuntimeConf{
 		ContainerID: pod.UID,

@@ -89,11 +89,9 @@ func TestPodNetwork(t *testing.T) {
 	pod := pods.PodRef{UID: "0b7c3e2a-net-test", Namespace: "default", Name: "web"}
 	hostPort := int32(20000 + rand.IntN(20000))
 	ports := []pods.PortMapping{{HostPort: hostPort, ContainerPort: 8080, Protocol: "tcp"}}
-	// As the pod workers do: pin the namespace, create the first container and its task inside
-	// the still bare namespace, and only then let CNI wire it.
-	path, err := nw.PinNetns(pod.UID)
+	pn, err := nw.SetupPod(ctx, pod, ports)
 	if err != nil {
-		t.Fatalf("PinNetns: %v", err)
+		t.Fatalf("SetupPod: %v", err)
 	}
 	tornDown := false
 	t.Cleanup(func() {
@@ -101,31 +99,6 @@ func TestPodNetwork(t *testing.T) {
 			_ = nw.TeardownPod(context.Background(), pod)
 		}
 	})
-	if again, err := nw.PinNetns(pod.UID); err != nil || again != path {
-		t.Errorf("second PinNetns = %q, %v; want %q", again, err, path)
-	}
-	logDir := t.TempDir()
-	container := func(name string, args ...string) pods.ContainerSpec {
-		return pods.ContainerSpec{
-			ID: pod.UID + "-" + name + "-0", Image: ref, Args: args, NetnsPath: path,
-			Labels:  map[string]string{pods.LabelPodUID: pod.UID, pods.LabelContainerName: name},
-			LogPath: pods.LogPath(logDir, pod.UID, name, 0),
-		}
-	}
-	web := container("web", "httpd", "-f", "-p", "8080", "-h", "/www")
-	if err := rt.CreateContainer(ctx, web); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.PrepareContainer(ctx, web.ID); err != nil {
-		t.Fatalf("PrepareContainer before CNI: %v", err)
-	}
-	pn, err := nw.SetupPod(ctx, pod, ports)
-	if err != nil {
-		t.Fatalf("SetupPod: %v", err)
-	}
-	if pn.NetnsPath != path {
-		t.Errorf("SetupPod wired %s, want the pinned %s", pn.NetnsPath, path)
-	}
 	again, err := nw.SetupPod(ctx, pod, ports)
 	if err != nil || again != pn {
 		t.Errorf("second SetupPod = %+v, %v; want %+v", again, err, pn)
@@ -136,15 +109,23 @@ func TestPodNetwork(t *testing.T) {
 		t.Errorf("ListPods = %+v, %v; want [%+v]", list, err, pod)
 	}
 
+	logDir := t.TempDir()
+	container := func(name string, args ...string) pods.ContainerSpec {
+		return pods.ContainerSpec{
+			ID: pod.UID + "-" + name + "-0", Image: ref, Args: args, NetnsPath: pn.NetnsPath,
+			Labels:  map[string]string{pods.LabelPodUID: pod.UID, pods.LabelContainerName: name},
+			LogPath: pods.LogPath(logDir, pod.UID, name, 0),
+		}
+	}
+	web := container("web", "httpd", "-f", "-p", "8080", "-h", "/www")
 	client := container("client", "sh", "-c", "i=0; until wget -q -O - http://127.0.0.1:8080/; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.1; done")
-	if err := rt.StartContainer(ctx, web.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.CreateContainer(ctx, client); err != nil {
-		t.Fatal(err)
-	}
-	if err := rt.StartContainer(ctx, client.ID); err != nil {
-		t.Fatal(err)
+	for _, s := range []pods.ContainerSpec{web, client} {
+		if err := rt.CreateContainer(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.StartContainer(ctx, s.ID); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Run("containers of a pod talk over localhost", func(t *testing.T) {
 		st := waitExited(t, rt, client.ID)

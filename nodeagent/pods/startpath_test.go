@@ -16,23 +16,20 @@ import (
 	"github.com/bosun-gitops/bosun/nodeagent/pods/podstest"
 )
 
-// announcingNetwork is the fake network plus PinNetns, which lets the workers create and prepare
-// containers while SetupPod runs. Its SetupPod first waits (up to a second) until the runtime
-// was asked to prepare waitFor, so that a worker doing so only after the network shows in the
-// call order.
+// announcingNetwork is the fake network plus NetnsPath, which lets the workers create containers
+// while SetupPod runs. Its SetupPod first waits (up to a second) until the runtime holds
+// waitFor, so that a worker creating containers only after the network shows in the call order.
 type announcingNetwork struct {
 	*podstest.Network
-	calls   *podstest.Calls
+	rt      *podstest.Runtime
 	waitFor string
 }
 
-func (n *announcingNetwork) PinNetns(uid string) (string, error) {
-	return "/run/bosun/netns/" + uid, nil
-}
+func (n *announcingNetwork) NetnsPath(uid string) string { return "/run/bosun/netns/" + uid }
 
 func (n *announcingNetwork) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.PortMapping) (pods.PodNetwork, error) {
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if n.waitFor == "" || contains(n.calls.List(), "PrepareContainer "+n.waitFor) {
+		if _, ok := n.rt.Spec(n.waitFor); ok || n.waitFor == "" {
 			break
 		}
 	}
@@ -64,15 +61,15 @@ func TestNetworkSetupOverlapsContainerCreation(t *testing.T) {
 		wantEnv   string // an entry the container's environment must hold
 	}{
 		{
-			name: "namespace pinned ahead: create and prepare before CNI, start after", pod: testPod("overlap"), announce: true,
-			wantCalls: []string{"CreateContainer", "PrepareContainer", "SetupPod", "StartContainer"},
+			name: "announced namespace path: create before CNI, start after", pod: testPod("overlap"), announce: true,
+			wantCalls: []string{"CreateContainer", "SetupPod", "StartContainer"},
 		},
 		{
 			name: "pod IP in the environment: CNI first", pod: testPod("podip", podIPEnv), announce: true,
 			wantCalls: []string{"SetupPod", "CreateContainer", "StartContainer"}, wantEnv: "POD_IP=10.244.0.2",
 		},
 		{
-			name: "network without PinNetns: CNI first", pod: testPod("plain"),
+			name: "network without NetnsPath: CNI first", pod: testPod("plain"),
 			wantCalls: []string{"SetupPod", "CreateContainer", "StartContainer"},
 		},
 	}
@@ -80,13 +77,13 @@ func TestNetworkSetupOverlapsContainerCreation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			if tt.announce {
-				h.network = &announcingNetwork{Network: h.net, calls: h.calls, waitFor: cid(tt.pod, "app", 0)}
+				h.network = &announcingNetwork{Network: h.net, rt: h.rt, waitFor: cid(tt.pod, "app", 0)}
 			}
 			h.start()
 			h.m.UpdatePod(tt.pod)
 			h.settle()
 
-			got := callOrder(h.calls.List(), "SetupPod", "CreateContainer", "PrepareContainer", "StartContainer", "RemoveContainer")
+			got := callOrder(h.calls.List(), "SetupPod", "CreateContainer", "StartContainer", "RemoveContainer")
 			if diff := cmp.Diff(tt.wantCalls, got); diff != "" {
 				t.Errorf("calls (-want +got):\n%s", diff)
 			}
@@ -120,7 +117,7 @@ func contains(list []string, s string) bool {
 
 func TestNetworkFailureAfterCreateDelaysStart(t *testing.T) {
 	h := newHarness(t)
-	h.network = &announcingNetwork{Network: h.net, calls: h.calls}
+	h.network = &announcingNetwork{Network: h.net, rt: h.rt}
 	h.net.SetError(errors.New("no IP addresses available"))
 	h.start()
 	pod := testPod("netfail")

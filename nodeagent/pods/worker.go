@@ -399,19 +399,9 @@ func (w *podWorker) writeEtcFiles(pod *corev1.Pod) bool {
 	return true
 }
 
-// netnsPinner is implemented by networks that can create a pod's namespace before SetupPod
-// wires it, so that containers are created (and their tasks set up inside the namespace) while
-// CNI runs.
-type netnsPinner interface {
-	// PinNetns creates and pins the pod's network namespace, or finds it pinned, and returns
-	// its path; SetupPod later wires that same namespace.
-	PinNetns(podUID string) (string, error)
-}
-
-// taskPreparer is implemented by runtimes that can set up a created container's process
-// (namespaces joined, cgroups, mounts; the program not yet run) ahead of StartContainer.
-type taskPreparer interface {
-	PrepareContainer(ctx context.Context, id string) error
+// netnsPather is implemented by networks that know a pod's namespace path before SetupPod.
+type netnsPather interface {
+	NetnsPath(podUID string) string
 }
 
 // netSetup is a SetupPod call running concurrently with container creation.
@@ -421,20 +411,15 @@ type netSetup struct {
 	err  error
 }
 
-// beginNetwork pins the pod's namespace and starts SetupPod in the background when the network
-// can pin it in advance and no container's environment needs the pod IP; it reports whether it
-// did. The caller must call awaitNetwork before syncContainers returns.
+// beginNetwork starts SetupPod in the background when the network knows the namespace path in
+// advance and no container's environment needs the pod IP; it reports whether it did. The
+// caller must call awaitNetwork before syncContainers returns.
 func (w *podWorker) beginNetwork(ctx context.Context, pod *corev1.Pod) bool {
-	np, ok := w.m.cfg.Network.(netnsPinner)
+	np, ok := w.m.cfg.Network.(netnsPather)
 	if !ok || pod.Spec.HostNetwork || needsPodIP(pod) {
 		return false
 	}
-	path, err := np.PinNetns(string(pod.UID))
-	if err != nil {
-		w.log.Warn("pinning the pod's network namespace ahead of CNI", "err", err)
-		return false // ensureNetwork tries again and reports
-	}
-	w.netnsPath = path
+	w.netnsPath = np.NetnsPath(string(pod.UID))
 	ports := hostPorts(pod)
 	ns := &netSetup{done: make(chan struct{})}
 	go func() {
@@ -660,13 +645,6 @@ func (w *podWorker) createAndStart(ctx context.Context, pod *corev1.Pod, c *core
 // start starts a created container; a failure counts as a run that exited at once (StartError),
 // so that the restart policy and back-off apply.
 func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, r *ctrRun) bool {
-	if tp, ok := w.m.cfg.Runtime.(taskPreparer); ok && w.pendingNet != nil {
-		// The slowest part of a start (the runtime's shim and runc create) overlaps CNI;
-		// StartContainer reports a failure here again.
-		if err := tp.PrepareContainer(ctx, r.id); err != nil {
-			w.log.Debug("preparing the container while the network is set up", "id", r.id, "err", err)
-		}
-	}
 	if !w.awaitNetwork(pod) {
 		return false
 	}

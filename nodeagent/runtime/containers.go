@@ -152,63 +152,44 @@ func swapAccounted() bool {
 	return false
 }
 
-// PrepareContainer creates the container's task: the shim runs and runc has set up the process
-// in the namespaces of its spec, stopped before the program runs. StartContainer then only starts
-// it. A container whose task exists already is left alone.
-func (r *Runtime) PrepareContainer(ctx context.Context, id string) error {
-	_, _, _, err := r.task(ctx, id, "preparing")
-	return err
-}
-
-// task loads the container's task, creating it when there is none; running reports one that
-// runs already. A task in any other state than created or running is an error.
-func (r *Runtime) task(ctx context.Context, id, verb string) (ctr containerd.Container, task containerd.Task, running bool, err error) {
-	ctr, err = r.client.LoadContainer(ctx, id)
+// StartContainer starts the container's task with stdout and stderr appended to its log file.
+// Starting a running container succeeds.
+func (r *Runtime) StartContainer(ctx context.Context, id string) error {
+	ctr, err := r.client.LoadContainer(ctx, id)
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("%s container %s: %w", verb, id, err)
+		return fmt.Errorf("starting container %s: %w", id, err)
 	}
-	task, err = ctr.Task(ctx, nil)
+	labels, err := ctr.Labels(ctx)
+	if err != nil {
+		return fmt.Errorf("starting container %s: %w", id, err)
+	}
+	task, err := ctr.Task(ctx, nil)
 	switch {
 	case err == nil:
 		st, err := task.Status(ctx)
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("%s container %s: %w", verb, id, err)
+			return fmt.Errorf("starting container %s: %w", id, err)
 		}
-		switch st.Status {
-		case containerd.Running:
-			return ctr, task, true, nil
-		case containerd.Created:
-			return ctr, task, false, nil
+		if st.Status == containerd.Running {
+			return nil
 		}
-		return nil, nil, false, fmt.Errorf("%s container %s: its task is %s; create a new container to run it again", verb, id, st.Status)
+		if st.Status != containerd.Created {
+			return fmt.Errorf("starting container %s: its task is %s; create a new container to run it again", id, st.Status)
+		}
 	case errdefs.IsNotFound(err):
-		labels, err := ctr.Labels(ctx)
-		if err != nil {
-			return nil, nil, false, fmt.Errorf("%s container %s: %w", verb, id, err)
-		}
 		creator := cio.NullIO
 		if logPath := labels[labelLogPath]; logPath != "" {
 			if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-				return nil, nil, false, fmt.Errorf("%s container %s: log dir: %w", verb, id, err)
+				return fmt.Errorf("starting container %s: log dir: %w", id, err)
 			}
 			creator = cio.LogFile(logPath)
 		}
 		task, err = ctr.NewTask(ctx, creator)
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("%s container %s: creating task: %w", verb, id, err)
+			return fmt.Errorf("starting container %s: creating task: %w", id, err)
 		}
-		return ctr, task, false, nil
 	default:
-		return nil, nil, false, fmt.Errorf("%s container %s: %w", verb, id, err)
-	}
-}
-
-// StartContainer starts the container's program, creating its task first unless
-// PrepareContainer did; starting a running container succeeds.
-func (r *Runtime) StartContainer(ctx context.Context, id string) error {
-	ctr, task, running, err := r.task(ctx, id, "starting")
-	if err != nil || running {
-		return err
+		return fmt.Errorf("starting container %s: %w", id, err)
 	}
 	if err := task.Start(ctx); err != nil {
 		_, _ = task.Delete(ctx, containerd.WithProcessKill)

@@ -141,21 +141,6 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 	return nil
 }
 
-// PrepareContainer records the call; like containerd's it needs a created container.
-func (r *Runtime) PrepareContainer(ctx context.Context, id string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls.add("PrepareContainer " + id)
-	c, ok := r.containers[id]
-	if !ok {
-		return fmt.Errorf("container %s not found", id)
-	}
-	if c.status.State != pods.StateCreated {
-		return fmt.Errorf("container %s is %s", id, c.status.State)
-	}
-	return nil
-}
-
 func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
