@@ -65,6 +65,8 @@ spec:
         image: %s
         imagePullPolicy: IfNotPresent
         command: [sh, -c, "trap 'exit 0' TERM; sleep 3600 & wait"]
+        resources:
+          limits: {memory: 64Mi, cpu: 250m}
 `, image)
 }
 
@@ -204,6 +206,16 @@ func TestVMSystemdBootstrap(t *testing.T) {
 		return false, strings.Join(state, "; ")
 	})
 	t.Logf("bench: vm-push-to-pod-running %.1f s", time.Since(pushed).Seconds())
+
+	// The VM is a cgroup v2 (unified) host, unlike the test machines: the limits are in the
+	// container's cgroup as memory.max and cpu.max.
+	limits := guest(t, ctx, ssh, `p=$(pgrep -o -f 'sleep 3600'); cg=$(sed -n 's/^0:://p' /proc/$p/cgroup); `+
+		`echo "$(stat -fc %T /sys/fs/cgroup) $(cat /sys/fs/cgroup$cg/memory.max) $(cat /sys/fs/cgroup$cg/cpu.max)"`)
+	if want := "cgroup2fs 67108864 25000 100000"; limits != want {
+		t.Errorf("the pod's cgroup on the VM: %q (file system, memory.max, cpu.max), want %q", limits, want)
+	} else {
+		t.Logf("cgroup v2 limits of the pod: %s", limits)
+	}
 
 	// A second bootstrap finds everything in place: reset the phase, as an operator that
 	// stopped mid-bootstrap leaves it, and the operator runs every check again.
