@@ -23,7 +23,7 @@ func benchSync(b *testing.B, n int, changeToo bool) {
 		c := newCluster()
 		c.set(b, synthetic(n, 10)...)
 		p, err := New(Config{Services: c.serviceLister(), Endpoints: c.endpointsLister(),
-			ClusterCIDR: "10.244.0.0/16", Backend: backend, Exec: nsExec{ns}})
+			ClusterCIDR: "10.244.0.0/16", Backend: backend, Exec: nsExec{ns}, NetNS: "/run/netns/" + ns})
 		if err != nil {
 			b.Fatal(err)
 		}

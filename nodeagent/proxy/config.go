@@ -42,7 +42,8 @@ type Config struct {
 	// it is masqueraded (kube-proxy's masqueradeAll=false). Empty masquerades all service traffic.
 	ClusterCIDR string
 	// NetNS is the path of the network namespace that the nftables mode programs (tests); empty
-	// is this process's. The iptables mode runs its commands through Exec instead.
+	// is this process's. The iptables mode runs its commands through Exec instead; both must
+	// name the same namespace, since each mode removes the other's leftovers there.
 	NetNS string
 	// Backend selects "nft" or "legacy" iptables (iptables mode); empty detects it from `iptables --version`.
 	Backend string

@@ -84,7 +84,7 @@ func TestKernelApplyAndRestore(t *testing.T) {
 			c := newCluster()
 			c.set(t, representative()...)
 			p, err := New(Config{Services: c.serviceLister(), Endpoints: c.endpointsLister(),
-				ClusterCIDR: "10.244.0.0/16", Backend: backend, Exec: ex})
+				ClusterCIDR: "10.244.0.0/16", Backend: backend, Exec: ex, NetNS: "/run/netns/" + ns})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -200,7 +200,7 @@ func TestKernelFunctional(t *testing.T) {
 		service("default", "empty", "10.96.100.2", ports...),
 	)
 	p, err := New(Config{Services: c.serviceLister(), Endpoints: c.endpointsLister(), ClusterCIDR: "10.244.0.0/16",
-		Exec: nsExec{node}, MinSyncPeriod: 10 * time.Millisecond, CheckPeriod: 100 * time.Millisecond,
+		Exec: nsExec{node}, NetNS: "/run/netns/" + node, MinSyncPeriod: 10 * time.Millisecond, CheckPeriod: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)

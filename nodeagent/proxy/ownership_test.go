@@ -58,7 +58,7 @@ func TestKernelKeepsOtherBosunChains(t *testing.T) {
 			c := newCluster()
 			c.set(t, representative()...)
 			p, err := New(Config{Services: c.serviceLister(), Endpoints: c.endpointsLister(),
-				ClusterCIDR: "10.244.0.0/16", Backend: backend, Exec: ex})
+				ClusterCIDR: "10.244.0.0/16", Backend: backend, Exec: ex, NetNS: "/run/netns/" + ns})
 			if err != nil {
 				t.Fatal(err)
 			}

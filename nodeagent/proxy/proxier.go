@@ -160,6 +160,11 @@ func (p *Proxier) init(ctx context.Context) error {
 		if _, err := m.listTables(c); err != nil {
 			return fmt.Errorf("the nftables proxy mode needs nf_tables in the kernel (or set proxyMode to iptables): %w", err)
 		}
+		if n, err := removeIPTablesLeftovers(ctx, p.cfg.Exec); err != nil {
+			return fmt.Errorf("removing the iptables proxy mode's rules: %w", err)
+		} else if n > 0 {
+			p.log.Info("removed the iptables proxy mode's rules", "rulesAndChains", n)
+		}
 		p.nft = m
 		p.log.Info("service proxy starting", "mode", ModeNFTables, "tables", fmt.Sprintf("ip %s, ip %s … ip %s", nftTable, nftShardTable(0), nftShardTable(nftShards-1)), "clusterCIDR", p.cfg.ClusterCIDR)
 		return nil
@@ -171,6 +176,11 @@ func (p *Proxier) init(ctx context.Context) error {
 			return err
 		}
 		backend = b
+	}
+	if n, err := removeNFTLeftovers(p.cfg); err != nil {
+		return fmt.Errorf("removing the nftables proxy mode's tables: %w", err)
+	} else if n > 0 {
+		p.log.Info("removed the nftables proxy mode's tables", "tables", n)
 	}
 	p.ipt = &iptables{exec: p.cfg.Exec, backend: backend}
 	p.log.Info("service proxy starting", "mode", ModeIPTables, "backend", backend, "clusterCIDR", p.cfg.ClusterCIDR)
