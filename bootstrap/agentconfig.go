@@ -25,6 +25,7 @@ type AgentConfig struct {
 	Labels          map[string]string `json:"labels,omitempty"`
 	Taints          []corev1.Taint    `json:"taints,omitempty"`
 	Registry        RegistryConfig    `json:"registry,omitempty"`
+	ProxyMode       string            `json:"proxyMode,omitempty"`
 }
 
 // RegistryConfig is nodeagent.RegistryConfig.

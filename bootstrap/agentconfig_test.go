@@ -16,9 +16,10 @@ func TestAgentConfigLoadsInTheAgent(t *testing.T) {
 	in := AgentConfig{
 		Server: "https://192.0.2.1:6443", NodeName: "db-1", NodeIP: "192.0.2.10",
 		ClusterCIDR: "10.244.0.0/16", ClusterDomain: "cluster.local",
-		Labels:   map[string]string{"disk": "ssd"},
-		Taints:   []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}},
-		Registry: RegistryConfig{PlainHTTP: []string{"192.0.2.5:5000"}, Mirrors: map[string][]string{"docker.io": {"http://192.0.2.5:5000"}}},
+		Labels:    map[string]string{"disk": "ssd"},
+		Taints:    []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}},
+		Registry:  RegistryConfig{PlainHTTP: []string{"192.0.2.5:5000"}, Mirrors: map[string][]string{"docker.io": {"http://192.0.2.5:5000"}}},
+		ProxyMode: "nftables",
 	}
 	data, err := in.render(l)
 	if err != nil {
@@ -35,7 +36,7 @@ func TestAgentConfigLoadsInTheAgent(t *testing.T) {
 	if got.Server != in.Server || got.NodeName != in.NodeName || got.NodeIP != in.NodeIP ||
 		got.DataDir != l.DataDir || got.CAFile != l.PKIDir()+"/ca.crt" || got.ServingKeyFile != l.PKIDir()+"/serving.key" ||
 		got.ClusterCIDR != in.ClusterCIDR || got.Labels["disk"] != "ssd" || len(got.Taints) != 1 ||
-		len(got.Registry.PlainHTTP) != 1 || len(got.Registry.Mirrors["docker.io"]) != 1 {
+		len(got.Registry.PlainHTTP) != 1 || len(got.Registry.Mirrors["docker.io"]) != 1 || got.ProxyMode != in.ProxyMode {
 		t.Errorf("the agent read %+v from\n%s", got, data)
 	}
 }

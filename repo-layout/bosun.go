@@ -46,6 +46,11 @@ func validateCluster(c *bosunv1.Cluster) field.ErrorList {
 	if m := c.Spec.Upgrade.MaxUnavailable; m < 1 {
 		errs = append(errs, field.Invalid(p.Child("upgrade", "maxUnavailable"), m, "must be at least 1"))
 	}
+	switch c.Spec.ProxyMode {
+	case "", bosunv1.ProxyModeIPTables, bosunv1.ProxyModeNFTables:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("proxyMode"), c.Spec.ProxyMode, []string{bosunv1.ProxyModeIPTables, bosunv1.ProxyModeNFTables}))
+	}
 	return errs
 }
 

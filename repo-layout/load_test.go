@@ -360,12 +360,13 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "cluster",
 			files: map[string]string{"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n" +
-				"  podCIDR: 10.0.0.0/25\n  serviceCIDR: 10.0.0.0/8\n  clusterDomain: Cluster_Local\n  podEvictionTimeout: 5\n"},
+				"  podCIDR: 10.0.0.0/25\n  serviceCIDR: 10.0.0.0/8\n  clusterDomain: Cluster_Local\n  podEvictionTimeout: 5\n  proxyMode: ipvs\n"},
 			want: []string{
 				`bosun.yaml:5: spec.podCIDR: Invalid value: "10.0.0.0/25": must be /24 or larger: it is split into one /24 per node`,
 				`bosun.yaml:6: spec.serviceCIDR: Invalid value: "10.0.0.0/8": overlaps podCIDR 10.0.0.0/25`,
 				`bosun.yaml:7: spec.clusterDomain: Invalid value: "Cluster_Local": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
 				"bosun.yaml:8: spec.podEvictionTimeout: Invalid value: 5: must be a duration such as 40s or 5m",
+				`bosun.yaml:9: spec.proxyMode: Unsupported value: "ipvs": supported values: "iptables", "nftables"`,
 			},
 		},
 		{

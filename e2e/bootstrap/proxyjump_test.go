@@ -69,7 +69,9 @@ func TestProxyJump(t *testing.T) {
 		}
 	}
 
-	// With m1 as its jump host, m2 becomes a Ready node; nothing is installed on m1.
+	// With m1 as its jump host, m2 becomes a Ready node; nothing is installed on m1. The cluster
+	// asks for the nftables service proxy, which the bootstrap passes on to m2's agent.
+	f.repo.write(t, "bosun.yaml", clusterYAML+"  proxyMode: nftables\n")
 	f.repo.write(t, "machines/m2.yaml", proxyJumpYAML(m2, bastion, bastion.HostKey()))
 	f.clock = newStepClock()
 	f.repo.push(t, "m2 through m1")
@@ -85,6 +87,13 @@ func TestProxyJump(t *testing.T) {
 	if _, err := os.Stat(bastion.HostPath("/usr/local/bin/bosun")); !os.IsNotExist(err) {
 		t.Errorf("something was installed on the jump host: %v", err)
 	}
+	if cfg, err := os.ReadFile(m2.HostPath(bootstrap.DefaultLayout().ConfigFile())); err != nil || !strings.Contains(string(cfg), "proxyMode: nftables") {
+		t.Errorf("m2's agent configuration lacks bosun.yaml's proxyMode (%v):\n%s", err, cfg)
+	}
+	waitFor(t, ctx, "m2's agent to program its nftables tables", func() (bool, string) {
+		out, err := m2.Exec(ctx, "nft", "list", "tables")
+		return err == nil && strings.Contains(string(out), "table ip bosun\n"), string(out)
+	})
 	// The firewall rule is still there: m2 was reached only through m1.
 	if out, err := m2.Exec(ctx, "iptables", append([]string{"-w", "-C"}, rule...)...); err != nil {
 		t.Errorf("m2's firewall rule is gone (%v: %s): the test proves nothing", err, out)

@@ -39,7 +39,16 @@ type ClusterSpec struct {
 	// TrustOnFirstUse lets machines without a pinned hostKey be trusted on first connection.
 	TrustOnFirstUse bool          `json:"trustOnFirstUse,omitempty"`
 	Upgrade         UpgradePolicy `json:"upgrade,omitempty"`
+	// ProxyMode is how the agents of bootstrapped machines program services: "iptables" (the
+	// default) or "nftables". A machine takes a change at its next bootstrap.
+	ProxyMode string `json:"proxyMode,omitempty"`
 }
+
+// The proxy modes of ClusterSpec.ProxyMode (nodeagent/proxy's).
+const (
+	ProxyModeIPTables = "iptables"
+	ProxyModeNFTables = "nftables"
+)
 
 // UpgradePolicy bounds agent upgrades.
 type UpgradePolicy struct {

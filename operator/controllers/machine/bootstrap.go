@@ -181,6 +181,7 @@ func (mc *Controller) runBootstrap(ctx context.Context, m *bosunv1.Machine, upgr
 			Labels:        m.Spec.Labels,
 			Taints:        m.Spec.Taints,
 			Registry:      mc.o.Registry,
+			ProxyMode:     cl.ProxyMode,
 		},
 	}
 	p := &progress{ctx: ctx, mc: mc, m: m, name: m.Name}
