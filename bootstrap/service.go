@@ -130,6 +130,8 @@ if [ -d /run/systemd/system ] && [ -e %[1]s ]; then
   echo "stopped and removed %[2]s"
 fi
 stop_supervisor
+# What the agent programmed in the kernel: service rules, pod routes, the pods' bridge.
+if [ -x %[3]s ]; then %[3]s agent cleanup 2>&1 || echo "warning: bosun agent cleanup failed; left in place"; fi
 rm -f %[3]s %[3]s.tmp.* %[4]s
 rm -rf %[5]s
 # The agent's pod namespaces are bind mounts under /run/bosun/agent; leave the directory if any remain.

@@ -66,6 +66,28 @@ later starts need no token.`,
 	f.StringVar(&join.Template.Listen, "listen", "", "HTTPS address of the logs endpoint (default "+nodeagent.DefaultListen+")")
 	f.StringVar(&join.Template.ContainerdSocket, "containerd-socket", "", "containerd socket (default "+nodeagent.DefaultContainerdSocket+")")
 	lf.add(f)
+	cmd.AddCommand(newAgentCleanupCmd())
+	return cmd
+}
+
+func newAgentCleanupCmd() *cobra.Command {
+	var lf logFlags
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove what a stopped agent left in this machine's kernel (service rules, pod routes, the pods' bridge)",
+		Long: `Removes the service proxy's iptables chains and nftables tables, the routes to other nodes'
+pod networks, the pod masquerade rule and the pods' bridge; nothing that is not Bosun's. Stop the
+agent and its pods first. Retiring a Machine runs it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(os.Stderr, lf.format, lf.level)
+			if err != nil {
+				return err
+			}
+			return nodeagent.Cleanup(cmd.Context(), log)
+		},
+	}
+	lf.add(cmd.Flags())
 	return cmd
 }
 

@@ -266,6 +266,22 @@ func TestFleetFromGit(t *testing.T) {
 	if _, err := os.Stat(lab.Machine(4).HostPath("/usr/bin/containerd")); err != nil {
 		t.Errorf("packages must stay after retirement: %v", err)
 	}
+	// Nor does the agent leave anything in m4's kernel: service rules, pod routes, masquerade
+	// rule, the pods' bridge.
+	m4 := lab.Machine(4)
+	for _, check := range []struct{ what, cmd, unwanted string }{
+		{"iptables rules", "iptables-save", "BOSUN-"},
+		{"nftables tables", "nft list tables", "table ip bosun"},
+		{"pod routes", "ip route show proto 98", "via"},
+		{"the pods' bridge", "ip -o link show", "bosun0"},
+	} {
+		out, err := m4.Exec(ctx, "sh", "-c", check.cmd)
+		if err != nil {
+			t.Errorf("m4 after retirement: %s: %v", check.cmd, err)
+		} else if strings.Contains(string(out), check.unwanted) {
+			t.Errorf("m4 after retirement still has %s (%q in `%s`):\n%s", check.what, check.unwanted, check.cmd, out)
+		}
+	}
 	waitFor(t, ctx, "4 sleeper pods Running off m4", func() (bool, string) {
 		pods, err := f.runningPods(ctx)
 		if err != nil {
@@ -282,7 +298,6 @@ func TestFleetFromGit(t *testing.T) {
 
 	// sshd dies in the middle of a bootstrap: the machine fails, is retried, and completes once
 	// sshd is back. m4 is a fresh machine again (packages kept, agent removed).
-	m4 := lab.Machine(4)
 
 	// A wrong host key is refused with a message that says what happened, nothing is installed,
 	// and the machine waits for its spec to change (no retry).

@@ -95,3 +95,15 @@ func removeNFTLeftovers(cfg Config) (removed int, err error) {
 	}
 	return removed, nil
 }
+
+// RemoveAll deletes what either proxy mode wrote in this host's network namespace (the iptables
+// jumps and chains, the nftables tables) and nothing else; `bosun agent cleanup` runs it when a
+// machine is retired. It returns how many rules, chains and tables it removed.
+func RemoveAll(ctx context.Context) (int, error) {
+	n, err := removeIPTablesLeftovers(ctx, HostExec{})
+	if err != nil {
+		return n, err
+	}
+	m, err := removeNFTLeftovers(Config{})
+	return n + m, err
+}
