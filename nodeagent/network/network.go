@@ -263,6 +263,7 @@ func (n *Network) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.Po
 			}
 		}
 	} else {
+		n.releaseLost(ctx, pod, path)
 		if err := pinNetns(path); err != nil {
 			return pods.PodNetwork{}, fmt.Errorf("setting up network of pod %s: %w", pod.UID, err)
 		}
@@ -290,6 +291,28 @@ func (n *Network) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.Po
 	}
 	n.log.Info("pod network up", "pod", pod.Namespace+"/"+pod.Name, "uid", pod.UID, "ip", ip)
 	return pods.PodNetwork{NetnsPath: path, IP: ip}, nil
+}
+
+// releaseLost runs CNI DEL for a pod whose namespace is gone while libcni still holds the result
+// of its ADD: the machine rebooted (the pins live on a tmpfs, IPAM allocations on disk), or the
+// pin was removed by hand. Without it host-local refuses the new ADD ("duplicate allocation is
+// not allowed") and the pod never gets its network back. CNI plugins accept DEL for a missing
+// namespace.
+func (n *Network) releaseLost(ctx context.Context, pod pods.PodRef, path string) {
+	rt := n.runtimeConf(pod, path, nil)
+	_, cachedRT, err := n.cni.GetNetworkListCachedConfig(n.list, rt)
+	if err != nil || cachedRT == nil {
+		return
+	}
+	rt.CapabilityArgs = cachedRT.CapabilityArgs
+	if len(cachedRT.Args) > 0 {
+		rt.Args = cachedRT.Args
+	}
+	if err := n.cni.DelNetworkList(ctx, n.list, rt); err != nil {
+		n.log.Warn("releasing the network of a pod whose namespace is gone", "pod", pod.UID, "err", err)
+		return
+	}
+	n.log.Info("released the network of a pod whose namespace is gone (reboot?)", "pod", pod.UID)
 }
 
 // TeardownPod runs CNI DEL (with the configuration cached at ADD, so portmap finds its rules)

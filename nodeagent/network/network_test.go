@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -248,5 +249,47 @@ func removePortmapChains(t *testing.T) {
 		if out, err := exec.Command("iptables", append([]string{"-t", "nat"}, c...)...).CombinedOutput(); err != nil {
 			t.Logf("iptables %v: %v: %s", c, err, out)
 		}
+	}
+}
+
+// TestPodNetworkAfterLostNamespace sets a pod's network up, loses its namespace the way a
+// reboot does (the pin on /run is gone, host-local's allocations on disk are not), and sets it up
+// again: the pod must get a network, not "duplicate allocation is not allowed".
+func TestPodNetworkAfterLostNamespace(t *testing.T) {
+	_, cfg := testNetwork(t)
+	// The agent's configuration: the bridge does not masquerade (nodeagent/routes does), so a
+	// DEL without the namespace leaves nothing behind.
+	conf, err := Conflist(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.CNIConfDir = t.TempDir()
+	conf = bytes.Replace(conf, []byte(`"ipMasq": true`), []byte(`"ipMasq": false`), 1)
+	if err := os.WriteFile(filepath.Join(cfg.CNIConfDir, "10-bosun.conflist"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nw, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pod := pods.PodRef{UID: "5e1f0a2b-reboot-test", Namespace: "default", Name: "web"}
+	first, err := nw.SetupPod(ctx, pod, nil)
+	if err != nil {
+		t.Fatalf("SetupPod: %v", err)
+	}
+	if err := unpinNetns(first.NetnsPath); err != nil { // what a reboot does to /run
+		t.Fatal(err)
+	}
+	again, err := nw.SetupPod(ctx, pod, nil)
+	if err != nil {
+		t.Fatalf("SetupPod after the namespace was lost: %v", err)
+	}
+	if again.IP == "" || again.NetnsPath != first.NetnsPath {
+		t.Errorf("after the namespace was lost: %+v, want a pod network at %s", again, first.NetnsPath)
+	}
+	t.Logf("before %s, after %s", first.IP, again.IP)
+	if err := nw.TeardownPod(ctx, pod); err != nil {
+		t.Errorf("TeardownPod: %v", err)
 	}
 }
