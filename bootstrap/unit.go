@@ -6,7 +6,9 @@ import (
 )
 
 // RenderUnit is the systemd unit that runs the agent. KillMode=process stops only the agent on
-// restart: containers belong to containerd's shims, and the restarted agent adopts them.
+// restart: containers belong to containerd's shims, and the restarted agent adopts them. When
+// the machine shuts down, ExecStop (`bosun agent shutdown`) stops the agent and then the pods,
+// each with SIGTERM and a grace period; on a restart it does nothing.
 func RenderUnit(l Layout) string {
 	return fmt.Sprintf(`# Written by the Bosun operator; changes are overwritten at the next bootstrap.
 [Unit]
@@ -17,7 +19,9 @@ After=network-online.target containerd.service
 
 [Service]
 Type=simple
-ExecStart=%s agent --config %s
+ExecStart=%[1]s agent --config %[2]s
+ExecStop=%[1]s agent shutdown --config %[2]s --agent-pid $MAINPID
+TimeoutStopSec=60
 Restart=always
 RestartSec=2
 KillMode=process

@@ -66,7 +66,7 @@ later starts need no token.`,
 	f.StringVar(&join.Template.Listen, "listen", "", "HTTPS address of the logs endpoint (default "+nodeagent.DefaultListen+")")
 	f.StringVar(&join.Template.ContainerdSocket, "containerd-socket", "", "containerd socket (default "+nodeagent.DefaultContainerdSocket+")")
 	lf.add(f)
-	cmd.AddCommand(newAgentCleanupCmd())
+	cmd.AddCommand(newAgentCleanupCmd(), newAgentShutdownCmd())
 	return cmd
 }
 
@@ -88,6 +88,42 @@ agent and its pods first. Retiring a Machine runs it.`,
 		},
 	}
 	lf.add(cmd.Flags())
+	return cmd
+}
+
+func newAgentShutdownCmd() *cobra.Command {
+	var (
+		configFile string
+		o          nodeagent.ShutdownOptions
+		lf         logFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "shutdown",
+		Short: "Graceful node shutdown: when systemd is shutting the machine down, stop the agent, then every pod container",
+		Long: `Run by the agent unit's ExecStop. When the machine is going down (systemctl is-system-running
+says "stopping") it stops the agent (--agent-pid), then every pod container: SIGTERM, up to
+--grace-period, then SIGKILL; the outcome goes to DATA-DIR/last-shutdown. On any other stop
+(restart, upgrade) it does nothing, so that the restarted agent adopts the running pods.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := logging.New(os.Stderr, lf.format, lf.level)
+			if err != nil {
+				return err
+			}
+			cfg, err := nodeagent.LoadConfig(configFile)
+			if err != nil {
+				return err
+			}
+			o.Logger = log
+			return nodeagent.Shutdown(cmd.Context(), cfg, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", filepath.Join(nodeagent.DefaultDataDir, nodeagent.ConfigFileName), "agent config file (YAML)")
+	f.IntVar(&o.AgentPID, "agent-pid", 0, "the running agent's pid, stopped first ($MAINPID in the unit)")
+	f.DurationVar(&o.GracePeriod, "grace-period", nodeagent.DefaultShutdownGracePeriod, "how long each container may take to stop before SIGKILL")
+	f.BoolVar(&o.Always, "always", false, "stop the pods even when the system is not shutting down")
+	lf.add(f)
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/bootstrap"
 	"github.com/bosun-gitops/bosun/internal/testutil/images"
+	"github.com/bosun-gitops/bosun/nodeagent"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -245,8 +247,25 @@ func TestVMSystemdBootstrap(t *testing.T) {
 			pod.Name, pod.UID, after.UID, after.Status.Phase, startedAt(pod), startedAt(*after))
 	}
 
+	// Restarting the agent's unit (as an upgrade does) leaves the pods running: its ExecStop stops
+	// pods only when the machine shuts down.
+	guest(t, ctx, ssh, "systemctl restart "+unit)
+	waitFor(t, ctx, "the agent's unit active after a restart", func() (bool, string) {
+		out, _ := ssh.Run(ctx, "systemctl is-active "+unit, nil)
+		return strings.TrimSpace(string(out)) == "active", string(out)
+	})
+	report := path.Join(l.DataDir, nodeagent.ShutdownReportFile)
+	if got := guest(t, ctx, ssh, "cat "+report+" 2>/dev/null; true"); got != "" {
+		t.Errorf("a restart of %s ran the node shutdown: %s", unit, got)
+	}
+	time.Sleep(3 * time.Second) // the restarted agent adopts and reports
+	if p, err := api.kube.CoreV1().Pods("web").Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || !startedAt(*p).Equal(startedAt(*after)) {
+		t.Errorf("pod %s after restarting the agent: %v; want its container still the one started at %v", pod.Name, err, startedAt(*after))
+	}
+
 	// The unit is enabled: after a reboot systemd starts the agent again, the Node comes back Ready
-	// from the new boot, and the pod runs again.
+	// from the new boot, and the pod runs again. On the way down the unit's ExecStop stopped the
+	// agent and then the pod's container (graceful node shutdown) and wrote what it did.
 	bootID := guest(t, ctx, ssh, "cat /proc/sys/kernel/random/boot_id")
 	if _, err := ssh.Run(ctx, "systemctl --no-block reboot", nil); err != nil {
 		t.Fatalf("rebooting the VM: %v", err)
@@ -256,6 +275,11 @@ func TestVMSystemdBootstrap(t *testing.T) {
 	ssh = v.waitReboot(t, ctx, dialer, bootID)
 	t.Logf("bench: vm-reboot-to-ssh %.1f s", time.Since(rebooted).Seconds())
 	newBootID := guest(t, ctx, ssh, "cat /proc/sys/kernel/random/boot_id")
+	if got := guest(t, ctx, ssh, "cat "+report+" 2>&1; true"); !strings.Contains(got, "stopped 1 containers") || !strings.Contains(got, "web/"+pod.Name+"/main") {
+		t.Errorf("node shutdown report after the reboot: %q, want the sleeper's container stopped", got)
+	} else {
+		t.Logf("node shutdown: %s", got)
+	}
 	waitFor(t, ctx, "the agent's unit active after the reboot", func() (bool, string) {
 		out, _ := ssh.Run(ctx, "systemctl is-active "+unit, nil)
 		return strings.TrimSpace(string(out)) == "active", string(out)
