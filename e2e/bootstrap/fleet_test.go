@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/bootstrap"
+	"github.com/bosun-gitops/bosun/e2e/e2eutil"
 	"github.com/bosun-gitops/bosun/e2e/machines"
+	"github.com/bosun-gitops/bosun/internal/testutil"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -69,8 +71,8 @@ spec:
 type fleet struct {
 	bin, dataDir string
 	lab          *machines.Lab
-	repo         *gitRepo
-	op           *operatorProc
+	repo         *testutil.GitRepo
+	op           *e2eutil.Operator
 	args         []string
 	api          clients
 	clock        *stepClock
@@ -84,7 +86,7 @@ func newFleet(t *testing.T, ctx context.Context, n int) *fleet {
 // newFleetOn is newFleet on a lab of cfg (with a host link, and the operator's key authorized).
 func newFleetOn(t *testing.T, ctx context.Context, cfg machines.Config) *fleet {
 	t.Helper()
-	bin := bosunBin(t)
+	bin := e2eutil.BosunBin(t, "build bosun and point BOSUN_BIN at it (make e2e does)")
 	dataDir := t.TempDir()
 	// The operator creates its identity on first start; creating it first lets the lab authorize it.
 	signer, err := bootstrap.LoadOrCreateIdentity(filepath.Join(dataDir, bootstrap.IdentityFile))
@@ -94,15 +96,15 @@ func newFleetOn(t *testing.T, ctx context.Context, cfg machines.Config) *fleet {
 	cfg.HostLink = true
 	cfg.AuthorizedKeys = append(cfg.AuthorizedKeys, bootstrap.AuthorizedKey(signer))
 	lab := machines.NewLab(t, cfg)
-	repo := newGitRepo(t)
-	repo.write(t, "bosun.yaml", clusterYAML)
-	repo.push(t, "cluster")
+	repo := testutil.NewGitRepo(t)
+	repo.Write(map[string]string{"bosun.yaml": clusterYAML})
+	repo.CommitAndPush("cluster")
 	host := lab.HostAddr().String()
 	f := &fleet{bin: bin, dataDir: dataDir, lab: lab, repo: repo, clock: newStepClock()}
-	f.args = []string{"--repo", repo.bare, "--interval", "1s",
-		"--listen", fmt.Sprintf("%s:%d", host, freePort(t, host)), "--advertise-address", host,
+	f.args = []string{"--repo", repo.Bare, "--interval", "1s",
+		"--listen", fmt.Sprintf("%s:%d", host, e2eutil.FreePort(t, host)), "--advertise-address", host,
 		"--agent-insecure-registry", lab.RegistryAddr()}
-	f.op = startOperator(t, bin, dataDir, f.args...)
+	f.op = e2eutil.StartOperator(t, bin, dataDir, f.args...)
 	f.api = newClients(t, ctx, dataDir)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -126,13 +128,13 @@ func (f *fleet) dumpMachines(t *testing.T) {
 	if err == nil {
 		for _, e := range evs.Items {
 			if e.InvolvedObject.Kind == "Machine" {
-				t.Logf("event %s %s %s: %s", e.InvolvedObject.Name, e.Type, e.Reason, tail(e.Message, 5))
+				t.Logf("event %s %s %s: %s", e.InvolvedObject.Name, e.Type, e.Reason, e2eutil.Tail(e.Message, 5))
 			}
 		}
 	}
 	for _, m := range f.lab.Machines() {
 		if b, err := os.ReadFile(m.HostPath("/var/log/bosun-agent.log")); err == nil {
-			t.Logf("agent log of %s (tail):\n%s", m.Name(), tail(string(b), 30))
+			t.Logf("agent log of %s (tail):\n%s", m.Name(), e2eutil.Tail(string(b), 30))
 		}
 	}
 }
@@ -201,19 +203,19 @@ func TestFleetFromGit(t *testing.T) {
 	lab := f.lab
 
 	// One machine alone: time from push to Ready, with the step breakdown.
-	f.repo.write(t, "machines/m1.yaml", machineYAML(lab.Machine(1), "root"))
+	f.repo.Write(map[string]string{"machines/m1.yaml": machineYAML(lab.Machine(1), "root")})
 	f.clock = newStepClock()
-	f.repo.push(t, "machine m1")
+	f.repo.CommitAndPush("machine m1")
 	f.waitMachines(t, ctx, "m1 Ready", []string{"m1"}, ready)
 	steps, one := f.clock.breakdown("m1")
 	t.Logf("figure: push -> Ready, 1 machine: %s (%s)", one.Round(time.Millisecond), steps)
 
 	// Three at once, bootstrapped in parallel; m3 through a non-root sudo user.
 	for i, user := range map[int]string{2: "root", 3: "deploy", 4: "root"} {
-		f.repo.write(t, fmt.Sprintf("machines/m%d.yaml", i), machineYAML(lab.Machine(i), user))
+		f.repo.Write(map[string]string{fmt.Sprintf("machines/m%d.yaml", i): machineYAML(lab.Machine(i), user)})
 	}
 	f.clock = newStepClock()
-	f.repo.push(t, "machines m2 m3 m4")
+	f.repo.CommitAndPush("machines m2 m3 m4")
 	three := []string{"m2", "m3", "m4"}
 	f.waitMachines(t, ctx, "m2..m4 Ready", three, ready)
 	var slowest time.Duration
@@ -231,8 +233,8 @@ func TestFleetFromGit(t *testing.T) {
 	}
 
 	// A Deployment spreads over the nodes, pods Running with the real agent.
-	f.repo.write(t, "apps/sleeper.yaml", deploymentYAML(lab.BusyboxRef(), 4))
-	f.repo.push(t, "deployment")
+	f.repo.Write(map[string]string{"apps/sleeper.yaml": deploymentYAML(lab.BusyboxRef(), 4)})
+	f.repo.CommitAndPush("deployment")
 	var pods map[string]corev1.Pod
 	waitFor(t, ctx, "4 sleeper pods Running", func() (bool, string) {
 		var err error
@@ -254,8 +256,8 @@ func TestFleetFromGit(t *testing.T) {
 	f.testUpgrade(t, ctx, all, pods)
 
 	// Removing a Machine from Git drains and retires it.
-	f.repo.remove(t, "machines/m4.yaml")
-	f.repo.push(t, "retire m4")
+	f.repo.Remove("machines/m4.yaml")
+	f.repo.CommitAndPush("retire m4")
 	f.waitMachines(t, ctx, "m4 retired and gone", []string{"m4"}, func(m bosunv1.Machine, exists bool) bool { return !exists })
 	if _, err := f.api.kube.CoreV1().Nodes().Get(ctx, "m4", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("node m4 after retirement: err = %v, want NotFound", err)
@@ -302,8 +304,8 @@ func TestFleetFromGit(t *testing.T) {
 	// A wrong host key is refused with a message that says what happened, nothing is installed,
 	// and the machine waits for its spec to change (no retry).
 	wrongKey := strings.Replace(machineYAML(m4, "root"), m4.HostKey(), lab.Machine(1).HostKey(), 1)
-	f.repo.write(t, "machines/m4.yaml", wrongKey)
-	f.repo.push(t, "m4 with a wrong host key")
+	f.repo.Write(map[string]string{"machines/m4.yaml": wrongKey})
+	f.repo.CommitAndPush("m4 with a wrong host key")
 	var refused bosunv1.Machine
 	f.waitMachines(t, ctx, "m4 refused", []string{"m4"}, func(m bosunv1.Machine, exists bool) bool {
 		refused = m
@@ -320,8 +322,8 @@ func TestFleetFromGit(t *testing.T) {
 		t.Errorf("bosun was installed on a machine with a wrong host key: %v", err)
 	}
 
-	f.repo.write(t, "machines/m4.yaml", machineYAML(m4, "root"))
-	f.repo.push(t, "m4 with its host key")
+	f.repo.Write(map[string]string{"machines/m4.yaml": machineYAML(m4, "root")})
+	f.repo.CommitAndPush("m4 with its host key")
 	f.waitMachines(t, ctx, "m4 bootstrap under way", []string{"m4"}, func(m bosunv1.Machine, exists bool) bool {
 		return exists && m.Status.Phase == bosunv1.MachineInstalling
 	})
@@ -377,9 +379,9 @@ func (f *fleet) testUpgrade(t *testing.T, ctx context.Context, names []string, b
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.op.stop()
+	f.op.Stop()
 	upgradeStart := time.Now()
-	f.op = startOperator(t, bin2, f.dataDir, f.args...)
+	f.op = e2eutil.StartOperator(t, bin2, f.dataDir, f.args...)
 	// At most one machine (maxUnavailable 1) is being upgraded at any time we look.
 	maxUpgrading := 0
 	waitFor(t, ctx, "every agent upgraded", func() (bool, string) {

@@ -41,8 +41,8 @@ func TestProxyJump(t *testing.T) {
 	}
 
 	// Without proxyJump: a clear error, retried later.
-	f.repo.write(t, "machines/m2.yaml", machineYAML(m2, "root"))
-	f.repo.push(t, "m2, directly")
+	f.repo.Write(map[string]string{"machines/m2.yaml": machineYAML(m2, "root")})
+	f.repo.CommitAndPush("m2, directly")
 	direct := f.waitFailed(t, ctx, "m2", "connecting to "+m2.SSHAddr())
 	t.Logf("without proxyJump: %s", direct.Status.LastError)
 	if !strings.Contains(direct.Status.LastError, "spec.proxyJump") {
@@ -53,8 +53,8 @@ func TestProxyJump(t *testing.T) {
 	}
 
 	// A jump host with a wrong host key (m2's own) is refused: nothing is installed, no retry.
-	f.repo.write(t, "machines/m2.yaml", proxyJumpYAML(m2, bastion, m2.HostKey()))
-	f.repo.push(t, "m2 through m1, with a wrong jump host key")
+	f.repo.Write(map[string]string{"machines/m2.yaml": proxyJumpYAML(m2, bastion, m2.HostKey())})
+	f.repo.CommitAndPush("m2 through m1, with a wrong jump host key")
 	refused := f.waitFailed(t, ctx, "m2", "jump host "+bastion.SSHAddr())
 	t.Logf("wrong jump host key: %s", refused.Status.LastError)
 	if !strings.Contains(refused.Status.LastError, "host key changed") || !strings.Contains(refused.Status.LastError, "spec.proxyJump.hostKey") {
@@ -71,10 +71,10 @@ func TestProxyJump(t *testing.T) {
 
 	// With m1 as its jump host, m2 becomes a Ready node; nothing is installed on m1. The cluster
 	// asks for the nftables service proxy, which the bootstrap passes on to m2's agent.
-	f.repo.write(t, "bosun.yaml", clusterYAML+"  proxyMode: nftables\n")
-	f.repo.write(t, "machines/m2.yaml", proxyJumpYAML(m2, bastion, bastion.HostKey()))
+	f.repo.Write(map[string]string{"bosun.yaml": clusterYAML + "  proxyMode: nftables\n"})
+	f.repo.Write(map[string]string{"machines/m2.yaml": proxyJumpYAML(m2, bastion, bastion.HostKey())})
 	f.clock = newStepClock()
-	f.repo.push(t, "m2 through m1")
+	f.repo.CommitAndPush("m2 through m1")
 	f.waitMachines(t, ctx, "m2 Ready through m1", []string{"m2"}, ready)
 	steps, d := f.clock.breakdown("m2")
 	t.Logf("figure: push -> Ready through a jump host: %s (%s)", d.Round(time.Millisecond), steps)

@@ -14,12 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/bosun-gitops/bosun/e2e/e2eutil"
 	"github.com/bosun-gitops/bosun/e2e/machines"
-	"github.com/bosun-gitops/bosun/internal/childproc"
+	"github.com/bosun-gitops/bosun/internal/testutil"
 	"github.com/bosun-gitops/bosun/nodeagent"
 	"github.com/containerd/containerd"
 	"github.com/containerd/containerd/namespaces"
@@ -38,13 +38,7 @@ const agentDataDir = "/var/lib/bosun/agent"
 // bosunBin is the binary under test; the test skips without root or without it.
 func bosunBin(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (namespace machines, iptables, containerd)")
-	}
-	bin := os.Getenv("BOSUN_BIN")
-	if bin == "" {
-		t.Skip("BOSUN_BIN is not set: run `make e2e`, or build bosun and point BOSUN_BIN at it")
-	}
+	bin := e2eutil.BosunBin(t, "run `make e2e`, or build bosun and point BOSUN_BIN at it")
 	for _, p := range []string{"/usr/bin/containerd", "/usr/lib/cni/bridge", "/usr/bin/docker-registry"} {
 		if _, err := os.Stat(p); err != nil {
 			t.Skipf("%s missing (make deps)", p)
@@ -73,106 +67,6 @@ func (p *phases) mark(t *testing.T, what string) {
 	t.Log("timing: " + line)
 }
 
-// gitRepo is a bare repository the operator syncs from and a work tree that pushes to it.
-type gitRepo struct{ bare, work string }
-
-var gitEnv = []string{"GIT_AUTHOR_NAME=E2E", "GIT_AUTHOR_EMAIL=e2e@localhost",
-	"GIT_COMMITTER_NAME=E2E", "GIT_COMMITTER_EMAIL=e2e@localhost"}
-
-func newGitRepo(t *testing.T) *gitRepo {
-	t.Helper()
-	dir := t.TempDir()
-	r := &gitRepo{bare: filepath.Join(dir, "fleet.git"), work: filepath.Join(dir, "fleet")}
-	r.git(t, dir, "init", "--quiet", "--bare", "--initial-branch=main", r.bare)
-	r.git(t, dir, "init", "--quiet", "--initial-branch=main", r.work)
-	r.git(t, r.work, "remote", "add", "origin", r.bare)
-	return r
-}
-
-func (r *gitRepo) git(t *testing.T, dir string, args ...string) {
-	t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), gitEnv...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-func (r *gitRepo) write(t *testing.T, rel, content string) {
-	t.Helper()
-	p := filepath.Join(r.work, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (r *gitRepo) push(t *testing.T, msg string) {
-	t.Helper()
-	r.git(t, r.work, "add", "-A")
-	r.git(t, r.work, "commit", "--quiet", "--allow-empty", "-m", msg)
-	r.git(t, r.work, "push", "--quiet", "origin", "main")
-}
-
-// operatorProc is `bosun operator` in its own process group, logging to a file.
-type operatorProc struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-func startOperator(t *testing.T, bin, dataDir string, args ...string) *operatorProc {
-	t.Helper()
-	logPath := filepath.Join(dataDir, "operator.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, append([]string{"operator", "--data-dir", dataDir}, args...)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := childproc.Start(cmd); err != nil {
-		t.Fatal(err)
-	}
-	p := &operatorProc{cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("==== operator log (tail) ====\n%s", tail(string(b), 120))
-		}
-	})
-	return p
-}
-
-// stop ends the operator's process group (SIGTERM, SIGKILL after 10 s) and waits for it.
-func (p *operatorProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-func tail(s string, lines int) string {
-	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(parts) > lines {
-		parts = parts[len(parts)-lines:]
-	}
-	return strings.Join(parts, "\n")
-}
-
 // waitFor polls cond every 200 ms until it holds or ctx ends; the failure names what and the
 // last state cond described.
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, string)) {
@@ -196,9 +90,9 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, 
 type cluster struct {
 	bin     string
 	lab     *machines.Lab
-	repo    *gitRepo
+	repo    *testutil.GitRepo
 	dataDir string
-	op      *operatorProc
+	op      *e2eutil.Operator
 	kube    kubernetes.Interface
 	server  string
 	agents  map[string]*machines.Process
@@ -223,9 +117,9 @@ func startCluster(t *testing.T, ctx context.Context, ph *phases, proxyMode strin
 	bin := bosunBin(t)
 	lab := machines.NewLab(t, machines.Config{N: 3, Subnet: labSubnet, HostLink: true, NoSSHD: true})
 	ph.mark(t, "lab: 3 machines, containerd, registry")
-	repo := newGitRepo(t)
-	repo.write(t, "bosun.yaml", clusterYAML)
-	repo.push(t, "cluster")
+	repo := testutil.NewGitRepo(t)
+	repo.Write(map[string]string{"bosun.yaml": clusterYAML})
+	repo.CommitAndPush("cluster")
 	c := &cluster{bin: bin, lab: lab, repo: repo, dataDir: t.TempDir(), agents: map[string]*machines.Process{}, proxyMode: proxyMode}
 	host := lab.HostAddr().String()
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
@@ -235,12 +129,12 @@ func startCluster(t *testing.T, ctx context.Context, ph *phases, proxyMode strin
 	listen := l.Addr().String()
 	l.Close()
 	c.server = "https://" + listen
-	c.op = startOperator(t, bin, c.dataDir, "--repo", repo.bare, "--interval", "1s", "--listen", listen,
+	c.op = e2eutil.StartOperator(t, bin, c.dataDir, "--repo", repo.Bare, "--interval", "1s", "--listen", listen,
 		"--server-name", host, "--log-level", "debug")
 	kubeconfig := filepath.Join(c.dataDir, "admin.kubeconfig")
 	waitFor(t, ctx, "the admin kubeconfig", func() (bool, string) {
 		select {
-		case <-c.op.done:
+		case <-c.op.Done():
 			t.Fatalf("the operator exited at start")
 		default:
 		}
@@ -351,7 +245,7 @@ func (c *cluster) joinAgent(ctx context.Context, m *machines.Machine, token, caH
 		select {
 		case <-join.Done():
 			b, _ := os.ReadFile(join.LogPath())
-			return nil, fmt.Errorf("the joining agent exited:\n%s", tail(string(b), 30))
+			return nil, fmt.Errorf("the joining agent exited:\n%s", e2eutil.Tail(string(b), 30))
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for %s: %w", cfgPath, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
@@ -381,7 +275,7 @@ func (c *cluster) waitNodesReady(t *testing.T, ctx context.Context) map[string]*
 			select {
 			case <-p.Done():
 				b, _ := os.ReadFile(p.LogPath())
-				t.Fatalf("the agent on %s exited:\n%s", name, tail(string(b), 30))
+				t.Fatalf("the agent on %s exited:\n%s", name, e2eutil.Tail(string(b), 30))
 			default:
 			}
 		}

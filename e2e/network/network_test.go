@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/bosun-gitops/bosun/e2e/e2eutil"
 	"github.com/bosun-gitops/bosun/nodeagent/proxy"
 )
 
@@ -154,8 +155,8 @@ func testNetwork(t *testing.T, proxyMode string) {
 	nodes := c.waitNodesReady(t, ctx)
 	ph.mark(t, "agents joined, 3 nodes Ready")
 
-	c.repo.write(t, "apps/echo.yaml", workloadYAML(c.lab.BusyboxRef()))
-	c.repo.push(t, "echo daemonset and service")
+	c.repo.Write(map[string]string{"apps/echo.yaml": workloadYAML(c.lab.BusyboxRef())})
+	c.repo.CommitAndPush("echo daemonset and service")
 	pods := c.waitEchoReady(t, ctx, nil)
 	svc := c.waitService(t, ctx, len(nodes))
 	ph.mark(t, "git push -> 3 echo pods Ready, in endpoints")
@@ -214,7 +215,7 @@ func testNetwork(t *testing.T, proxyMode string) {
 			t.Logf("%s from %s: %v, %d failed", target, a.Spec.NodeName, per, failed)
 			if failed > 0 || len(per) != len(pods) {
 				t.Errorf("%s: %d answers from %v with %d failures; want answers from all %d pods and no failure\n%s",
-					target, n-failed, keys(per), failed, len(pods), tail(out, 20))
+					target, n-failed, keys(per), failed, len(pods), e2eutil.Tail(out, 20))
 			}
 		}
 		out, err := c.podExec(ctx, a, "echo", "nslookup echo.net.svc.cluster.local")
@@ -319,7 +320,7 @@ func testNetwork(t *testing.T, proxyMode string) {
 		}
 		wg.Wait()
 		if loopErr != nil {
-			t.Fatalf("request loop: %v\n%s", loopErr, tail(out, 20))
+			t.Fatalf("request loop: %v\n%s", loopErr, e2eutil.Tail(out, 20))
 		}
 		as := parseAnswers(out)
 		per, failed := spread(as)
@@ -370,7 +371,7 @@ func testNetwork(t *testing.T, proxyMode string) {
 		c.dumpState(t)
 		c.lab.DumpLogs(testLogWriter{t})
 	}
-	c.op.stop()
+	c.op.Stop()
 	id, dir := c.lab.ID(), c.lab.Dir()
 	c.closed = true
 	if err := c.lab.Close(); err != nil {

@@ -5,6 +5,7 @@ package vm_test
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/bosun-gitops/bosun/e2e/e2eutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,7 +55,7 @@ func buildImage(t *testing.T) vmImage {
 		cmd := exec.Command("bash", "build-image.sh", dir)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("build-image.sh %s: %v\n%s", dir, err, tail(string(out), 60))
+			t.Fatalf("build-image.sh %s: %v\n%s", dir, err, e2eutil.Tail(string(out), 60))
 		}
 		t.Logf("bench: vm-image-build %.1f s", time.Since(start).Seconds())
 		// Images of earlier recipes are never used again.

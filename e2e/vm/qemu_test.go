@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/bootstrap"
+	"github.com/bosun-gitops/bosun/e2e/e2eutil"
 	"github.com/bosun-gitops/bosun/internal/childproc"
 )
 
@@ -84,7 +85,7 @@ func bootVM(t *testing.T, img vmImage, cfg vmConfig) *vm {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	v := &vm{sshPort: freePort(t, "127.0.0.1"), serial: filepath.Join(dir, "serial.log"), done: make(chan struct{}), hostKey: img.hostKey}
+	v := &vm{sshPort: e2eutil.FreePort(t, "127.0.0.1"), serial: filepath.Join(dir, "serial.log"), done: make(chan struct{}), hostKey: img.hostKey}
 	keys := base64.StdEncoding.EncodeToString([]byte(cfg.AuthorizedKey + "\n"))
 	// restrict=on: the guest reaches nothing but the forwards below.
 	relayCmd := fmt.Sprintf("env %s=127.0.0.1:%d %s", relayEnv, cfg.APIPort, self)
@@ -115,9 +116,9 @@ func bootVM(t *testing.T, img vmImage, cfg vmConfig) *vm {
 		v.kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(v.serial)
-			t.Logf("VM serial console %s (tail):\n%s", v.serial, tail(string(b), 60))
+			t.Logf("VM serial console %s (tail):\n%s", v.serial, e2eutil.Tail(string(b), 60))
 			if b, _ := os.ReadFile(out.Name()); len(b) > 0 {
-				t.Logf("qemu output:\n%s", tail(string(b), 20))
+				t.Logf("qemu output:\n%s", e2eutil.Tail(string(b), 20))
 			}
 		}
 	})

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/bootstrap"
+	"github.com/bosun-gitops/bosun/e2e/e2eutil"
+	"github.com/bosun-gitops/bosun/internal/testutil"
 	"github.com/bosun-gitops/bosun/internal/testutil/images"
 	"github.com/bosun-gitops/bosun/nodeagent"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
@@ -86,7 +88,7 @@ var agentDataDir = bootstrap.DefaultLayout().DataDir
 // a Deployment's pod runs on it, a second bootstrap changes nothing, and removing the Machine
 // stops, disables and removes the agent.
 func TestVMSystemdBootstrap(t *testing.T) {
-	bin := bosunBin(t)
+	bin := e2eutil.BosunBin(t, "run `make e2e-vm`, or build bosun and point BOSUN_BIN at it")
 	img := buildImage(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -103,11 +105,11 @@ func TestVMSystemdBootstrap(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	repo := newGitRepo(t)
-	repo.write(t, "bosun.yaml", clusterYAML)
-	repo.push(t, "cluster")
-	apiPort := freePort(t, "127.0.0.1")
-	startOperator(t, bin, dataDir, "--repo", repo.bare, "--interval", "1s",
+	repo := testutil.NewGitRepo(t)
+	repo.Write(map[string]string{"bosun.yaml": clusterYAML})
+	repo.CommitAndPush("cluster")
+	apiPort := e2eutil.FreePort(t, "127.0.0.1")
+	e2eutil.StartOperator(t, bin, dataDir, "--repo", repo.Bare, "--interval", "1s",
 		"--listen", fmt.Sprintf("127.0.0.1:%d", apiPort), "--advertise-address", guestAPIAddr)
 
 	bootStart := time.Now()
@@ -155,9 +157,9 @@ func TestVMSystemdBootstrap(t *testing.T) {
 	archive.Close()
 
 	// push → Ready, through the operator's bootstrap over SSH.
-	repo.write(t, "machines/vm.yaml", machineYAML(v))
+	repo.Write(map[string]string{"machines/vm.yaml": machineYAML(v)})
 	pushed := time.Now()
-	repo.push(t, "machine vm")
+	repo.CommitAndPush("machine vm")
 	var steps []string
 	m := waitMachine(t, ctx, api, "the VM's Machine Ready", &steps, func(m bosunv1.Machine, exists bool) bool {
 		return exists && m.Status.Phase == bosunv1.MachineReady
@@ -188,9 +190,9 @@ func TestVMSystemdBootstrap(t *testing.T) {
 	}
 
 	// A Deployment's pod runs on the VM, from the offline image.
-	repo.write(t, "apps/sleeper.yaml", deploymentYAML(ref))
+	repo.Write(map[string]string{"apps/sleeper.yaml": deploymentYAML(ref)})
 	pushed = time.Now()
-	repo.push(t, "deployment")
+	repo.CommitAndPush("deployment")
 	var pod corev1.Pod
 	waitFor(t, ctx, "the sleeper pod Running on vm", func() (bool, string) {
 		pods, err := api.kube.CoreV1().Pods("web").List(ctx, metav1.ListOptions{LabelSelector: "app=sleeper"})
@@ -304,9 +306,9 @@ func TestVMSystemdBootstrap(t *testing.T) {
 	t.Logf("bench: vm-reboot-to-pod-running %.1f s", time.Since(rebooted).Seconds())
 
 	// Removing the Machine from Git drains and retires it: unit stopped, disabled, files gone.
-	repo.remove(t, "machines/vm.yaml")
+	repo.Remove("machines/vm.yaml")
 	pushed = time.Now()
-	repo.push(t, "retire vm")
+	repo.CommitAndPush("retire vm")
 	steps = nil
 	waitMachine(t, ctx, api, "the Machine retired and gone", &steps, func(m bosunv1.Machine, exists bool) bool { return !exists })
 	t.Logf("bench: vm-push-to-retired %.1f s (%s)", time.Since(pushed).Seconds(), strings.Join(steps, ", "))
