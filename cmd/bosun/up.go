@@ -16,6 +16,7 @@ import (
 	"github.com/bosun-gitops/bosun/internal/childproc"
 	"github.com/bosun-gitops/bosun/internal/testutil/images"
 	"github.com/bosun-gitops/bosun/nodeagent"
+	"github.com/bosun-gitops/bosun/nodeagent/runtime"
 	"github.com/bosun-gitops/bosun/operator"
 	repolayout "github.com/bosun-gitops/bosun/repo-layout"
 	"github.com/containerd/containerd"
@@ -355,19 +356,7 @@ func ensureContainerd(ctx context.Context, dataDir string, progress io.Writer) (
 		fmt.Fprintf(progress, "using the containerd of an earlier bosun up at %s\n", socket)
 		return socket, func() {}, nil
 	}
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[debug]
-  address = ""
-[metrics]
-  address = ""
-`, filepath.Join(dir, "root"), filepath.Join(sockDir, "containerd-state"), socket, socket+".ttrpc")
+	config := runtime.PrivateContainerdConfig(filepath.Join(dir, "root"), filepath.Join(sockDir, "containerd-state"), socket)
 	configPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return "", nil, err

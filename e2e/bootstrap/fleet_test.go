@@ -124,7 +124,7 @@ func (f *fleet) dumpMachines(t *testing.T) {
 	for _, m := range ms {
 		t.Logf("machine %s: phase=%s step=%s lastError=%q", m.Name, m.Status.Phase, m.Status.Step, m.Status.LastError)
 	}
-	evs, err := f.api.kube.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+	evs, err := f.api.Kube.CoreV1().Events("").List(ctx, metav1.ListOptions{})
 	if err == nil {
 		for _, e := range evs.Items {
 			if e.InvolvedObject.Kind == "Machine" {
@@ -166,7 +166,7 @@ func ready(m bosunv1.Machine, exists bool) bool {
 }
 
 func (f *fleet) nodeReady(ctx context.Context, name string) bool {
-	n, err := f.api.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	n, err := f.api.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return false
 	}
@@ -180,7 +180,7 @@ func (f *fleet) nodeReady(ctx context.Context, name string) bool {
 
 // runningPods are the sleeper pods that run, by name.
 func (f *fleet) runningPods(ctx context.Context) (map[string]corev1.Pod, error) {
-	list, err := f.api.kube.CoreV1().Pods("web").List(ctx, metav1.ListOptions{LabelSelector: "app=sleeper"})
+	list, err := f.api.Kube.CoreV1().Pods("web").List(ctx, metav1.ListOptions{LabelSelector: "app=sleeper"})
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +259,7 @@ func TestFleetFromGit(t *testing.T) {
 	f.repo.Remove("machines/m4.yaml")
 	f.repo.CommitAndPush("retire m4")
 	f.waitMachines(t, ctx, "m4 retired and gone", []string{"m4"}, func(m bosunv1.Machine, exists bool) bool { return !exists })
-	if _, err := f.api.kube.CoreV1().Nodes().Get(ctx, "m4", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := f.api.Kube.CoreV1().Nodes().Get(ctx, "m4", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("node m4 after retirement: err = %v, want NotFound", err)
 	}
 	if _, err := os.Stat(lab.Machine(4).HostPath("/usr/local/bin/bosun")); !os.IsNotExist(err) {
@@ -418,9 +418,9 @@ func (f *fleet) testUpgrade(t *testing.T, ctx context.Context, names []string, b
 			t.Errorf("pod %s is gone after the upgrade", name)
 			continue
 		}
-		if q.UID != p.UID || restarts(q) != restarts(p) || !startedAt(q).Equal(startedAt(p)) {
+		if q.UID != p.UID || restarts(q) != restarts(p) || !e2eutil.StartedAt(q).Equal(e2eutil.StartedAt(p)) {
 			t.Errorf("pod %s restarted during the upgrade: uid %s→%s, restarts %d→%d, started %v→%v",
-				name, p.UID, q.UID, restarts(p), restarts(q), startedAt(p), startedAt(q))
+				name, p.UID, q.UID, restarts(p), restarts(q), e2eutil.StartedAt(p), e2eutil.StartedAt(q))
 		}
 	}
 	for _, n := range names {
@@ -437,15 +437,6 @@ func restarts(p corev1.Pod) int32 {
 		n += c.RestartCount
 	}
 	return n
-}
-
-func startedAt(p corev1.Pod) time.Time {
-	for _, c := range p.Status.ContainerStatuses {
-		if c.State.Running != nil {
-			return c.State.Running.StartedAt.Time
-		}
-	}
-	return time.Time{}
 }
 
 func keys(m map[string]bool) []string {

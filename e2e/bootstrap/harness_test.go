@@ -5,55 +5,27 @@ package bootstrap_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/bosun-gitops/bosun/e2e/e2eutil"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // clients are the API clients of the operator's admin kubeconfig.
-type clients struct {
-	kube *kubernetes.Clientset
-	dyn  dynamic.Interface
-}
-
-var machinesGVR = schema.GroupVersionResource{Group: "bosun.dev", Version: "v1alpha1", Resource: "machines"}
+type clients struct{ e2eutil.Clients }
 
 func newClients(t *testing.T, ctx context.Context, dataDir string) clients {
-	t.Helper()
-	path := filepath.Join(dataDir, "admin.kubeconfig")
-	waitFor(t, ctx, "the admin kubeconfig", func() (bool, string) {
-		_, err := os.Stat(path)
-		return err == nil, fmt.Sprint(err)
-	})
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return clients{kube: kube, dyn: dyn}
+	return clients{e2eutil.NewClients(t, ctx, dataDir)}
 }
 
 // machines lists the Machines ("" and an error text while the API is not up yet).
 func (c clients) machines(ctx context.Context) (map[string]bosunv1.Machine, error) {
-	list, err := c.dyn.Resource(machinesGVR).List(ctx, metav1.ListOptions{})
+	list, err := c.Dyn.Resource(e2eutil.MachinesGVR).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -68,23 +40,10 @@ func (c clients) machines(ctx context.Context) (map[string]bosunv1.Machine, erro
 	return out, nil
 }
 
-// waitFor polls cond every 100 ms until it holds or ctx ends; the failure names what and the last
-// state cond described.
+// waitFor polls cond every 100 ms until it holds or ctx ends.
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, string)) {
 	t.Helper()
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v; last state: %s", what, ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	e2eutil.WaitFor(t, ctx, what, 100*time.Millisecond, cond)
 }
 
 // stepClock records, from the test's side, when each machine entered each phase/step.

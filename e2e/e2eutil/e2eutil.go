@@ -4,6 +4,7 @@
 package e2eutil
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +16,11 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/internal/childproc"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // BosunBin is the binary under test (BOSUN_BIN); the test skips when it is not set or when not
@@ -109,4 +115,65 @@ func FreePort(t testing.TB, addr string) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitFor polls cond every interval until it holds or ctx ends; the failure names what and the
+// last state cond described.
+func WaitFor(t testing.TB, ctx context.Context, what string, interval time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v; last state: %s", what, ctx.Err(), last)
+		case <-time.After(interval):
+		}
+	}
+}
+
+// Clients are the API clients of an operator's admin kubeconfig.
+type Clients struct {
+	Kube *kubernetes.Clientset
+	Dyn  dynamic.Interface
+}
+
+// MachinesGVR is Bosun's Machine resource, for the dynamic client.
+var MachinesGVR = schema.GroupVersionResource{Group: "bosun.dev", Version: "v1alpha1", Resource: "machines"}
+
+// NewClients waits for DATA-DIR/admin.kubeconfig and builds the clients from it.
+func NewClients(t testing.TB, ctx context.Context, dataDir string) Clients {
+	t.Helper()
+	path := filepath.Join(dataDir, "admin.kubeconfig")
+	WaitFor(t, ctx, "the admin kubeconfig", 100*time.Millisecond, func() (bool, string) {
+		_, err := os.Stat(path)
+		return err == nil, fmt.Sprint(err)
+	})
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Clients{Kube: kube, Dyn: dyn}
+}
+
+// StartedAt is when the pod's running container started (zero when none runs).
+func StartedAt(p corev1.Pod) time.Time {
+	for _, c := range p.Status.ContainerStatuses {
+		if c.State.Running != nil {
+			return c.State.Running.StartedAt.Time
+		}
+	}
+	return time.Time{}
 }

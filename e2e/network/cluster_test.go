@@ -67,23 +67,10 @@ func (p *phases) mark(t *testing.T, what string) {
 	t.Log("timing: " + line)
 }
 
-// waitFor polls cond every 200 ms until it holds or ctx ends; the failure names what and the
-// last state cond described.
+// waitFor polls cond every 200 ms until it holds or ctx ends.
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() (bool, string)) {
 	t.Helper()
-	last := ""
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v; last state: %s", what, ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	e2eutil.WaitFor(t, ctx, what, 200*time.Millisecond, cond)
 }
 
 // cluster is the operator on the lab's host address and one agent per machine.

@@ -195,7 +195,7 @@ func TestVMSystemdBootstrap(t *testing.T) {
 	repo.CommitAndPush("deployment")
 	var pod corev1.Pod
 	waitFor(t, ctx, "the sleeper pod Running on vm", func() (bool, string) {
-		pods, err := api.kube.CoreV1().Pods("web").List(ctx, metav1.ListOptions{LabelSelector: "app=sleeper"})
+		pods, err := api.Kube.CoreV1().Pods("web").List(ctx, metav1.ListOptions{LabelSelector: "app=sleeper"})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -223,7 +223,7 @@ func TestVMSystemdBootstrap(t *testing.T) {
 
 	// A second bootstrap finds everything in place: reset the phase, as an operator that
 	// stopped mid-bootstrap leaves it, and the operator runs every check again.
-	if _, err := api.dyn.Resource(machinesGVR).Patch(ctx, "vm", types.MergePatchType,
+	if _, err := api.Dyn.Resource(e2eutil.MachinesGVR).Patch(ctx, "vm", types.MergePatchType,
 		[]byte(`{"status":{"phase":"Pending"}}`), metav1.PatchOptions{}, "status"); err != nil {
 		t.Fatalf("resetting the Machine's phase: %v", err)
 	}
@@ -240,13 +240,13 @@ func TestVMSystemdBootstrap(t *testing.T) {
 	if got := guest(t, ctx, ssh, "systemctl show -p MainPID --value "+unit); got != mainPID {
 		t.Errorf("the agent restarted during the second bootstrap: pid %s → %s", mainPID, got)
 	}
-	after, err := api.kube.CoreV1().Pods("web").Get(ctx, pod.Name, metav1.GetOptions{})
+	after, err := api.Kube.CoreV1().Pods("web").Get(ctx, pod.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("pod %s after the second bootstrap: %v", pod.Name, err)
 	}
-	if after.UID != pod.UID || after.Status.Phase != corev1.PodRunning || !startedAt(*after).Equal(startedAt(pod)) {
+	if after.UID != pod.UID || after.Status.Phase != corev1.PodRunning || !e2eutil.StartedAt(*after).Equal(e2eutil.StartedAt(pod)) {
 		t.Errorf("pod %s after the second bootstrap: uid %s→%s, %s, started %v→%v; want the same container still running",
-			pod.Name, pod.UID, after.UID, after.Status.Phase, startedAt(pod), startedAt(*after))
+			pod.Name, pod.UID, after.UID, after.Status.Phase, e2eutil.StartedAt(pod), e2eutil.StartedAt(*after))
 	}
 
 	// Restarting the agent's unit (as an upgrade does) leaves the pods running: its ExecStop stops
@@ -261,8 +261,8 @@ func TestVMSystemdBootstrap(t *testing.T) {
 		t.Errorf("a restart of %s ran the node shutdown: %s", unit, got)
 	}
 	time.Sleep(3 * time.Second) // the restarted agent adopts and reports
-	if p, err := api.kube.CoreV1().Pods("web").Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || !startedAt(*p).Equal(startedAt(*after)) {
-		t.Errorf("pod %s after restarting the agent: %v; want its container still the one started at %v", pod.Name, err, startedAt(*after))
+	if p, err := api.Kube.CoreV1().Pods("web").Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || !e2eutil.StartedAt(*p).Equal(e2eutil.StartedAt(*after)) {
+		t.Errorf("pod %s after restarting the agent: %v; want its container still the one started at %v", pod.Name, err, e2eutil.StartedAt(*after))
 	}
 
 	// The unit is enabled: after a reboot systemd starts the agent again, the Node comes back Ready
@@ -287,7 +287,7 @@ func TestVMSystemdBootstrap(t *testing.T) {
 		return strings.TrimSpace(string(out)) == "active", string(out)
 	})
 	waitFor(t, ctx, "node vm Ready from the new boot", func() (bool, string) {
-		n, err := api.kube.CoreV1().Nodes().Get(ctx, "vm", metav1.GetOptions{})
+		n, err := api.Kube.CoreV1().Nodes().Get(ctx, "vm", metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -295,12 +295,12 @@ func TestVMSystemdBootstrap(t *testing.T) {
 	})
 	t.Logf("bench: vm-reboot-to-node-ready %.1f s", time.Since(rebooted).Seconds())
 	waitFor(t, ctx, "the sleeper pod running again after the reboot", func() (bool, string) {
-		p, err := api.kube.CoreV1().Pods("web").Get(ctx, pod.Name, metav1.GetOptions{})
+		p, err := api.Kube.CoreV1().Pods("web").Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
-		started := startedAt(*p)
-		return p.Status.Phase == corev1.PodRunning && !started.IsZero() && !started.Equal(startedAt(*after)),
+		started := e2eutil.StartedAt(*p)
+		return p.Status.Phase == corev1.PodRunning && !started.IsZero() && !started.Equal(e2eutil.StartedAt(*after)),
 			fmt.Sprintf("%s, container started %v", p.Status.Phase, started)
 	})
 	t.Logf("bench: vm-reboot-to-pod-running %.1f s", time.Since(rebooted).Seconds())
@@ -312,7 +312,7 @@ func TestVMSystemdBootstrap(t *testing.T) {
 	steps = nil
 	waitMachine(t, ctx, api, "the Machine retired and gone", &steps, func(m bosunv1.Machine, exists bool) bool { return !exists })
 	t.Logf("bench: vm-push-to-retired %.1f s (%s)", time.Since(pushed).Seconds(), strings.Join(steps, ", "))
-	if _, err := api.kube.CoreV1().Nodes().Get(ctx, "vm", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := api.Kube.CoreV1().Nodes().Get(ctx, "vm", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("node vm after retirement: err = %v, want NotFound", err)
 	}
 	if got := guest(t, ctx, ssh, "systemctl is-active "+unit+"; systemctl is-enabled "+unit+" 2>&1; true"); !strings.HasPrefix(got, "inactive\n") || strings.HasSuffix(got, "\nenabled") {
@@ -377,7 +377,7 @@ func waitMachine(t *testing.T, ctx context.Context, api clients, what string, st
 }
 
 func nodeReady(ctx context.Context, api clients, name string) bool {
-	n, err := api.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	n, err := api.Kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return false
 	}
@@ -387,14 +387,4 @@ func nodeReady(ctx context.Context, api clients, name string) bool {
 		}
 	}
 	return false
-}
-
-// startedAt is when the pod's container started running (zero when it does not run).
-func startedAt(p corev1.Pod) time.Time {
-	for _, c := range p.Status.ContainerStatuses {
-		if c.State.Running != nil {
-			return c.State.Running.StartedAt.Time
-		}
-	}
-	return time.Time{}
 }

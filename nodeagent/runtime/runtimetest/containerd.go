@@ -7,7 +7,6 @@ package runtimetest
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bosun-gitops/bosun/internal/childproc"
+	"github.com/bosun-gitops/bosun/nodeagent/runtime"
 )
 
 // SkipUnlessRoot skips t when the test cannot manage containers, naming the reason.
@@ -51,20 +51,7 @@ func StartContainerd(t testing.TB) (socket string) {
 		t.Fatalf("creating containerd dir: %v", err)
 	}
 	socket = filepath.Join(dir, "containerd.sock")
-	config := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[debug]
-  address = ""
-  level = "info"
-[metrics]
-  address = ""
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket, socket+".ttrpc")
+	config := runtime.PrivateContainerdConfig(filepath.Join(dir, "root"), filepath.Join(dir, "state"), socket)
 	configPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		t.Fatalf("writing containerd config: %v", err)
