@@ -21,6 +21,8 @@ type Config struct {
 	// Path is the sub-directory of the repository that holds the manifests.
 	Path     string
 	Interval time.Duration
+	// FetchTimeout bounds one fetch of the repository (default 2m).
+	FetchTimeout time.Duration
 	// Listen is the API server's address.
 	Listen string
 	// ServerNames are extra names and addresses for the API server certificate.
@@ -79,6 +81,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Interval < time.Second {
 		return fmt.Errorf("--interval %s is too short: use at least 1s (webhooks and `bosun sync` trigger at once)", c.Interval)
+	}
+	if c.FetchTimeout < 0 {
+		return fmt.Errorf("--fetch-timeout %s is negative: use a duration such as 2m", c.FetchTimeout)
 	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:6443"

@@ -214,6 +214,7 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 		Branch:         cfg.Branch,
 		Path:           cfg.Path,
 		Interval:       cfg.Interval,
+		FetchTimeout:   cfg.FetchTimeout,
 		WorkDir:        filepath.Join(cfg.DataDir, "git"),
 		SSHKeyFile:     cfg.SSHKeyFile,
 		KnownHostsFile: cfg.KnownHostsFile,

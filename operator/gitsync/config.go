@@ -23,6 +23,9 @@ type Config struct {
 	Path string
 	// Interval between polls; default 10s.
 	Interval time.Duration
+	// FetchTimeout bounds one fetch, from dialling to the last byte of the pack; default 2m. A
+	// remote that accepts the connection and never answers fails the sync instead of stalling it.
+	FetchTimeout time.Duration
 	// WorkDir holds the local clone (under the operator's data dir).
 	WorkDir string
 	// SSHKeyFile and KnownHostsFile authenticate ssh:// remotes; the host key is always checked.
@@ -37,6 +40,9 @@ type Config struct {
 // DefaultInterval is the polling interval when Config.Interval is zero.
 const DefaultInterval = 10 * time.Second
 
+// DefaultFetchTimeout bounds one fetch when Config.FetchTimeout is zero.
+const DefaultFetchTimeout = 2 * time.Minute
+
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name = "default"
@@ -47,6 +53,9 @@ func (c Config) withDefaults() Config {
 	c.Path = cleanPath(c.Path)
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
+	}
+	if c.FetchTimeout == 0 {
+		c.FetchTimeout = DefaultFetchTimeout
 	}
 	return c
 }
@@ -75,6 +84,9 @@ func (c Config) Validate() error {
 	}
 	if c.Interval < 0 {
 		errs = append(errs, fmt.Errorf("interval: %s is negative", c.Interval))
+	}
+	if c.FetchTimeout < 0 {
+		errs = append(errs, fmt.Errorf("fetchTimeout: %s is negative", c.FetchTimeout))
 	}
 	if strings.ContainsAny(c.Branch, " ~^:?*[\\") || strings.HasPrefix(c.Branch, "-") {
 		errs = append(errs, fmt.Errorf("branch: %q is not a valid branch name", c.Branch))

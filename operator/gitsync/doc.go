@@ -10,6 +10,12 @@
 // The loop is level-triggered: every sync recomputes the plan from what is live, so a process
 // killed half-way through an apply converges on restart without losing or doubling anything.
 //
+// The remote: every fetch has a deadline (Config.FetchTimeout; for ssh it is also set on the
+// connection, see deadline.go), so a hung remote fails the sync instead of stalling the loop. The
+// branch is followed through force-pushes; a head that does not descend from the applied commit
+// is applied and the status says "history rewritten". Credentials and known_hosts are read
+// again before each fetch.
+//
 // Cost per sync: a repolayout.Loader kept across syncs re-parses only the files whose git blob
 // changed (the checks across files still run on the whole set); what is live is read as
 // metadata only (Store.ListMetadata: names, applied hashes, resourceVersions), and only the
@@ -21,5 +27,6 @@
 // controllers are known to write (see keepAnnotationPrefixes). ownerReferences and finalizers set
 // by others are kept when the manifest sets none, and per-kind hooks keep controller-allocated
 // spec fields (a Service's clusterIP, nodePorts, ...) that the manifest leaves empty. Status is
-// never written by Git sync.
+// never written by Git sync. An unmanaged object that Git declares is adopted, unless a
+// controller owns it (a ReplicaSet's pod): then the commit is refused at the manifest's line.
 package gitsync

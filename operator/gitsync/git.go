@@ -24,13 +24,21 @@ const remoteName = "origin"
 // ErrBranchNotFound means the remote has no such branch (deleted, or a wrong --branch).
 var ErrBranchNotFound = errors.New("branch not found")
 
+// ErrNoAnswer means the remote did not complete a fetch within Config.FetchTimeout.
+var ErrNoAnswer = errors.New("no answer")
+
 // gitRepo is the local bare clone of the configured remote.
 type gitRepo struct {
-	url    string
-	branch string
-	dir    string
-	auth   transport.AuthMethod
-	repo   *git.Repository
+	url     string
+	branch  string
+	dir     string
+	timeout time.Duration
+	ssh     bool
+	// newAuth builds the credentials before every fetch, so that a corrected key or
+	// known_hosts file is used by the next sync without a restart.
+	newAuth func() (transport.AuthMethod, error)
+	auth    transport.AuthMethod // the credentials of the last fetch
+	repo    *git.Repository
 }
 
 // commitInfo is what the status reports about a commit.
@@ -48,7 +56,13 @@ func openGitRepo(cfg Config) (*gitRepo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &gitRepo{url: u, branch: cfg.Branch, dir: filepath.Join(cfg.WorkDir, "repo.git"), auth: auth}, nil
+	kind, _ := remoteKind(cfg.Repo)
+	return &gitRepo{
+		url: u, branch: cfg.Branch, dir: filepath.Join(cfg.WorkDir, "repo.git"),
+		timeout: cfg.FetchTimeout, ssh: kind == remoteSSH,
+		newAuth: func() (transport.AuthMethod, error) { return authFor(cfg) },
+		auth:    auth,
+	}, nil
 }
 
 // remoteURL makes a local path absolute so that the clone does not depend on the working dir.
@@ -141,19 +155,12 @@ func (g *gitRepo) remoteRef() plumbing.ReferenceName {
 // fetch updates the remote-tracking branch (forced, so force-pushes are followed) and returns its
 // commit. A branch missing on the remote gives ErrBranchNotFound.
 func (g *gitRepo) fetch(ctx context.Context) (*object.Commit, error) {
-	if err := g.open(); err != nil {
-		return nil, err
-	}
 	spec := gitconfig.RefSpec(fmt.Sprintf("+refs/heads/%s:%s", g.branch, g.remoteRef()))
-	err := g.repo.FetchContext(ctx, &git.FetchOptions{
-		RemoteName: remoteName,
-		RefSpecs:   []gitconfig.RefSpec{spec},
-		Auth:       g.auth,
-		Force:      true,
-		Tags:       git.NoTags,
-	})
+	err := g.fetchRefs(ctx, spec)
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+	case errors.Is(err, ErrNoAnswer):
+		return nil, fmt.Errorf("fetching %s from %s: %w", g.branch, g.url, err)
 	case isMissingRef(err):
 		return nil, fmt.Errorf("fetching %s from %s: %w", g.branch, g.url, ErrBranchNotFound)
 	default:
@@ -168,6 +175,47 @@ func (g *gitRepo) fetch(ctx context.Context) (*object.Commit, error) {
 		return nil, fmt.Errorf("reading commit %s: %w", ref.Hash(), err)
 	}
 	return c, nil
+}
+
+// fetchRefs fetches specs (forced) from the remote within the fetch timeout; past it the error
+// wraps ErrNoAnswer. Every fetch of the clone goes through here: the deadline covers the whole
+// fetch, from dialling to the last byte of the pack.
+func (g *gitRepo) fetchRefs(ctx context.Context, specs ...gitconfig.RefSpec) error {
+	if err := g.open(); err != nil {
+		return err
+	}
+	auth, err := g.newAuth()
+	if err != nil {
+		return err
+	}
+	g.auth = auth
+	fctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	deadline, _ := fctx.Deadline()
+	opts := &git.FetchOptions{RemoteName: remoteName, RefSpecs: specs, Auth: auth, Force: true, Tags: git.NoTags}
+	if g.ssh {
+		opts.ProxyOptions = deadlineProxy(deadline)
+	}
+	err = g.repo.FetchContext(fctx, opts)
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) && ctx.Err() == nil && !time.Now().Before(deadline) {
+		// Whatever the transport reports (a cancelled request, an i/o timeout, EOF), a fetch
+		// that ended at its deadline got no answer in time.
+		return fmt.Errorf("%w within %s: %w", ErrNoAnswer, g.timeout, err)
+	}
+	return err
+}
+
+// descendsFrom reports whether old (a commit SHA) is an ancestor of c. A commit the clone does
+// not have is not: the clone holds the whole history of every branch it fetched.
+func (g *gitRepo) descendsFrom(c *object.Commit, old string) (bool, error) {
+	oc, err := g.repo.CommitObject(plumbing.NewHash(old))
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading commit %s: %w", shortSHA(old), err)
+	}
+	return oc.IsAncestor(c)
 }
 
 func isMissingRef(err error) bool {

@@ -3,6 +3,7 @@ package gitsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -215,7 +216,7 @@ func TestSyncForcePushToOlderCommit(t *testing.T) {
 	old := f.commitPush("a", "main")
 	f.write("b.yaml", configMap("default", "b", "1"))
 	f.write("a.yaml", configMap("default", "a", "2"))
-	f.commitPush("b", "main")
+	newer := f.commitPush("b", "main")
 	s := newSyncer(t, f, st, nil)
 	mustSync(t, s)
 	if got := keys(names(t, st, resource.ConfigMaps)); len(got) != 2 {
@@ -224,6 +225,10 @@ func TestSyncForcePushToOlderCommit(t *testing.T) {
 	f.git("reset", "--quiet", "--hard", old)
 	f.git("push", "--quiet", "--force", "origin", "HEAD:main")
 	mustSync(t, s)
+	rewritten := "history rewritten: " + shortSHA(newer) + " is not an ancestor of " + shortSHA(old) + "; applying " + shortSHA(old)
+	if msg := gitSyncStatus(t, st, "default").Message; !strings.HasPrefix(msg, rewritten+"; commit "+shortSHA(old)+" applied") {
+		t.Errorf("status message = %q, want it to start with %q", msg, rewritten)
+	}
 	cms := names(t, st, resource.ConfigMaps)
 	if diff := cmp.Diff([]string{"default/a"}, keys(cms)); diff != "" {
 		t.Errorf("config maps after force-push (-want +got):\n%s", diff)
@@ -233,6 +238,67 @@ func TestSyncForcePushToOlderCommit(t *testing.T) {
 	}
 	if got := gitSyncStatus(t, st, "default").Applied.SHA; got != old {
 		t.Errorf("applied = %s, want %s", got, old)
+	}
+}
+
+// TestSyncForcePushDivergedHistory: an amended commit force-pushed over the applied one is
+// applied, and the status says that history was rewritten; a fast-forward says nothing of it.
+func TestSyncForcePushDivergedHistory(t *testing.T) {
+	st := storetest.NewStore(t)
+	f := newGitFixture(t)
+	f.write("a.yaml", configMap("default", "a", "1"))
+	f.commitPush("a", "main")
+	f.write("b.yaml", configMap("default", "b", "1"))
+	applied := f.commitPush("b", "main")
+	s := newSyncer(t, f, st, nil)
+	mustSync(t, s)
+
+	f.write("b.yaml", configMap("default", "b", "amended"))
+	f.git("add", "-A")
+	f.git("commit", "--quiet", "--amend", "-m", "b, amended")
+	f.git("push", "--quiet", "--force", "origin", "HEAD:main")
+	amended := f.git("rev-parse", "HEAD")
+	want := fmt.Sprintf("history rewritten: %s is not an ancestor of %s; applying %s", shortSHA(applied), shortSHA(amended), shortSHA(amended))
+	mustSync(t, s)
+	checkRewritten(t, st, want, amended)
+
+	// A Syncer with an empty clone, as after a restart on a fresh data dir, does not have the
+	// applied commit at all, and still tells that it is not an ancestor.
+	setApplied(t, st, applied)
+	fresh := newSyncer(t, f, st, nil)
+	mustSync(t, fresh)
+	checkRewritten(t, st, want, amended)
+
+	f.write("c.yaml", configMap("default", "c", "1"))
+	f.commitPush("c", "main")
+	mustSync(t, fresh)
+	if msg := gitSyncStatus(t, st, "default").Message; strings.Contains(msg, "history rewritten") {
+		t.Errorf("a fast-forward reports a rewrite: %q", msg)
+	}
+}
+
+func checkRewritten(t *testing.T, st *store.Store, want, amended string) {
+	t.Helper()
+	status := gitSyncStatus(t, st, "default")
+	if !strings.HasPrefix(status.Message, want) || status.Applied.SHA != amended || status.State != bosunv1.SyncStateSynced {
+		t.Errorf("status = %s %q (applied %s), want Synced at %s with %q", status.State, status.Message, status.Applied.SHA, amended, want)
+	}
+	if got := names(t, st, resource.ConfigMaps)["default/b"].(*corev1.ConfigMap).Data["key"]; got != "amended" {
+		t.Errorf("b = %q, want the amended value", got)
+	}
+}
+
+// setApplied records sha as the applied commit in the GitSync status.
+func setApplied(t *testing.T, st *store.Store, sha string) {
+	t.Helper()
+	obj, err := st.Get(context.Background(), resource.GitSyncs, "", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := obj.(*bosunv1.GitSync)
+	gs.Status.Applied.SHA = sha
+	if _, err := st.UpdateStatus(context.Background(), resource.GitSyncs, gs); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"path"
 	"runtime/debug"
 	"strings"
@@ -17,6 +19,8 @@ import (
 	"github.com/bosun-gitops/bosun/operator/store"
 	repolayout "github.com/bosun-gitops/bosun/repo-layout"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"golang.org/x/crypto/ssh/knownhosts"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -185,6 +189,7 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		res.Duration = time.Since(start)
 		return res, nil
 	}
+	rewritten := s.historyRewritten(commit, gs.Status.Applied.SHA)
 
 	tree, err := subtree(commit, s.cfg.Path)
 	if err != nil {
@@ -196,7 +201,12 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 	if err != nil {
 		var list repolayout.ErrorList
 		if errors.As(err, &list) {
-			return nil, s.invalid(ctx, start, request, info, list, gs.Status.Applied.SHA)
+			rel := make(repolayout.ErrorList, len(list)) // the loader may keep list
+			for i, e := range list {
+				e.File = s.repoFile(e.File)
+				rel[i] = e
+			}
+			return nil, s.invalid(ctx, start, request, info, rel, gs.Status.Applied.SHA)
 		}
 		msg := fmt.Sprintf("loading commit %s: %v; %s", shortSHA(info.SHA), err, keepMessage(gs.Status.Applied.SHA))
 		return nil, s.fail(ctx, start, request, &info, msg, err)
@@ -214,6 +224,9 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 	}
 	p := computePlan(want, live)
 	live, want = nil, nil
+	if list := controlledAdoptions(p); len(list) > 0 {
+		return nil, s.invalid(ctx, start, request, info, list, gs.Status.Applied.SHA)
+	}
 	if err := fullLive(ctx, s.st, p); err != nil {
 		return nil, s.fail(ctx, start, request, &info, fmt.Sprintf("reading live objects: %v; will retry", err), err)
 	}
@@ -225,6 +238,9 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 			st.Sync = bosunv1.SyncStatusOutOfSync
 			st.Commit = commitStatus(info)
 			st.Message = fmt.Sprintf("applying commit %s", shortSHA(info.SHA))
+			if rewritten != "" {
+				st.Message = rewritten
+			}
 		}); err != nil {
 			return nil, err
 		}
@@ -246,6 +262,9 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		st.Applied = commitStatus(info)
 		st.Message = fmt.Sprintf("commit %s applied: %d created, %d updated, %d deleted, %d unchanged",
 			shortSHA(info.SHA), n.created, n.updated, n.deleted, p.unchanged)
+		if rewritten != "" {
+			st.Message = rewritten + "; " + st.Message
+		}
 		st.Errors = nil
 		st.Counts = res.Counts
 		st.LastSyncedTime = &now
@@ -276,13 +295,69 @@ func (s *Syncer) countApplied(n applyCounts) {
 	s.metrics.applied.WithLabelValues("deleted").Add(float64(n.deleted))
 }
 
+// historyRewritten returns, when the fetched commit does not descend from the applied one (a
+// force-push), the note that the status and the log carry; "" otherwise. The branch is
+// followed all the same, as Flux and Argo CD do: Git is the desired state, rewritten or not.
+func (s *Syncer) historyRewritten(c *object.Commit, applied string) string {
+	sha := c.Hash.String()
+	if applied == "" || applied == sha {
+		return ""
+	}
+	ok, err := s.git.descendsFrom(c, applied)
+	if err != nil {
+		s.log.Warn("cannot tell whether the branch history was rewritten", "applied", shortSHA(applied), "commit", shortSHA(sha), "err", err)
+		return ""
+	}
+	if ok {
+		return ""
+	}
+	note := fmt.Sprintf("history rewritten: %s is not an ancestor of %s; applying %s", shortSHA(applied), shortSHA(sha), shortSHA(sha))
+	s.log.Warn(note, "applied", applied, "commit", sha, "branch", s.cfg.Branch)
+	return note
+}
+
 // fetchMessage tells the user what went wrong with the remote and what to do.
 func fetchMessage(cfg Config, err error, applied string) string {
 	keep := keepMessage(applied)
-	if errors.Is(err, ErrBranchNotFound) {
+	var keyErr *knownhosts.KeyError
+	switch {
+	case errors.Is(err, ErrBranchNotFound):
 		return fmt.Sprintf("branch %q not found in %s: push it, or point --branch at an existing branch; %s", cfg.Branch, cfg.Repo, keep)
+	case errors.Is(err, ErrNoAnswer):
+		return fmt.Sprintf("fetch %s: no answer within %s; %s; check the remote, or raise --fetch-timeout if fetching this repository takes longer",
+			cfg.Repo, cfg.FetchTimeout, keep)
+	case errors.As(err, &keyErr) && len(keyErr.Want) > 0:
+		host := sshHost(cfg.Repo)
+		return fmt.Sprintf("the SSH host key of %s does not match its entry in %s (--known-hosts): someone may be intercepting the connection, or the server's key was changed; "+
+			"if the change is expected, check the new key's fingerprint with the server's administrator and replace the line for %s (ssh-keyscan %s prints the key); "+
+			"the next sync reads the file again; %s", host, cfg.KnownHostsFile, host, keyscanArgs(host), keep)
+	case errors.As(err, &keyErr):
+		host := sshHost(cfg.Repo)
+		return fmt.Sprintf("the SSH host %s is not in %s (--known-hosts): add its key after checking the fingerprint with the server's administrator (ssh-keyscan %s >> %s); "+
+			"the next sync reads the file again; %s", host, cfg.KnownHostsFile, keyscanArgs(host), cfg.KnownHostsFile, keep)
 	}
 	return fmt.Sprintf("cannot fetch %s: %v; check that the repository is reachable and the credentials are right; %s", cfg.Repo, err, keep)
+}
+
+// sshHost is the host[:port] of an ssh:// or scp-like repository address, as known_hosts names it.
+func sshHost(repo string) string {
+	if u, err := url.Parse(repo); err == nil && u.Scheme == "ssh" {
+		return u.Host
+	}
+	if isSCPLike(repo) {
+		rest := repo[strings.Index(repo, "@")+1:]
+		return rest[:strings.Index(rest, ":")]
+	}
+	return repo
+}
+
+// keyscanArgs are ssh-keyscan's arguments for host[:port].
+func keyscanArgs(host string) string {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil || port == "22" {
+		return host
+	}
+	return fmt.Sprintf("-p %s %s", port, h)
 }
 
 // fail records a failed attempt in the status and returns err (wrapped with the message).
@@ -305,7 +380,8 @@ func (s *Syncer) fail(ctx context.Context, start time.Time, request string, info
 	return fmt.Errorf("%s: %w", msg, err)
 }
 
-// invalid records every validation error of a commit; nothing of it is applied.
+// invalid records every validation error of a commit (files relative to the repository root);
+// nothing of it is applied.
 func (s *Syncer) invalid(ctx context.Context, start time.Time, request string, info commitInfo, list repolayout.ErrorList, applied string) error {
 	s.metrics.syncs.WithLabelValues(resultInvalid).Inc()
 	s.metrics.duration.Observe(time.Since(start).Seconds())
@@ -314,7 +390,7 @@ func (s *Syncer) invalid(ctx context.Context, start time.Time, request string, i
 	s.log.Error("invalid commit", "commit", shortSHA(info.SHA), "errors", len(list))
 	errs := make([]bosunv1.FileError, len(list))
 	for i, e := range list {
-		errs[i] = bosunv1.FileError{File: s.repoFile(e.File), Line: e.Line, Field: e.Field, Message: e.Reason}
+		errs[i] = bosunv1.FileError{File: e.File, Line: e.Line, Field: e.Field, Message: e.Reason}
 	}
 	if werr := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
 		st.State = bosunv1.SyncStateFailed
