@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/yaml"
 )
 
@@ -65,7 +67,7 @@ func newDescribeCmd(g *globalFlags) *cobra.Command {
 // describe prints an object the way `kubectl describe` does: identity, Git source, the fields
 // that matter for its kind, then its events.
 func describe(w io.Writer, res *resource.Resource, obj resource.Object, events []*corev1.Event, now time.Time) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	kv := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
 	kv("Name", obj.GetName())
 	if res.Namespaced {
@@ -95,7 +97,7 @@ func describe(w io.Writer, res *resource.Resource, obj resource.Object, events [
 	}
 	switch o := obj.(type) {
 	case *corev1.Pod:
-		describePod(tw, o)
+		describePod(tw, o, now)
 	case *appsv1.Deployment:
 		describeDeployment(tw, o)
 	case *corev1.Service:
@@ -141,12 +143,37 @@ func joinMapLines(m map[string]string) string {
 	return strings.ReplaceAll(joinMap(m), ",", "\n\t")
 }
 
-func describePod(tw *tabwriter.Writer, p *corev1.Pod) {
+// describePod prints what `kubectl describe pod` prints about where the pod runs, its
+// containers' states, its conditions (with their reasons: PodScheduled=False says why no node
+// fits), node selector and tolerations.
+func describePod(tw *tabwriter.Writer, p *corev1.Pod, now time.Time) {
 	kv := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
-	kv("Node", orNone(p.Spec.NodeName))
-	_, status, _ := podStatus(p)
-	kv("Status", status)
-	kv("IP", orNone(p.Status.PodIP))
+	node := "<none>"
+	if p.Spec.NodeName != "" {
+		node = p.Spec.NodeName + "/" + p.Status.HostIP
+	}
+	kv("Node", node)
+	if p.Status.StartTime != nil {
+		kv("Start Time", p.Status.StartTime.Format(time.RFC1123Z))
+	}
+	if p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodFailed && p.Status.Phase != corev1.PodSucceeded {
+		kv("Status", "Terminating (lasts "+duration.HumanDuration(p.DeletionTimestamp.Sub(now))+")")
+		if p.DeletionGracePeriodSeconds != nil {
+			kv("Termination Grace Period", fmt.Sprintf("%ds", *p.DeletionGracePeriodSeconds))
+		}
+	} else {
+		kv("Status", podPhase(p))
+	}
+	if p.Status.Reason != "" {
+		kv("Reason", p.Status.Reason)
+	}
+	if p.Status.Message != "" {
+		kv("Message", p.Status.Message)
+	}
+	kv("IP", orNone(podIP(p)))
+	if p.Status.NominatedNodeName != "" {
+		kv("NominatedNodeName", p.Status.NominatedNodeName)
+	}
 	statuses := map[string]corev1.ContainerStatus{}
 	for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
 		statuses[cs.Name] = cs
@@ -162,20 +189,21 @@ func describePod(tw *tabwriter.Writer, p *corev1.Pod) {
 		for _, c := range group.cs {
 			fmt.Fprintf(tw, "  %s:\n", c.Name)
 			fmt.Fprintf(tw, "    Image:\t%s\n", c.Image)
-			cs, ok := statuses[c.Name]
-			if !ok {
-				continue
+			if cs, ok := statuses[c.Name]; ok {
+				describeContainerState(tw, "State", cs.State)
+				if cs.LastTerminationState.Terminated != nil {
+					describeContainerState(tw, "Last State", cs.LastTerminationState)
+				}
+				fmt.Fprintf(tw, "    Ready:\t%s\n", title(cs.Ready))
+				fmt.Fprintf(tw, "    Restart Count:\t%d\n", cs.RestartCount)
 			}
-			switch {
-			case cs.State.Running != nil:
-				fmt.Fprintf(tw, "    State:\tRunning (since %s)\n", cs.State.Running.StartedAt.Format(time.RFC3339))
-			case cs.State.Waiting != nil:
-				fmt.Fprintf(tw, "    State:\tWaiting (%s) %s\n", cs.State.Waiting.Reason, cs.State.Waiting.Message)
-			case cs.State.Terminated != nil:
-				fmt.Fprintf(tw, "    State:\tTerminated (%s, exit code %d)\n", cs.State.Terminated.Reason, cs.State.Terminated.ExitCode)
+			if len(c.Resources.Requests) > 0 {
+				fmt.Fprintf(tw, "    Requests:\n")
+				for _, name := range sortedKeys(c.Resources.Requests) {
+					q := c.Resources.Requests[name]
+					fmt.Fprintf(tw, "      %s:\t%s\n", name, q.String())
+				}
 			}
-			fmt.Fprintf(tw, "    Ready:\t%v\n", cs.Ready)
-			fmt.Fprintf(tw, "    Restart Count:\t%d\n", cs.RestartCount)
 		}
 	}
 	var conds []condition
@@ -183,6 +211,83 @@ func describePod(tw *tabwriter.Writer, p *corev1.Pod) {
 		conds = append(conds, condition{string(c.Type), string(c.Status), c.Reason, c.Message})
 	}
 	describeConditions(tw, conds)
+	kv("Node-Selectors", orNone(joinMapLines(p.Spec.NodeSelector)))
+	kv("Tolerations", orNone(tolerations(p.Spec.Tolerations)))
+}
+
+// describeContainerState prints a container state as kubectl's describeStatus does.
+func describeContainerState(tw *tabwriter.Writer, name string, s corev1.ContainerState) {
+	line := func(k string, v any) { fmt.Fprintf(tw, "      %s:\t%v\n", k, v) }
+	switch {
+	case s.Running != nil:
+		fmt.Fprintf(tw, "    %s:\tRunning\n", name)
+		line("Started", s.Running.StartedAt.Format(time.RFC1123Z))
+	case s.Terminated != nil:
+		t := s.Terminated
+		fmt.Fprintf(tw, "    %s:\tTerminated\n", name)
+		if t.Reason != "" {
+			line("Reason", t.Reason)
+		}
+		if t.Message != "" {
+			line("Message", t.Message)
+		}
+		line("Exit Code", t.ExitCode)
+		if t.Signal > 0 {
+			line("Signal", t.Signal)
+		}
+		line("Started", t.StartedAt.Format(time.RFC1123Z))
+		line("Finished", t.FinishedAt.Format(time.RFC1123Z))
+	default:
+		fmt.Fprintf(tw, "    %s:\tWaiting\n", name)
+		if s.Waiting != nil && s.Waiting.Reason != "" {
+			line("Reason", s.Waiting.Reason)
+		}
+		if s.Waiting != nil && s.Waiting.Message != "" {
+			line("Message", s.Waiting.Message)
+		}
+	}
+}
+
+func title(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
+}
+
+func sortedKeys(m corev1.ResourceList) []corev1.ResourceName {
+	keys := make([]corev1.ResourceName, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}
+
+// tolerations formats tolerations one a line, as kubectl describe does:
+// key=value:Effect, "op=Exists" for a value-less Exists, "for Ns" with tolerationSeconds.
+func tolerations(ts []corev1.Toleration) string {
+	lines := make([]string, 0, len(ts))
+	for _, t := range ts {
+		s := t.Key
+		if t.Value != "" {
+			s += "=" + t.Value
+		}
+		if t.Effect != "" {
+			s += ":" + string(t.Effect)
+		}
+		if t.Operator == corev1.TolerationOpExists && t.Value == "" {
+			if s != "" {
+				s += " "
+			}
+			s += "op=Exists"
+		}
+		if t.TolerationSeconds != nil {
+			s += fmt.Sprintf(" for %ds", *t.TolerationSeconds)
+		}
+		lines = append(lines, s)
+	}
+	return strings.Join(lines, "\n\t")
 }
 
 func describeDeployment(tw *tabwriter.Writer, d *appsv1.Deployment) {
@@ -220,6 +325,7 @@ func describeConditions(tw *tabwriter.Writer, conds []condition) {
 	}
 	fmt.Fprintln(tw, "Conditions:")
 	fmt.Fprintln(tw, "  Type\tStatus\tReason\tMessage")
+	fmt.Fprintln(tw, "  ----\t------\t------\t-------")
 	for _, c := range conds {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", c.typ, c.status, orNone(c.reason), c.message)
 	}
@@ -265,25 +371,20 @@ func printSpecAndStatus(w io.Writer, obj resource.Object) error {
 	return nil
 }
 
+// printEvents prints an object's events as kubectl describe does, oldest first.
 func printEvents(w io.Writer, events []*corev1.Event, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	defer tw.Flush()
 	if len(events) == 0 {
-		fmt.Fprintln(w, "Events:\t<none>")
+		fmt.Fprintln(tw, "Events:\t<none>")
 		return
 	}
-	sort.Slice(events, func(i, j int) bool { return events[i].LastTimestamp.Before(&events[j].LastTimestamp) })
-	fmt.Fprintln(w, "Events:")
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	sort.SliceStable(events, func(i, j int) bool { return lastSeen(events[i]).Before(lastSeen(events[j])) })
+	fmt.Fprintln(tw, "Events:")
 	fmt.Fprintln(tw, "  Type\tReason\tAge\tFrom\tMessage")
+	fmt.Fprintln(tw, "  ----\t------\t----\t----\t-------")
 	for _, e := range events {
-		last := e.LastTimestamp
-		if last.IsZero() {
-			last = e.CreationTimestamp
-		}
-		a := age(last, now)
-		if e.Count > 1 {
-			a += fmt.Sprintf(" (x%d)", e.Count)
-		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Type, e.Reason, a, e.Source.Component, e.Message)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Type, e.Reason, eventInterval(e, now),
+			cmp.Or(e.Source.Component, e.ReportingController), strings.TrimSpace(e.Message))
 	}
-	tw.Flush()
 }

@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/url"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
@@ -70,8 +70,12 @@ func newEventsCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
+// lastSeen orders events as kubectl events does: the series' last observation, else
+// lastTimestamp, else eventTime.
 func lastSeen(e *corev1.Event) time.Time {
 	switch {
+	case e.Series != nil:
+		return e.Series.LastObservedTime.Time
 	case !e.LastTimestamp.IsZero():
 		return e.LastTimestamp.Time
 	case !e.EventTime.IsZero():
@@ -80,8 +84,25 @@ func lastSeen(e *corev1.Event) time.Time {
 	return e.CreationTimestamp.Time
 }
 
-func printEventTable(w interface{ Write([]byte) (int, error) }, evs []*corev1.Event, withNS bool, now time.Time) {
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+// eventInterval is the LAST SEEN column of `kubectl events` (and the Age column of
+// `kubectl describe`): when it happened, or "last (xN over first)" for a repeated event.
+func eventInterval(e *corev1.Event, now time.Time) string {
+	first := microAge(e.EventTime, now)
+	if e.EventTime.IsZero() {
+		first = age(e.FirstTimestamp, now)
+	}
+	switch {
+	case e.Series != nil:
+		return fmt.Sprintf("%s (x%d over %s)", microAge(e.Series.LastObservedTime, now), e.Series.Count, first)
+	case e.Count > 1:
+		return fmt.Sprintf("%s (x%d over %s)", age(e.LastTimestamp, now), e.Count, first)
+	}
+	return first
+}
+
+// printEventTable prints events as `kubectl events` does.
+func printEventTable(w io.Writer, evs []*corev1.Event, withNS bool, now time.Time) {
+	tw := newTableWriter(w)
 	if withNS {
 		fmt.Fprint(tw, "NAMESPACE\t")
 	}
@@ -90,12 +111,8 @@ func printEventTable(w interface{ Write([]byte) (int, error) }, evs []*corev1.Ev
 		if withNS {
 			fmt.Fprintf(tw, "%s\t", e.Namespace)
 		}
-		seen := shortAge(now.Sub(lastSeen(e)))
-		if e.Count > 1 {
-			seen += fmt.Sprintf(" (x%d)", e.Count)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\n", seen, e.Type, e.Reason,
-			strings.ToLower(e.InvolvedObject.Kind), e.InvolvedObject.Name, e.Message)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s\n", eventInterval(e, now), e.Type, e.Reason,
+			e.InvolvedObject.Kind, e.InvolvedObject.Name, strings.TrimSpace(e.Message))
 	}
 	tw.Flush()
 }
