@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +16,8 @@ import (
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 )
 
 // defaultSync is the GitSync object of the operator's --repo.
@@ -178,25 +182,96 @@ With --wait (the default) it waits for the result and exits 1 if the commit fail
 	return cmd
 }
 
-// waitSynced polls the GitSync status until the operator has acted on the request token.
+// waitSynced waits until the operator has acted on the request token. It reads the GitSync
+// status once and then watches it, so it returns as soon as the operator writes the result; a
+// watch that ends early (server timeout, compaction, operator restart) is followed by a fresh read.
 func waitSynced(ctx context.Context, c *apiClient, token string, timeout time.Duration) (*bosunv1.GitSync, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	timedOut := fmt.Errorf("the operator did not finish the sync within %s; see `bosun status` and the operator's log", timeout)
 	for {
 		obj, err := c.get(ctx, resource.GitSyncs, "", defaultSync)
+		if ctx.Err() != nil {
+			return nil, timedOut
+		}
 		if err != nil {
 			return nil, err
 		}
 		gs := obj.(*bosunv1.GitSync)
-		if gs.Status.ObservedSyncRequest == token && gs.Status.State != bosunv1.SyncStateSyncing {
+		if syncDone(gs, token) {
 			return gs, nil
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("the operator did not finish the sync within %s; see `bosun status` and the operator's log", timeout)
-		case <-tick.C:
+		gs, err = c.watchGitSync(ctx, gs.ResourceVersion, token)
+		if gs != nil {
+			return gs, nil
+		}
+		if err != nil {
+			// A watch the server refused or broke off: read again after a pause.
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, timedOut
+		}
+	}
+}
+
+// syncDone tells whether the operator has finished the sync that request token asked for.
+func syncDone(gs *bosunv1.GitSync, token string) bool {
+	return gs.Status.ObservedSyncRequest == token && gs.Status.State != bosunv1.SyncStateSyncing
+}
+
+// watchGitSync watches the default GitSync from resourceVersion rv and returns it once syncDone
+// holds; (nil, nil) when the server ended the watch first, (nil, err) when it failed.
+func (c *apiClient) watchGitSync(ctx context.Context, rv, token string) (*bosunv1.GitSync, error) {
+	q := url.Values{
+		"watch":           {"true"},
+		"fieldSelector":   {"metadata.name=" + defaultSync},
+		"resourceVersion": {rv},
+	}
+	p := resourcePath(resource.GitSyncs, "", "")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+p+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("contacting the operator at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(resp.Body)
+		return nil, fmt.Errorf("watching %s: %s: %s", p, resp.Status, strings.TrimSpace(string(data)))
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev struct {
+			Type   watch.EventType `json:"type"`
+			Object json.RawMessage `json:"object"`
+		}
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("reading the watch of %s: %w", p, err)
+		}
+		switch ev.Type {
+		case watch.Added, watch.Modified:
+			gs := &bosunv1.GitSync{}
+			if err := json.Unmarshal(ev.Object, gs); err != nil {
+				return nil, fmt.Errorf("decoding %s: %w", resource.GitSyncs, err)
+			}
+			if syncDone(gs, token) {
+				resource.GitSyncs.SetTypeMeta(gs)
+				return gs, nil
+			}
+		case watch.Error:
+			var st metav1.Status
+			_ = json.Unmarshal(ev.Object, &st)
+			return nil, fmt.Errorf("watching %s: %s", p, st.Message)
 		}
 	}
 }

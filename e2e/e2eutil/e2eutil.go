@@ -78,6 +78,9 @@ func StartOperator(t testing.TB, bin, dataDir string, args ...string) *Operator 
 	return p
 }
 
+// Pid is the operator's process id.
+func (p *Operator) Pid() int { return p.cmd.Process.Pid }
+
 // Done is closed when the operator has exited.
 func (p *Operator) Done() <-chan struct{} { return p.done }
 
