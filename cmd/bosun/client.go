@@ -10,30 +10,66 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // defaultKubeconfig is where `make run` (bosun up --data-dir .bosun) writes the admin kubeconfig.
 const defaultKubeconfig = ".bosun/admin.kubeconfig"
 
-// kubeconfigPath resolves --kubeconfig, then $BOSUN_KUBECONFIG, then $KUBECONFIG, then the
-// kubeconfig of a `make run` cluster in the current directory.
-func (g *globalFlags) kubeconfigPath() (string, error) {
-	for _, p := range []string{g.kubeconfig, os.Getenv("BOSUN_KUBECONFIG"), os.Getenv("KUBECONFIG")} {
-		if p != "" {
-			return p, nil
+// kubeconfigRules says where the kubeconfig comes from, in this order: --kubeconfig (one file),
+// $BOSUN_KUBECONFIG, $KUBECONFIG (colon-separated lists merged as kubectl merges $KUBECONFIG: the
+// first file to set a value wins, missing files are skipped), then the kubeconfig of a
+// `make run` cluster in the current directory. desc names the source in messages.
+func (g *globalFlags) kubeconfigRules() (rules *clientcmd.ClientConfigLoadingRules, desc string, err error) {
+	if g.kubeconfig != "" {
+		return &clientcmd.ClientConfigLoadingRules{ExplicitPath: g.kubeconfig}, g.kubeconfig, nil
+	}
+	for _, env := range []string{"BOSUN_KUBECONFIG", "KUBECONFIG"} {
+		var files []string
+		for _, f := range filepath.SplitList(os.Getenv(env)) {
+			if f != "" && !slices.Contains(files, f) {
+				files = append(files, f)
+			}
+		}
+		if len(files) > 0 {
+			return &clientcmd.ClientConfigLoadingRules{Precedence: files}, fmt.Sprintf("$%s (%s)", env, strings.Join(files, string(filepath.ListSeparator))), nil
 		}
 	}
 	if _, err := os.Stat(defaultKubeconfig); err == nil {
-		return defaultKubeconfig, nil
+		return &clientcmd.ClientConfigLoadingRules{ExplicitPath: defaultKubeconfig}, defaultKubeconfig, nil
 	}
-	return "", fmt.Errorf("no kubeconfig: pass --kubeconfig FILE or set $BOSUN_KUBECONFIG " +
+	return nil, "", fmt.Errorf("no kubeconfig: pass --kubeconfig FILE or set $BOSUN_KUBECONFIG " +
 		"(the operator writes DATA-DIR/admin.kubeconfig on first start)")
+}
+
+// restConfig loads the kubeconfig (see kubeconfigRules) and returns its current context's
+// client configuration. Unlike kubectl it never falls back to a pod's in-cluster credentials.
+func (g *globalFlags) restConfig() (*rest.Config, error) {
+	rules, desc, err := g.kubeconfigRules()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := rules.Load()
+	if err != nil {
+		return nil, fmt.Errorf("reading kubeconfig %s: %w", desc, err)
+	}
+	if clientcmdapi.IsConfigEmpty(raw) {
+		return nil, fmt.Errorf("kubeconfig %s: none of the files exists or holds a configuration; "+
+			"pass --kubeconfig FILE (the operator writes DATA-DIR/admin.kubeconfig)", desc)
+	}
+	cfg, err := clientcmd.NewDefaultClientConfig(*raw, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", desc, err)
+	}
+	return cfg, nil
 }
 
 // apiClient talks to the operator's Kubernetes-shaped API with the credentials of a kubeconfig.
@@ -43,17 +79,13 @@ type apiClient struct {
 }
 
 func (g *globalFlags) client() (*apiClient, error) {
-	p, err := g.kubeconfigPath()
+	cfg, err := g.restConfig()
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", p)
-	if err != nil {
-		return nil, fmt.Errorf("reading kubeconfig %s: %w", p, err)
-	}
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s: %w", p, err)
+		return nil, fmt.Errorf("kubeconfig for %s: %w", cfg.Host, err)
 	}
 	return &apiClient{base: strings.TrimSuffix(cfg.Host, "/"), http: hc}, nil
 }

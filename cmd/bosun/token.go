@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Bootstrap tokens in the Kubernetes format, stored as bootstrap.kubernetes.io/token Secrets.
@@ -26,18 +25,6 @@ const (
 	tokenSecretPrefix = "bootstrap-token-"
 	tokenSecretType   = corev1.SecretType("bootstrap.kubernetes.io/token")
 )
-
-func (g *globalFlags) restConfig() (*rest.Config, error) {
-	p, err := g.kubeconfigPath()
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", p)
-	if err != nil {
-		return nil, fmt.Errorf("reading kubeconfig %s: %w", p, err)
-	}
-	return cfg, nil
-}
 
 func (g *globalFlags) clientset() (kubernetes.Interface, *rest.Config, error) {
 	cfg, err := g.restConfig()

@@ -41,11 +41,24 @@ DATA-DIR/repo, so that committing and pushing there deploys.
 It also runs a node agent on this machine (as root): it uses the system containerd when its socket
 answers, else starts /usr/bin/containerd with its own root and state under DATA-DIR/containerd,
 and imports an offline busybox image (docker.io/library/busybox:1.36) so that the starter
-Deployment runs without network access.`,
+Deployment runs without network access. Run by another user, or with --no-agent, it starts the
+control plane only: objects sync from Git and the API serves them, but pods stay Pending.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := finishOperatorConfig(&cfg, endpoints, tokenFile, &lf); err != nil {
 				return err
+			}
+			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+				return fmt.Errorf("--data-dir: %w; as a user other than root pass a directory you own, "+
+					"for example --data-dir .bosun (what make run uses)", err)
+			}
+			noAgentWhy := ""
+			switch {
+			case noAgent:
+				noAgentWhy = "--no-agent"
+			case os.Geteuid() != 0:
+				noAgentWhy = "not root"
+				fmt.Fprintln(cmd.ErrOrStderr(), notRootWarning)
 			}
 			if cfg.Repo == "" {
 				bare, work, err := ensureLocalRepo(cmd.Context(), cfg.DataDir, cmd.ErrOrStderr())
@@ -68,8 +81,7 @@ Deployment runs without network access.`,
 				return err
 			case <-op.Ready():
 			}
-			agentOn := false
-			if !noAgent {
+			if noAgentWhy == "" {
 				agent, stop, err := startLocalAgent(ctx, cfg, op, cmd.ErrOrStderr())
 				if err != nil {
 					cancel()
@@ -84,7 +96,6 @@ Deployment runs without network access.`,
 				}()
 				select {
 				case <-agent.Ready():
-					agentOn = true
 				case err := <-errc:
 					cancel()
 					return err
@@ -92,7 +103,7 @@ Deployment runs without network access.`,
 					return nil
 				}
 			}
-			printUpBanner(cmd.ErrOrStderr(), cfg, op.Server().URL(), op.Server().AdminKubeconfigPath(), agentOn)
+			printUpBanner(cmd.ErrOrStderr(), cfg, op.Server().URL(), op.Server().AdminKubeconfigPath(), noAgentWhy)
 			err = <-errc
 			cancel()
 			return err
@@ -103,6 +114,9 @@ Deployment runs without network access.`,
 	cmd.Flags().BoolVar(&noAgent, "no-agent", false, "run the control plane only, no node agent on this machine")
 	return cmd
 }
+
+// notRootWarning is what `bosun up` prints when it skips the agent because it is not root.
+const notRootWarning = "not root: the local agent needs root to run containers; starting the operator only — run as root to run pods"
 
 func printf(w io.Writer, format string, args ...any) { fmt.Fprintf(w, format, args...) }
 
@@ -177,7 +191,9 @@ func runGit(ctx context.Context, dir string, args ...string) error {
 	return nil
 }
 
-func printUpBanner(w io.Writer, cfg operator.Config, url, kubeconfig string, agentOn bool) {
+// printUpBanner tells how to use the cluster; noAgentWhy is "" when the local agent runs, else
+// why it does not ("--no-agent", "not root").
+func printUpBanner(w io.Writer, cfg operator.Config, url, kubeconfig string, noAgentWhy string) {
 	self := "bosun"
 	if exe, err := os.Executable(); err == nil {
 		if wd, err := os.Getwd(); err == nil {
@@ -209,13 +225,13 @@ Change something and push:
   %s sync                        # or wait for the next poll (%s)
 
 Stop with Ctrl-C; state is kept in %s.
-`, url, kubeconfig, cfg.Repo, cfg.Branch, kubeconfig, self, self, podsHelp(self, agentOn), work, self, interval, cfg.DataDir)
+`, url, kubeconfig, cfg.Repo, cfg.Branch, kubeconfig, self, self, podsHelp(self, noAgentWhy), work, self, interval, cfg.DataDir)
 }
 
 // podsHelp is the banner's part about the pods the local agent runs.
-func podsHelp(self string, agentOn bool) string {
-	if !agentOn {
-		return "\nNo node agent runs here (--no-agent): pods stay Pending until a node joins\n(`" + self + " token create`, then `bosun agent --server URL --token TOKEN` on that machine).\n"
+func podsHelp(self, noAgentWhy string) string {
+	if noAgentWhy != "" {
+		return "\nNo node agent runs here (" + noAgentWhy + "): pods stay Pending until a node joins\n(`" + self + " token create`, then `bosun agent --server URL --token TOKEN` on that machine).\n"
 	}
 	var b strings.Builder
 	b.WriteString("\nThis machine is a node too: the starter Deployment (apps/web) runs two busybox httpd pods.\n")

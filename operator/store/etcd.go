@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,14 +18,23 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
-// EtcdConfig configures an embedded etcd member listening on loopback.
+// EtcdConfig configures an embedded etcd member.
+//
+// By default the member is private to this user: clients connect over the unix socket
+// DataDir/client.sock (mode 0600, DataDir mode 0700), and a single member opens no peer
+// listener, so no TCP port is opened and other local users cannot read or write the data
+// behind the API server's back.
 type EtcdConfig struct {
 	// Name of the member; "default" when empty.
 	Name string
-	// DataDir holds the member's WAL and snapshots.
+	// DataDir holds the member's WAL and snapshots, and the client socket.
 	DataDir string
-	// ClientURL and PeerURL, e.g. "http://127.0.0.1:2379"; empty picks a free 127.0.0.1 port.
-	ClientURL, PeerURL string
+	// ClientURL, e.g. "http://127.0.0.1:2379"; empty means the unix socket DataDir/client.sock,
+	// or a free 127.0.0.1 port with ClientTLS.
+	ClientURL string
+	// PeerURL, e.g. "http://127.0.0.1:2380"; empty means no peer listener for a single member
+	// and a free 127.0.0.1 port for a member of InitialCluster.
+	PeerURL string
 	// InitialCluster is "name1=peerURL1,name2=peerURL2,..." for a multi-member cluster; empty
 	// means a single member.
 	InitialCluster string
@@ -58,6 +69,16 @@ func (c EtcdConfig) Validate() error {
 	return nil
 }
 
+// ClientSocketName is the file name of the client socket in EtcdConfig.DataDir.
+const ClientSocketName = "client.sock"
+
+// maxSocketPath is the longest path a unix socket address holds on Linux (sun_path minus NUL).
+const maxSocketPath = 107
+
+// noPeerURL is what a single member without a peer listener advertises: etcd needs a peer URL
+// for its cluster membership, but nothing dials it since there are no other members.
+const noPeerURL = "http://localhost:2380"
+
 // Etcd is a running embedded etcd member and a client connected to it.
 type Etcd struct {
 	server    *embed.Etcd
@@ -81,6 +102,11 @@ func StartEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 	if cfg.Name == "" {
 		cfg.Name = "default"
 	}
+	if cfg.ClientURL == "" && cfg.ClientTLS == nil {
+		if err := prepareSocketDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
 	// A port picked free can be taken before etcd binds it; retry with new ports then.
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -89,25 +115,69 @@ func StartEtcd(ctx context.Context, cfg EtcdConfig) (*Etcd, error) {
 			return e, nil
 		}
 		lastErr = err
-		if !strings.Contains(err.Error(), "address already in use") || (cfg.ClientURL != "" && cfg.PeerURL != "") {
+		if !strings.Contains(err.Error(), "address already in use") || !picksPorts(cfg) {
 			break
 		}
 	}
 	return nil, lastErr
 }
 
+// picksPorts tells whether StartEtcd picks a free TCP port, which may be taken before etcd
+// binds it.
+func picksPorts(cfg EtcdConfig) bool {
+	return (cfg.ClientURL == "" && cfg.ClientTLS != nil) || (cfg.PeerURL == "" && cfg.InitialCluster != "")
+}
+
+// prepareSocketDir makes the directory of the client socket private (0700) and refuses to start
+// when a live etcd already serves the socket: etcd would remove it and take over its path.
+func prepareSocketDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("etcd data dir %s: %w", dir, err)
+	}
+	sock := filepath.Join(abs, ClientSocketName)
+	if len(sock) > maxSocketPath {
+		return fmt.Errorf("etcd client socket %s is longer than the %d bytes a unix socket path may have: use a shorter data directory", sock, maxSocketPath)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return fmt.Errorf("creating the etcd data dir: %w", err)
+	}
+	if err := os.Chmod(abs, 0o700); err != nil {
+		return fmt.Errorf("making the etcd data dir private: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("an etcd already serves %s: another operator runs with this data directory; stop it or use another --data-dir", sock)
+	}
+	return nil
+}
+
 func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd, error) {
 	clientURL, peerURL := cfg.ClientURL, cfg.PeerURL
 	var err error
-	if clientURL == "" {
+	socket := ""
+	switch {
+	case clientURL != "":
+	case cfg.ClientTLS != nil:
+		// A socket's TLS server name would be its file name; keep TLS on loopback TCP.
 		if clientURL, err = FreeLocalURL(); err != nil {
 			return nil, err
 		}
+	default:
+		if socket, err = filepath.Abs(filepath.Join(cfg.DataDir, ClientSocketName)); err != nil {
+			return nil, err
+		}
+		clientURL = "unix://" + socket
 	}
-	if peerURL == "" {
+	listenPeer := true
+	switch {
+	case peerURL != "":
+	case cfg.InitialCluster != "":
 		if peerURL, err = FreeLocalURL(); err != nil {
 			return nil, err
 		}
+	default:
+		peerURL, listenPeer = noPeerURL, false
 	}
 	cu, err := url.Parse(clientURL)
 	if err != nil {
@@ -126,7 +196,14 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 	ec.Dir = cfg.DataDir
 	ec.ListenClientUrls = []url.URL{*cu}
 	ec.AdvertiseClientUrls = []url.URL{*cu}
-	ec.ListenPeerUrls = []url.URL{*pu}
+	if socket != "" {
+		// etcd wants host:port in advertised URLs; clients of a socket find it by its path.
+		ec.AdvertiseClientUrls = []url.URL{}
+	}
+	ec.ListenPeerUrls = nil
+	if listenPeer {
+		ec.ListenPeerUrls = []url.URL{*pu}
+	}
 	ec.AdvertisePeerUrls = []url.URL{*pu}
 	ec.InitialCluster = cfg.InitialCluster
 	if ec.InitialCluster == "" {
@@ -166,6 +243,14 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 		srv.Close()
 		return nil, fmt.Errorf("waiting for etcd member %s to be ready: %w", cfg.Name, ctx.Err())
 	}
+	if socket != "" {
+		// The directory (0700) already keeps other users out; the socket's own mode follows the
+		// umask, so narrow it too.
+		if err := os.Chmod(socket, 0o600); err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("making the etcd socket private: %w", err)
+		}
+	}
 	endpoints := []string{cu.String()}
 	client, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
@@ -179,6 +264,9 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 		srv.Close()
 		return nil, fmt.Errorf("connecting to embedded etcd at %s: %w", cu, err)
 	}
+	if !listenPeer {
+		peerURL = ""
+	}
 	log.Debug("etcd ready", "name", cfg.Name, "client", cu.String(), "peer", peerURL)
 	return &Etcd{server: srv, client: client, endpoints: endpoints, peerURL: peerURL, name: cfg.Name}, nil
 }
@@ -186,10 +274,10 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 // Client returns a client connected to this member only.
 func (e *Etcd) Client() *clientv3.Client { return e.client }
 
-// Endpoints returns the member's client URLs.
+// Endpoints returns the member's client URLs: "unix:///DATA-DIR/client.sock" by default.
 func (e *Etcd) Endpoints() []string { return append([]string(nil), e.endpoints...) }
 
-// PeerURL returns the member's peer URL.
+// PeerURL returns the member's peer URL; "" when it has no peer listener.
 func (e *Etcd) PeerURL() string { return e.peerURL }
 
 // Name returns the member's name.

@@ -15,8 +15,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// NewEtcd starts a single-member etcd in t.TempDir() on free loopback ports; t.Cleanup stops
-// it. Etcd's warnings go to t.Log.
+// NewEtcd starts a single-member etcd in t.TempDir() the way the operator embeds it (clients
+// on the unix socket DIR/client.sock, no peer listener); t.Cleanup stops it. Etcd's warnings go
+// to t.Log.
 func NewEtcd(t testing.TB) *store.Etcd {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
