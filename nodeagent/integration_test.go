@@ -298,6 +298,12 @@ spec:
 		t.Errorf("graceful stop: /host/term = %q, %v; want got-SIGTERM written by the container's TERM trap", data, err)
 	}
 	checkNoLeftovers(t, c)
+	// Nobody else wrote these pods' status, so the agent never had to write its own back: a
+	// write-back here would mean a status does not survive the API round trip and every pod
+	// would be rewritten at each resync.
+	if n := strings.Count(c.AgentLog(1000000), "changed by someone else"); n > 0 {
+		t.Errorf("the agent wrote a pod status back %d times although nobody else changed it:\n%s", n, c.AgentLog(40))
+	}
 }
 
 // recordRestarts polls the pod of Deployment app until its container restarted n times and

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/internal/testutil"
 	"github.com/bosun-gitops/bosun/operator/simnodes"
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -203,7 +204,7 @@ func TestNodeLeaseExpiry(t *testing.T) {
 		"bosun.yaml": `apiVersion: bosun.dev/v1alpha1
 kind: Cluster
 metadata: {name: test}
-spec: {nodeMonitorGracePeriod: 3s, podEvictionTimeout: 2s}
+spec: {nodeMonitorGracePeriod: 20s, podEvictionTimeout: 2s}
 `,
 		"apps/web.yaml": deploymentYAML("web", 6, "busybox:1.36", ""),
 	})
@@ -242,6 +243,144 @@ spec: {nodeMonitorGracePeriod: 3s, podEvictionTimeout: 2s}
 		}
 		return nil
 	})
+}
+
+// TestNodeRecoversAfterLeaseExpiry stops a node's heartbeat past the grace period (its pods are
+// marked not ready and leave the Service's ready addresses), then resumes it: the node is Ready
+// again and the same pods are Ready and back among the Service's addresses, without an agent
+// restart.
+func TestNodeRecoversAfterLeaseExpiry(t *testing.T) {
+	c := newTestCluster(t)
+	c.simulate(nodes(3, "node")...)
+	c.push("web behind a service, 20 s grace", map[string]string{
+		"bosun.yaml": `apiVersion: bosun.dev/v1alpha1
+kind: Cluster
+metadata: {name: test}
+spec: {nodeMonitorGracePeriod: 20s}
+`,
+		"apps/web.yaml": deploymentYAML("web", 6, "busybox:1.36", ""),
+		"apps/svc.yaml": serviceYAML("web", false),
+	})
+	ctx := context.Background()
+	// addresses returns the ready and not-ready pod IPs of the web Service's Endpoints.
+	addresses := func() (ready, notReady map[string]bool, err error) {
+		ep, err := c.client.CoreV1().Endpoints("default").Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		ready, notReady = map[string]bool{}, map[string]bool{}
+		for _, ss := range ep.Subsets {
+			for _, a := range ss.Addresses {
+				ready[a.IP] = true
+			}
+			for _, a := range ss.NotReadyAddresses {
+				notReady[a.IP] = true
+			}
+		}
+		return ready, notReady, nil
+	}
+	allReadyInEndpoints := func() error {
+		pods := c.pods("default", "app=web")
+		ready, notReady, err := addresses()
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if !isReady(&p) {
+				return fmt.Errorf("pod %s on %s not ready", p.Name, p.Spec.NodeName)
+			}
+			if !ready[p.Status.PodIP] {
+				return fmt.Errorf("pod %s (%s) not among the ready addresses %v (not ready: %v)", p.Name, p.Status.PodIP, ready, notReady)
+			}
+		}
+		if len(ready) != len(pods) || len(notReady) != 0 {
+			return fmt.Errorf("%d pods; addresses ready %v, not ready %v", len(pods), ready, notReady)
+		}
+		return nil
+	}
+	c.eventually(60*time.Second, "6 running pods", func() error { return c.runningPods("default", "app=web", 6) })
+	c.eventually(60*time.Second, "6 ready addresses", allReadyInEndpoints)
+	before := map[string]string{} // pod UID -> IP
+	for _, p := range c.pods("default", "app=web") {
+		before[string(p.UID)] = p.Status.PodIP
+	}
+	victim := c.pods("default", "app=web")[0].Spec.NodeName
+	onVictim := func() []corev1.Pod {
+		var out []corev1.Pod
+		for _, p := range c.pods("default", "app=web") {
+			if p.Spec.NodeName == victim {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	nodeReady := func() (corev1.ConditionStatus, bool, error) {
+		n, err := c.client.CoreV1().Nodes().Get(ctx, victim, metav1.GetOptions{})
+		if err != nil {
+			return "", false, err
+		}
+		var status corev1.ConditionStatus
+		for _, cond := range n.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				status = cond.Status
+			}
+		}
+		tainted := false
+		for _, taint := range n.Spec.Taints {
+			tainted = tainted || taint.Key == corev1.TaintNodeUnreachable
+		}
+		return status, tainted, nil
+	}
+
+	c.sim.StopHeartbeat(victim)
+	c.eventually(90*time.Second, victim+" NotReady, its pods not ready and out of the ready addresses", func() error {
+		status, tainted, err := nodeReady()
+		if err != nil {
+			return err
+		}
+		if status != corev1.ConditionUnknown || !tainted {
+			return fmt.Errorf("Ready=%s tainted=%v", status, tainted)
+		}
+		pods := onVictim()
+		if len(pods) == 0 {
+			return fmt.Errorf("no pods on %s", victim)
+		}
+		ready, notReady, err := addresses()
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if isReady(&p) {
+				return fmt.Errorf("pod %s still ready", p.Name)
+			}
+			if ready[p.Status.PodIP] || !notReady[p.Status.PodIP] {
+				return fmt.Errorf("pod %s (%s): ready addresses %v, not ready %v", p.Name, p.Status.PodIP, ready, notReady)
+			}
+		}
+		return nil
+	})
+
+	if err := c.sim.ResumeHeartbeat(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	c.eventually(60*time.Second, victim+" Ready and untainted", func() error {
+		status, tainted, err := nodeReady()
+		if err != nil {
+			return err
+		}
+		if status != corev1.ConditionTrue || tainted {
+			return fmt.Errorf("Ready=%s tainted=%v", status, tainted)
+		}
+		return nil
+	})
+	c.eventually(60*time.Second, "the same pods ready and back among the ready addresses", allReadyInEndpoints)
+	after := map[string]string{}
+	for _, p := range c.pods("default", "app=web") {
+		after[string(p.UID)] = p.Status.PodIP
+	}
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("pods replaced or readdressed (-before +after):\n%s", diff)
+	}
 }
 
 // TestUnschedulableReason checks the condition message of a pod that fits nowhere, and that it is

@@ -38,7 +38,8 @@ type Config struct {
 	CompactInterval time.Duration
 	CompactKeep     int64
 	// WebhookSecret verifies webhook deliveries on /hooks/{github,gitea,gitlab,generic}; when
-	// empty it is read from DataDir/webhook-secret, created on first start.
+	// empty it is read from DataDir/webhook-secret, created on first start. A Secret named by
+	// bosun.yaml's spec.webhook.secretRef replaces it once synced.
 	WebhookSecret []byte
 	// Forge ("gitea" or "github"; "" for none) receives plan and deploy commit statuses and
 	// plan comments; ForgeURL is its base URL, ForgeToken its API token, ForgeRepo the synced

@@ -47,13 +47,18 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// startCluster starts an operator on dataDir syncing repo (which must have a first commit).
-func startCluster(t testing.TB, repo *testutil.GitRepo, dataDir string) *testCluster {
+// startCluster starts an operator on dataDir syncing repo (which must have a first commit);
+// opts adjust its configuration.
+func startCluster(t testing.TB, repo *testutil.GitRepo, dataDir string, opts ...func(*Config)) *testCluster {
 	t.Helper()
-	op, err := New(Config{
+	cfg := Config{
 		DataDir: dataDir, Repo: repo.Bare, Interval: time.Second, Listen: "127.0.0.1:0",
 		Logger: testLogger(t),
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	op, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,12 +73,12 @@ func startCluster(t testing.TB, repo *testutil.GitRepo, dataDir string) *testClu
 		t.Fatal("operator not ready within 60s")
 	}
 	t.Cleanup(c.stop)
-	cfg, err := clientcmd.BuildConfigFromFlags("", op.Server().AdminKubeconfigPath())
+	rc, err := clientcmd.BuildConfigFromFlags("", op.Server().AdminKubeconfigPath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.QPS, cfg.Burst = 500, 1000
-	if c.client, err = kubernetes.NewForConfig(cfg); err != nil {
+	rc.QPS, rc.Burst = 500, 1000
+	if c.client, err = kubernetes.NewForConfig(rc); err != nil {
 		t.Fatal(err)
 	}
 	return c

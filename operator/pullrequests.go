@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/forge"
 	"github.com/bosun-gitops/bosun/operator/forge/gitea"
 	"github.com/bosun-gitops/bosun/operator/forge/github"
@@ -20,6 +22,8 @@ import (
 	"github.com/bosun-gitops/bosun/operator/plan"
 	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/bosun-gitops/bosun/operator/webhook"
+	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // webhookSecretFile holds the generated webhook secret under the data dir.
@@ -74,6 +78,38 @@ func loadWebhookSecret(cfg Config) ([]byte, error) {
 	return []byte(secret), nil
 }
 
+// gitWebhookSecret returns the webhook secret that bosun.yaml's spec.webhook.secretRef names,
+// read from the synced Secret at each delivery (so that a change in Git applies at the next
+// one); nil when the Cluster names none. A reference that cannot be resolved is an error: the
+// file's secret must not stand in for one that Git replaced.
+func gitWebhookSecret(st *store.Store) func(ctx context.Context) ([]byte, error) {
+	return func(ctx context.Context) ([]byte, error) {
+		l, err := st.List(ctx, resource.Clusters, "", store.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("reading the Cluster: %w", err)
+		}
+		var ref *bosunv1.SecretKeyRef
+		for _, obj := range l.Items {
+			if c := obj.(*bosunv1.Cluster); c.Spec.Webhook != nil && c.Spec.Webhook.SecretRef != nil {
+				ref = c.Spec.Webhook.SecretRef
+				break
+			}
+		}
+		if ref == nil {
+			return nil, nil
+		}
+		obj, err := st.Get(ctx, resource.Secrets, ref.Namespace, ref.Name)
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret %s/%s, which bosun.yaml's spec.webhook.secretRef names: %w", ref.Namespace, ref.Name, err)
+		}
+		v := bytes.TrimSpace(obj.(*corev1.Secret).Data[ref.Key])
+		if len(v) == 0 {
+			return nil, fmt.Errorf("Secret %s/%s has no value at key %q, which bosun.yaml's spec.webhook.secretRef names", ref.Namespace, ref.Name, ref.Key)
+		}
+		return v, nil
+	}
+}
+
 // newPullRequestHandlers builds the webhook receiver and the plan endpoint served by the API
 // server; they act once this operator leads (newPullRequestLeader).
 func (o *Operator) newPullRequestHandlers(st *store.Store) (http.Handler, http.Handler, error) {
@@ -81,11 +117,11 @@ func (o *Operator) newPullRequestHandlers(st *store.Store) (http.Handler, http.H
 	if err != nil {
 		return nil, nil, err
 	}
-	rcv, err := webhook.New(webhook.Config{Secret: secret, Branch: o.cfg.Branch, Logger: o.cfg.Logger})
+	rcv, err := webhook.New(webhook.Config{Secret: secret, SecretFrom: gitWebhookSecret(st), Branch: o.cfg.Branch, Logger: o.cfg.Logger})
 	if err != nil {
 		return nil, nil, err
 	}
-	o.hooks, o.plans = rcv, plan.NewHandler(st, o.cfg.Logger)
+	o.hooks, o.plans = rcv, plan.NewHandler(st, o.cfg.Path, o.cfg.Logger)
 	return o.hooks, o.plans, nil
 }
 
@@ -101,9 +137,10 @@ func (o *Operator) newPullRequestLeader(st *store.Store) *prLeader {
 	pr := &prLeader{o: o}
 	tc := health.TrackerConfig{Store: st, Logger: o.cfg.Logger}
 	if p := o.forgeProvider(); p != nil {
-		pr.forge = forge.NewIntegration(forge.IntegrationConfig{Provider: p, Repo: o.cfg.ForgeRepo, Logger: o.cfg.Logger})
+		pr.forge = forge.NewIntegration(forge.IntegrationConfig{Provider: p, Repo: o.cfg.ForgeRepo, Branch: o.cfg.Branch, Logger: o.cfg.Logger})
 		tc.OnProgress = pr.forge.DeployProgress
 		tc.OnSettled = pr.forge.DeploySettled
+		tc.OnSuperseded = pr.forge.DeploySuperseded
 	}
 	pr.tracker = health.NewTracker(tc)
 	return pr

@@ -37,18 +37,15 @@ type Set struct {
 // Error is one problem with the repository, printed as "FILE:LINE: field.path: reason".
 type Error struct {
 	File   string
-	Line   int    // 0 when the error is about the whole file
+	Line   int    // 1 when the error is about the whole file (its size, a symlink), so file:line parsers place it
 	Field  string // JSON field path such as "spec.template.spec.containers[0].image"; may be empty
 	Reason string
 }
 
 func (e Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	b.WriteString(": ")
+	// Editors and CI annotations parse "file:line: message" and skip lines without a line.
+	fmt.Fprintf(&b, "%s:%d: ", e.File, max(e.Line, 1))
 	if e.Field != "" {
 		b.WriteString(e.Field)
 		b.WriteString(": ")

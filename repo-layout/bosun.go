@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/validate/content"
 	metavalidation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -16,6 +19,14 @@ import (
 	bosunres "github.com/bosun-gitops/bosun/internal/resource"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 )
+
+// NodeLeaseRenewInterval is how often agents renew their node's Lease, as the kubelet does.
+const NodeLeaseRenewInterval = 10 * time.Second
+
+// MinNodeMonitorGracePeriod is the shortest nodeMonitorGracePeriod bosun.yaml may set: two lease
+// renewals, so that one late renewal (a busy node, a slow API call) does not make a healthy node
+// NotReady and evict its pods.
+const MinNodeMonitorGracePeriod = 2 * NodeLeaseRenewInterval
 
 // validateCluster checks bosun.yaml's Cluster after defaulting.
 func validateCluster(c *bosunv1.Cluster) field.ErrorList {
@@ -37,8 +48,10 @@ func validateCluster(c *bosunv1.Cluster) field.ErrorList {
 	for _, msg := range validation.IsDNS1123Subdomain(c.Spec.ClusterDomain) {
 		errs = append(errs, field.Invalid(p.Child("clusterDomain"), c.Spec.ClusterDomain, msg))
 	}
-	if d := c.Spec.NodeMonitorGracePeriod; d != nil && d.Duration <= 0 {
-		errs = append(errs, field.Invalid(p.Child("nodeMonitorGracePeriod"), d.Duration.String(), "must be a positive duration"))
+	if d := c.Spec.NodeMonitorGracePeriod; d != nil && d.Duration < MinNodeMonitorGracePeriod {
+		errs = append(errs, field.Invalid(p.Child("nodeMonitorGracePeriod"), d.Duration.String(), fmt.Sprintf(
+			"must be at least %s: agents renew their node lease every %s, so a shorter grace period marks healthy nodes NotReady; the default is %s",
+			MinNodeMonitorGracePeriod, NodeLeaseRenewInterval, DefaultNodeMonitorGracePeriod)))
 	}
 	if d := c.Spec.PodEvictionTimeout; d != nil && d.Duration < 0 {
 		errs = append(errs, field.Invalid(p.Child("podEvictionTimeout"), d.Duration.String(), "must not be negative"))
@@ -51,7 +64,73 @@ func validateCluster(c *bosunv1.Cluster) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(p.Child("proxyMode"), c.Spec.ProxyMode, []string{bosunv1.ProxyModeIPTables, bosunv1.ProxyModeNFTables}))
 	}
+	if w := c.Spec.Webhook; w != nil && w.SecretRef != nil {
+		errs = append(errs, validateSecretKeyRef(w.SecretRef, p.Child("webhook", "secretRef"))...)
+	}
 	return errs
+}
+
+func validateSecretKeyRef(r *bosunv1.SecretKeyRef, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if r.Namespace == "" {
+		errs = append(errs, field.Required(p.Child("namespace"), "the Secret's namespace"))
+	}
+	for _, msg := range validation.IsDNS1123Label(r.Namespace) {
+		if r.Namespace != "" {
+			errs = append(errs, field.Invalid(p.Child("namespace"), r.Namespace, msg))
+		}
+	}
+	if r.Name == "" {
+		errs = append(errs, field.Required(p.Child("name"), "the Secret's name"))
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(r.Name) {
+		if r.Name != "" {
+			errs = append(errs, field.Invalid(p.Child("name"), r.Name, msg))
+		}
+	}
+	if r.Key == "" {
+		errs = append(errs, field.Required(p.Child("key"), "the key of the Secret's data that holds the value"))
+	}
+	for _, msg := range validation.IsConfigMapKey(r.Key) {
+		if r.Key != "" {
+			errs = append(errs, field.Invalid(p.Child("key"), r.Key, msg))
+		}
+	}
+	return errs
+}
+
+// checkWebhookSecret checks that the Secret that bosun.yaml's spec.webhook.secretRef names is
+// declared in the same commit, with the key: the operator reads the webhook secret from it.
+func (l *loader) checkWebhookSecret() {
+	if l.cluster == nil || l.cluster.invalid {
+		return
+	}
+	c := l.cluster.Object.Object.(*bosunv1.Cluster)
+	if c.Spec.Webhook == nil || c.Spec.Webhook.SecretRef == nil {
+		return
+	}
+	ref := c.Spec.Webhook.SecretRef
+	for _, o := range l.objects {
+		if o.Resource != bosunres.Secrets || o.Object.Object.GetNamespace() != ref.Namespace || o.Object.Object.GetName() != ref.Name {
+			continue
+		}
+		if o.invalid {
+			return // its own errors say what to fix
+		}
+		data := o.Object.Object.(*corev1.Secret).Data
+		if _, ok := data[ref.Key]; !ok {
+			keys := make([]string, 0, len(data))
+			for k := range data {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			l.errs = append(l.errs, l.cluster.doc.errorf("spec.webhook.secretRef.key", "Invalid value: %q: Secret %s/%s (%s:%d) has no such key (its keys: %s)",
+				ref.Key, ref.Namespace, ref.Name, o.File, o.Line, strings.Join(keys, ", ")))
+		}
+		return
+	}
+	l.errs = append(l.errs, l.cluster.doc.errorf("spec.webhook.secretRef.name",
+		"Not found: Secret %s/%s is not declared in the repository; add it (with the key %q) or fix the reference", ref.Namespace, ref.Name, ref.Key))
 }
 
 // parseIPv4CIDR parses a network address in CIDR form; Bosun's pod and service networks are

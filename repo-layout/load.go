@@ -180,7 +180,11 @@ func (l *loader) parseFiles() {
 	l.files = nil
 }
 
+// sortErrors sorts errs and gives errors about a whole file line 1, as Error prints them.
 func sortErrors(errs ErrorList) {
+	for i := range errs {
+		errs[i].Line = max(errs[i].Line, 1)
+	}
 	sort.SliceStable(errs, func(i, j int) bool {
 		a, b := errs[i], errs[j]
 		if a.File != b.File {
@@ -400,9 +404,9 @@ func (r *fileResult) loadDocument(doc document) {
 	}
 	raw := doc.raw
 	// Keep only what the checks across objects need: the YAML nodes and the generic value are
-	// the bulk of a document's memory. Machines keep their nodes (checkMachines reports on
-	// several fields; there are few of them).
-	if res != resource.Machines {
+	// the bulk of a document's memory. Machines and the Cluster keep their nodes
+	// (checkMachines and checkWebhookSecret report on several fields; there are few of them).
+	if res != resource.Machines && res != resource.Clusters {
 		doc = doc.released(crossFields)
 	}
 	doc.value, doc.raw = nil, nil
@@ -422,6 +426,7 @@ func (l *loader) finish() *Set {
 	l.checkDuplicates()
 	l.checkNamespaces()
 	l.checkMachines(cluster)
+	l.checkWebhookSecret()
 
 	set := &Set{Cluster: cluster, Objects: make([]Object, 0, len(l.objects))}
 	if l.cluster != nil && !l.cluster.invalid {

@@ -129,7 +129,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name:  "file too large",
 			files: map[string]string{"big.yaml": cm + "# " + strings.Repeat("x", 1<<20) + "\n"},
-			want:  []string{"big.yaml: file is 1048650 bytes, over the 1 MiB limit; split it into several files"},
+			want:  []string{"big.yaml:1: file is 1048650 bytes, over the 1 MiB limit; split it into several files"},
 		},
 		{
 			name:  "invalid UTF-8",
@@ -370,6 +370,31 @@ func TestLoadErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "webhook secret reference fields",
+			files: map[string]string{"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n" +
+				"  webhook:\n    secretRef: {name: Hook, key: \"a b\"}\n"},
+			want: []string{
+				"bosun.yaml:6: spec.webhook.secretRef.key: Invalid value: \"a b\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+				`bosun.yaml:6: spec.webhook.secretRef.name: Invalid value: "Hook": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+				"bosun.yaml:6: spec.webhook.secretRef.namespace: Required value: the Secret's namespace",
+			},
+		},
+		{
+			name: "webhook secret not in the repository",
+			files: map[string]string{"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n" +
+				"  webhook:\n    secretRef:\n      namespace: kube-system\n      name: hook\n      key: secret\n"},
+			want: []string{`bosun.yaml:8: spec.webhook.secretRef.name: Not found: Secret kube-system/hook is not declared in the repository; add it (with the key "secret") or fix the reference`},
+		},
+		{
+			name: "webhook secret without the key",
+			files: map[string]string{
+				"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n" +
+					"  webhook:\n    secretRef:\n      namespace: kube-system\n      name: hook\n      key: secret\n",
+				"hook.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: hook, namespace: kube-system}\nstringData: {token: x, other: y}\n",
+			},
+			want: []string{`bosun.yaml:9: spec.webhook.secretRef.key: Invalid value: "secret": Secret kube-system/hook (hook.yaml:1) has no such key (its keys: other, token)`},
+		},
+		{
 			name:  "machine outside machines/",
 			files: map[string]string{"machines/sub/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec: {address: 192.0.2.1}\n"},
 			want:  []string{"machines/sub/m.yaml:2: kind: a Machine may only be declared in machines/*.yaml; move it there"},
@@ -483,10 +508,10 @@ func TestSymlinksInDir(t *testing.T) {
 	}
 	_, err := LoadDir(dir)
 	want := []string{
-		`abs: symlink to "` + outside + `" leaves the repository; link to a path inside it, relatively`,
-		`apps/chain.yaml: symlink to "cm.yaml" points to another symlink; only one level of links is followed`,
-		`apps/evil.yaml: symlink to "../../etc/passwd" leaves the repository; link to a path inside it`,
-		`apps/loop: symlink to ".." points to a directory that contains it (a loop)`,
+		`abs:1: symlink to "` + outside + `" leaves the repository; link to a path inside it, relatively`,
+		`apps/chain.yaml:1: symlink to "cm.yaml" points to another symlink; only one level of links is followed`,
+		`apps/evil.yaml:1: symlink to "../../etc/passwd" leaves the repository; link to a path inside it`,
+		`apps/loop:1: symlink to ".." points to a directory that contains it (a loop)`,
 		`outside.yaml:3: metadata.name: ConfigMap default/settings is declared twice: here and at apps/cm.yaml:1; keep one`,
 	}
 	if diff := cmp.Diff(want, errorLines(t, err)); diff != "" {

@@ -122,8 +122,8 @@ func TestLoadTreeMatchesLoadDir(t *testing.T) {
 	want := []string{
 		// .bosunignore is at the repository root, outside the loaded sub-tree.
 		"shop/cache.draft.yaml:1: apiVersion: Required value: every manifest needs apiVersion, kind and metadata.name",
-		`shop/extra.yaml: symlink to "../../shared/extra.txt" leaves the repository; link to a path inside it`,
-		`linked: symlink to "../shared" leaves the repository; link to a path inside it`,
+		`shop/extra.yaml:1: symlink to "../../shared/extra.txt" leaves the repository; link to a path inside it`,
+		`linked:1: symlink to "../shared" leaves the repository; link to a path inside it`,
 	}
 	if diff := cmp.Diff(want, errorLines(t, err), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 		t.Errorf("sub-tree errors (-want +got):\n%s", diff)
@@ -144,12 +144,12 @@ func TestLoadTreeErrors(t *testing.T) {
 	})
 	_, err := LoadTree(tree)
 	want := []string{
-		`abs.yaml: symlink to "/etc/passwd" leaves the repository; link to a path inside it, relatively`,
+		`abs.yaml:1: symlink to "/etc/passwd" leaves the repository; link to a path inside it, relatively`,
 		`b/dup.yaml:3: metadata.name: ConfigMap default/settings is declared twice: here and at a.yaml:1; keep one`,
-		`b/loop: symlink to ".." points to a directory that contains it (a loop)`,
+		`b/loop:1: symlink to ".." points to a directory that contains it (a loop)`,
 		`c/bad.yml:5: spec.containers: Required value: a pod needs at least one container`,
-		`c/dangle.yaml: symlink target "nowhere.yaml" does not exist`,
-		`evil.yaml: symlink to "../../../etc/passwd" leaves the repository; link to a path inside it`,
+		`c/dangle.yaml:1: symlink target "nowhere.yaml" does not exist`,
+		`evil.yaml:1: symlink to "../../../etc/passwd" leaves the repository; link to a path inside it`,
 	}
 	if diff := cmp.Diff(want, errorLines(t, err)); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)

@@ -63,7 +63,7 @@ func finishOperatorConfig(cfg *operator.Config, endpoints, tokenFile string, lf 
 type forgeFlags struct{ secretFile, tokenFile string }
 
 func (f *forgeFlags) add(fs *pflag.FlagSet, cfg *operator.Config) {
-	fs.StringVar(&f.secretFile, "webhook-secret-file", "", "file holding the webhook HMAC secret (default DATA-DIR/webhook-secret, created on first start)")
+	fs.StringVar(&f.secretFile, "webhook-secret-file", "", "file holding the webhook secret (default DATA-DIR/webhook-secret, created on first start; bosun.yaml's spec.webhook.secretRef replaces both)")
 	fs.StringVar(&cfg.Forge, "forge", "", "post plan and deploy statuses and plan comments to this forge: gitea or github")
 	fs.StringVar(&cfg.ForgeURL, "forge-url", "", "forge base URL (Gitea: http(s)://host[:port]; GitHub: API URL, default https://api.github.com)")
 	fs.StringVar(&f.tokenFile, "forge-token-file", "", "file holding the forge API token (or set $BOSUN_FORGE_TOKEN)")

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
 
 	"github.com/bosun-gitops/bosun/operator/apiserver"
 	"github.com/bosun-gitops/bosun/operator/plan"
@@ -22,6 +24,9 @@ func newPlanCmd(g *globalFlags) *cobra.Command {
 		Long: `Plan loads and validates the manifests at a Git ref of the synced repository (--ref: a
 branch, refs/pull/N/head or a commit) or in a local directory (default .), and compares them with
 what is live, with exactly the rules a sync applies. Secret values are masked.
+
+A directory is a work tree of the synced repository or a directory in it: when the operator
+syncs a sub-path (--path apps), plan the work tree's root or its apps directory.
 
 Exit code: 0 no change, 1 changes, 2 invalid or error.`,
 		Example: `  bosun plan                      # the working tree in .
@@ -97,7 +102,11 @@ func (c *apiClient) planDir(ctx context.Context, dir string) (*plan.Report, erro
 	if err := plan.Tar(&buf, dir); err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+apiserver.PlansPath, &buf)
+	target := c.base + apiserver.PlansPath
+	if p, ok := pathInRepository(dir); ok {
+		target += "?" + url.Values{plan.PathParam: {p}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, &buf)
 	if err != nil {
 		return nil, err
 	}
@@ -126,4 +135,31 @@ func (c *apiClient) planDir(ctx context.Context, dir string) (*plan.Report, erro
 		return nil, fmt.Errorf("decoding the plan: %w", err)
 	}
 	return &rep, nil
+}
+
+// pathInRepository returns where dir is in the Git work tree that contains it ("." for its
+// root), so that the operator plans the path it syncs; false outside a work tree.
+func pathInRepository(dir string) (string, bool) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", false
+	}
+	abs, err = filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", false
+	}
+	for root := abs; ; {
+		if _, err := os.Lstat(filepath.Join(root, ".git")); err == nil {
+			rel, err := filepath.Rel(root, abs)
+			if err != nil {
+				return "", false
+			}
+			return filepath.ToSlash(rel), true
+		}
+		parent := filepath.Dir(root)
+		if parent == root {
+			return "", false
+		}
+		root = parent
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -242,6 +243,9 @@ func benchOperator(b *testing.B, bin string, n, replicas int) {
 	settled, quiet := e.settle(ctx, 90*time.Second)
 	e.printStore(ctx, n, settled, quiet)
 
+	if n == 1000 {
+		e.planTime(ctx, n)
+	}
 	if n == 10000 {
 		e.printRSS(n)
 		e.oneObjectLatency(ctx, tr, n)
@@ -268,6 +272,30 @@ func benchOperator(b *testing.B, bin string, n, replicas int) {
 	fmt.Printf("bench: operator-push-to-visible-%d %.3f s limit=%.3f ratio=%.2f (raw: %d objects, %.1f MB of JSON, %d per txn, %d txns in flight)\n",
 		n, visible.Seconds(), raw.Seconds(), visible.Seconds()/raw.Seconds(), len(kvs), float64(size)/(1<<20),
 		store.DefaultMaxTxnOps, store.DefaultBatchConcurrency)
+}
+
+// planTime pushes a branch that changes one of the n objects and prints how long `bosun plan
+// --ref` (the CLI, through the operator's API: fetch, load and validate the whole tree, read what
+// is live, diff) takes for it, median of three runs.
+func (e *env) planTime(ctx context.Context, n int) {
+	e.repo.Git(e.repo.Work, "checkout", "--quiet", "-b", "plan-bench")
+	e.repo.Write(map[string]string{"apps/0000.yaml": manifestFile(0, n, 7, e.replicas)})
+	e.repo.Git(e.repo.Work, "commit", "--quiet", "-am", "plan bench")
+	e.repo.Git(e.repo.Work, "push", "--quiet", "origin", "plan-bench")
+	e.repo.Git(e.repo.Work, "checkout", "--quiet", "main")
+	var runs []time.Duration
+	for range 3 {
+		start := time.Now()
+		out, err := e.cli(ctx, "plan", "--ref", "plan-bench")
+		took := time.Since(start)
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "update") {
+			e.b.Fatalf("bosun plan --ref plan-bench: want exit 1 (changes) with one update, got %v:\n%s", err, out)
+		}
+		runs = append(runs, took)
+	}
+	fmt.Printf("bench: operator-plan-%d %.0f ms (bosun plan --ref through the API, one object changed; runs %s)\n",
+		n, ms(median(runs)), msList(runs))
 }
 
 // startEnv creates the repository with the namespaces, starts the operator with embedded etcd

@@ -7,11 +7,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -82,29 +85,23 @@ func TestGiteaPullRequestFlow(t *testing.T) {
 		return err
 	})
 
-	// The operator: webhook secret, forge token, polling as a slow fallback.
+	// The operator: webhook secret, forge token, and a polling interval far longer than the
+	// test, so that every push below is synced by its webhook or not at all. It syncs apps/.
 	dir := t.TempDir()
 	secret := "e2e-webhook-secret"
 	os.WriteFile(filepath.Join(dir, "secret"), []byte(secret), 0o600)
 	os.WriteFile(filepath.Join(dir, "token"), []byte(g.Token), 0o600)
 	dataDir := filepath.Join(dir, "data")
 	port := freePort(t)
-	const pollInterval = 5 * time.Second
-	op := startOperator(t, bin, dataDir,
-		"--repo", g.URL+"/"+repoName+".git", "--git-token-file", filepath.Join(dir, "token"),
-		"--interval", pollInterval.String(), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+	const hookInterval = 10 * time.Minute
+	opArgs := []string{
+		"--repo", g.URL + "/" + repoName + ".git", "--git-token-file", filepath.Join(dir, "token"), "--path", "apps",
+		"--interval", hookInterval.String(), "--listen", fmt.Sprintf("127.0.0.1:%d", port),
 		"--webhook-secret-file", filepath.Join(dir, "secret"),
-		"--forge", "gitea", "--forge-url", g.URL, "--forge-token-file", filepath.Join(dir, "token"))
+		"--forge", "gitea", "--forge-url", g.URL, "--forge-token-file", filepath.Join(dir, "token")}
+	op := startOperator(t, bin, dataDir, opArgs...)
 	kubeconfig := filepath.Join(dataDir, "admin.kubeconfig")
-	eventually(t, 60*time.Second, "operator kubeconfig", func() error { _, err := os.Stat(kubeconfig); return err })
-	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs := clientFor(t, kubeconfig)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	sim, err := simnodes.New(simnodes.Config{Client: cs, StartDelay: 100 * time.Millisecond})
@@ -116,26 +113,8 @@ func TestGiteaPullRequestFlow(t *testing.T) {
 		return sim.AddNodes(ctx, simnodes.NodeSpec{Name: "sim-1"})
 	})
 
-	gitSync := func() (*bosunv1.GitSync, error) {
-		raw, err := cs.RESTClient().Get().AbsPath("/apis/bosun.dev/v1alpha1/gitsyncs/default").DoRaw(ctx)
-		if err != nil {
-			return nil, err
-		}
-		var gs bosunv1.GitSync
-		return &gs, json.Unmarshal(raw, &gs)
-	}
-	applied := func(sha string) func() error {
-		return func() error {
-			gs, err := gitSync()
-			if err != nil {
-				return err
-			}
-			if gs.Status.Applied.SHA != sha {
-				return fmt.Errorf("applied %q, want %s (state %s: %s)", gs.Status.Applied.SHA, sha, gs.Status.State, gs.Status.Message)
-			}
-			return nil
-		}
-	}
+	gitSync := func() (*bosunv1.GitSync, error) { return gitSyncOf(ctx, cs) }
+	applied := func(sha string) func() error { return appliedBy(ctx, cs, sha) }
 	eventually(t, 60*time.Second, "initial commit applied", applied(first))
 
 	// The webhook, delivered by Gitea itself.
@@ -147,39 +126,47 @@ func TestGiteaPullRequestFlow(t *testing.T) {
 		"config": map[string]string{"url": fmt.Sprintf("https://127.0.0.1:%d/hooks/gitea", port), "content_type": "json", "secret": secret},
 	}, nil)
 
-	pushAndTime := func(msg, key string) (string, time.Duration) {
+	// push → synced by webhook: with a 10-minute interval only the webhook can sync these in
+	// time (the wait below is far shorter than the interval).
+	const pushes = 9
+	// push commits a change and pushes it; it returns the commit and when `git push` started
+	// (the latency is measured from there: a poll may see the commit before the push returns).
+	push := func(msg, key string) (string, time.Time) {
 		writeFile(t, work, "apps/base.yaml", strings.Replace(baseFiles, "greeting: hello", "greeting: "+key, 1))
 		git(t, work, "commit", "--quiet", "-am", msg)
 		sha := git(t, work, "rev-parse", "HEAD")
+		start := time.Now()
 		git(t, work, "push", "--quiet", "origin", "main")
-		start := time.Now() // from the end of the push: what the webhook (or a poll) adds
-		eventually(t, 3*pollInterval, "pushed commit applied", applied(sha))
-		return sha, time.Since(start)
+		return sha, start
 	}
 	var hookLat []time.Duration
-	for i := range 3 {
-		_, d := pushAndTime(fmt.Sprintf("webhook push %d", i), fmt.Sprintf("hook%d", i))
-		hookLat = append(hookLat, d)
+	for i := range pushes {
+		sha, start := push(fmt.Sprintf("webhook push %d", i), fmt.Sprintf("hook%d", i))
+		hookLat = append(hookLat, syncLatency(t, ctx, cs, sha, start, 60*time.Second, "push synced by webhook (polling every "+hookInterval.String()+")"))
 	}
-	// Polling only: deactivate the hook and push again.
-	var hooks []struct {
-		ID int64 `json:"id"`
-	}
-	g.api(http.MethodGet, "/api/v1/repos/"+repoName+"/hooks", nil, &hooks)
-	g.api(http.MethodPatch, fmt.Sprintf("/api/v1/repos/%s/hooks/%d", repoName, hooks[0].ID), map[string]any{"active": false, "events": events}, nil)
+
+	// push → synced by polling: a second operator with its own etcd and a 2 s interval, which
+	// no webhook reaches.
+	const pollInterval = 2 * time.Second
+	pollDir := filepath.Join(dir, "polling")
+	poller := startOperator(t, bin, pollDir, "--repo", g.URL+"/"+repoName+".git", "--git-token-file", filepath.Join(dir, "token"),
+		"--path", "apps", "--interval", pollInterval.String(), "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	pollCS := clientFor(t, filepath.Join(pollDir, "admin.kubeconfig"))
+	eventually(t, 60*time.Second, "polling operator synced", appliedBy(ctx, pollCS, git(t, work, "rev-parse", "HEAD")))
 	var pollLat []time.Duration
-	for i := range 2 {
-		_, d := pushAndTime(fmt.Sprintf("polled push %d", i), fmt.Sprintf("poll%d", i))
-		pollLat = append(pollLat, d)
+	for i := range pushes {
+		// Pushes arrive at any point of the polling cycle, not in step with it.
+		time.Sleep(rand.N(pollInterval))
+		sha, start := push(fmt.Sprintf("polled push %d", i), fmt.Sprintf("poll%d", i))
+		pollLat = append(pollLat, syncLatency(t, ctx, pollCS, sha, start, 30*pollInterval, "push synced by polling"))
+		eventually(t, 60*time.Second, "push synced by webhook", applied(sha))
 	}
-	g.api(http.MethodPatch, fmt.Sprintf("/api/v1/repos/%s/hooks/%d", repoName, hooks[0].ID), map[string]any{"active": true, "events": events}, nil) // an edit without events resets them to push
-	t.Logf("bench: push-synced-webhook %d ms (runs %v)", median(hookLat).Milliseconds(), hookLat)
-	t.Logf("bench: push-synced-polling %d ms (interval %s, runs %v)", median(pollLat).Milliseconds(), pollInterval, pollLat)
-	fmt.Printf("bench: push-synced-webhook %d ms\nbench: push-synced-polling %d ms interval=%s\n",
-		median(hookLat).Milliseconds(), median(pollLat).Milliseconds(), pollInterval)
-	if median(hookLat) >= median(pollLat) {
-		t.Logf("warning: webhook latency %s not below polling %s", median(hookLat), median(pollLat))
-	}
+	poller.stop()
+	t.Logf("push → synced by webhook: %v; by polling every %s: %v", hookLat, pollInterval, pollLat)
+	fmt.Printf("bench: forge-push-to-synced-webhook %d ms (from git push to GitSync applied; median of %d pushes, max %d ms; polling every %s, so every push came by webhook)\n",
+		median(hookLat).Milliseconds(), pushes, maxOf(hookLat).Milliseconds(), hookInterval)
+	fmt.Printf("bench: forge-push-to-synced-polling %d ms (from git push to GitSync applied; median of %d pushes at random points of the cycle, max %d ms; polling every %s, no webhook)\n",
+		median(pollLat).Milliseconds(), pushes, maxOf(pollLat).Milliseconds(), pollInterval)
 
 	// PR 1: scale the deployment and change its image.
 	git(t, work, "checkout", "--quiet", "-b", "scale")
@@ -261,8 +248,12 @@ func TestGiteaPullRequestFlow(t *testing.T) {
 	// `bosun plan DIR` of a working tree: the merged state plans clean, an edit shows up.
 	git(t, work, "checkout", "--quiet", "main")
 	git(t, work, "pull", "--quiet", "origin", "main")
-	if out, errOut, code = cliRun(t, bin, kubeconfig, "plan", work); code != 0 {
-		t.Errorf("bosun plan DIR of the merged tree: exit %d, want 0\n%s%s", code, out, errOut)
+	// The operator syncs apps/ (--path apps): the work tree's root and its apps directory
+	// both plan as that path.
+	for _, d := range []string{work, filepath.Join(work, "apps")} {
+		if out, errOut, code = cliRun(t, bin, kubeconfig, "plan", d); code != 0 {
+			t.Errorf("bosun plan %s of the merged tree: exit %d, want 0\n%s%s", d, code, out, errOut)
+		}
 	}
 	writeFile(t, work, "apps/web.yaml", deployment(7, "registry.local/web:1.3"))
 	out, errOut, code = cliRun(t, bin, kubeconfig, "plan", work)
@@ -304,7 +295,85 @@ spec:
 	if h := gs.Status.Health; h == nil || h.Commit != stuck || h.Status != bosunv1.HealthDegraded {
 		t.Errorf("GitSync health after a stuck rollout: %+v, want Degraded for %.12s", h, stuck)
 	}
-	_ = op
+
+	// The operator crashes and restarts: its first sync of the applied commit writes nothing,
+	// and the commit stays Degraded (not "no workload changed") here and on Gitea.
+	op.stop()
+	op = startOperator(t, bin, dataDir, opArgs...)
+	eventually(t, 90*time.Second, "the restarted operator's first sync", func() error {
+		if !op.logContains("commit health already settled; kept") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if gs, err = gitSync(); err != nil {
+		t.Fatal(err)
+	}
+	if h := gs.Status.Health; h == nil || h.Commit != stuck || h.Status != bosunv1.HealthDegraded {
+		t.Errorf("GitSync health after a restart: %+v, want Degraded for %.12s", h, stuck)
+	}
+	waitStatus(t, g, stuck, "bosun/deploy", "failure", "exceeded its progress deadline")
+}
+
+func clientFor(t *testing.T, kubeconfig string) *kubernetes.Clientset {
+	t.Helper()
+	eventually(t, 60*time.Second, "operator kubeconfig", func() error { _, err := os.Stat(kubeconfig); return err })
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+func gitSyncOf(ctx context.Context, cs *kubernetes.Clientset) (*bosunv1.GitSync, error) {
+	raw, err := cs.RESTClient().Get().AbsPath("/apis/bosun.dev/v1alpha1/gitsyncs/default").DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var gs bosunv1.GitSync
+	return &gs, json.Unmarshal(raw, &gs)
+}
+
+// appliedBy is a condition: the operator behind cs has applied sha.
+func appliedBy(ctx context.Context, cs *kubernetes.Clientset, sha string) func() error {
+	return func() error {
+		gs, err := gitSyncOf(ctx, cs)
+		if err != nil {
+			return err
+		}
+		if gs.Status.Applied.SHA != sha {
+			return fmt.Errorf("applied %q, want %s (state %s: %s)", gs.Status.Applied.SHA, sha, gs.Status.State, gs.Status.Message)
+		}
+		return nil
+	}
+}
+
+// syncLatency returns how long after start (the push) the operator behind cs reports sha
+// applied, watching its GitSync status every 10 ms; it fails the test after timeout.
+func syncLatency(t *testing.T, ctx context.Context, cs *kubernetes.Clientset, sha string, start time.Time, timeout time.Duration, what string) time.Duration {
+	t.Helper()
+	cond := appliedBy(ctx, cs, sha)
+	var err error
+	for time.Since(start) < timeout {
+		if err = cond(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: %.12s not applied within %s: %v", what, sha, timeout, err)
+	return 0
+}
+
+func maxOf(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -372,24 +441,45 @@ func waitComment(t *testing.T, g *giteaServer, number int, want ...string) strin
 // operatorProc is a `bosun operator` in its own process group.
 type operatorProc struct {
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *syncBuffer
 }
+
+// syncBuffer is the operator's output, read while the process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// operatorsStarted numbers the operators' log files.
+var operatorsStarted atomic.Int32
 
 func startOperator(t *testing.T, bin, dataDir string, args ...string) *operatorProc {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"operator", "--data-dir", dataDir}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log := &bytes.Buffer{}
+	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	p := &operatorProc{cmd: cmd, log: log}
+	n := operatorsStarted.Add(1)
 	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-		p := filepath.Join(os.TempDir(), "bosun-e2e-forge-operator.log")
-		os.WriteFile(p, log.Bytes(), 0o644) // kept for timing analysis, overwritten by the next run
+		p.stop()
+		f := filepath.Join(os.TempDir(), fmt.Sprintf("bosun-e2e-forge-operator-%d-%s.log", n, filepath.Base(dataDir)))
+		os.WriteFile(f, []byte(log.String()), 0o644) // kept for timing analysis, overwritten by the next run
 		if t.Failed() {
 			var lines []string
 			for _, l := range strings.Split(log.String(), "\n") {
@@ -397,11 +487,21 @@ func startOperator(t *testing.T, bin, dataDir string, args ...string) *operatorP
 					lines = append(lines, l)
 				}
 			}
-			t.Logf("operator log without requests (full log in %s):\n%s", p, tail(strings.Join(lines, "\n"), 120))
+			t.Logf("operator %s log without requests (full log in %s):\n%s", dataDir, f, tail(strings.Join(lines, "\n"), 120))
 		}
 	})
 	return p
 }
+
+// stop kills the operator as a crash would (no resignation: a successor waits out the lease).
+func (p *operatorProc) stop() {
+	if p.cmd.ProcessState == nil {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		p.cmd.Wait()
+	}
+}
+
+func (p *operatorProc) logContains(s string) bool { return strings.Contains(p.log.String(), s) }
 
 func cliRun(t *testing.T, bin, kubeconfig string, args ...string) (string, string, int) {
 	t.Helper()

@@ -8,7 +8,7 @@
 //	                                                                               ├─ volumes, /etc/hosts, resolv.conf under PodDir
 //	                                                                               ├─ Runtime.EnsureImage / Create / Start / Stop
 //	                                                                               ├─ probes (exec, HTTP, TCP, gRPC health)
-//	                                                                               └─ StatusWriter (on change, rate-limited)
+//	                                                                               └─ StatusWriter (when the API's copy differs, rate-limited)
 //
 // The Runtime and Network it drives are declared in manager.go; nodeagent/runtime implements them
 // with containerd and CNI, and podstest has in-memory fakes for unit tests.

@@ -1,6 +1,7 @@
 package pods_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/bosun-gitops/bosun/nodeagent/pods"
@@ -92,6 +94,104 @@ func TestStatusWrittenOnlyOnChange(t *testing.T) {
 	if got := len(h.status.Writes()); got == n {
 		t.Error("no status write after the container exited")
 	}
+}
+
+// TestStatusChangedBehindTheAgentsBackIsWrittenBack plays the API and its informer by hand: the
+// node lifecycle controller marks a running pod not ready (its node's lease expired), and the
+// agent, comparing with the API's copy rather than with what it wrote last, writes Ready=True
+// back; a write that fails is retried without further news; the informer's copy that predates
+// the agent's own write does not cause duplicate writes.
+func TestStatusChangedBehindTheAgentsBackIsWrittenBack(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	pod := testPod("web")
+	pod.ResourceVersion = "1"
+	h.m.UpdatePod(pod)
+	h.step(5 * time.Second)
+	writes := h.status.Writes()
+	if len(writes) == 0 || condition(&writes[len(writes)-1].Status, corev1.PodReady) != corev1.ConditionTrue {
+		t.Fatalf("pod not reported ready: %d writes", len(writes))
+	}
+	// The informer delivers the agent's write (through JSON, as from the API): nothing to do,
+	// now or at the resyncs.
+	api := throughJSON(t, writes[len(writes)-1])
+	api.ResourceVersion = "2"
+	h.m.UpdatePod(api)
+	h.step(time.Minute)
+	n := len(h.status.Writes())
+	if n != len(writes) {
+		t.Fatalf("%d status writes after the informer delivered the agent's own, want %d", n, len(writes))
+	}
+
+	markNotReady := func(p *corev1.Pod, rv string) *corev1.Pod {
+		p = p.DeepCopy()
+		p.ResourceVersion = rv
+		for i := range p.Status.Conditions {
+			if c := &p.Status.Conditions[i]; c.Type == corev1.PodReady {
+				c.Status, c.Reason, c.Message = corev1.ConditionFalse, "NodeNotReady", "The node is not ready."
+				c.LastTransitionTime = metav1.NewTime(h.clock.Now())
+			}
+		}
+		return p
+	}
+	h.m.UpdatePod(markNotReady(api, "3"))
+	h.settle()
+	writes = h.status.Writes()
+	if len(writes) != n+1 {
+		t.Fatalf("%d status writes after the API's copy was marked not ready, want %d", len(writes), n+1)
+	}
+	back := writes[n]
+	if back.ResourceVersion != "3" || condition(&back.Status, corev1.PodReady) != corev1.ConditionTrue {
+		t.Fatalf("written back: resourceVersion %q Ready %s; want 3 and True", back.ResourceVersion, condition(&back.Status, corev1.PodReady))
+	}
+	for _, c := range back.Status.Conditions {
+		if c.Type == corev1.PodReady && !c.LastTransitionTime.Time.Equal(h.clock.Now().Truncate(time.Second)) {
+			t.Errorf("Ready's lastTransitionTime %s, want now (%s): it was False in the API", c.LastTransitionTime, h.clock.Now())
+		}
+		if c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue {
+			t.Errorf("PodScheduled lost: %+v", c)
+		}
+	}
+	// Until the informer delivers that write, its copy is the one the write replaced: no rewrite.
+	h.step(time.Minute)
+	if got := len(h.status.Writes()); got != n+1 {
+		t.Fatalf("%d status writes while the informer lagged, want %d", got, n+1)
+	}
+	api = throughJSON(t, back)
+	api.ResourceVersion = "4"
+	h.m.UpdatePod(api)
+	h.step(time.Minute)
+	if got := len(h.status.Writes()); got != n+1 {
+		t.Fatalf("%d status writes after the informer caught up, want %d", got, n+1)
+	}
+
+	// Marked not ready again while the API refuses writes: written back once it accepts them,
+	// without any further update of the pod.
+	h.status.SetError(errors.New("the API is unavailable"))
+	h.m.UpdatePod(markNotReady(api, "5"))
+	h.step(3 * time.Second)
+	if got := len(h.status.Writes()); got != n+1 {
+		t.Fatalf("%d status writes while the API refused them, want %d", got, n+1)
+	}
+	h.status.SetError(nil)
+	h.until(15*time.Second, "Ready written back after the API recovered", func() bool {
+		w := h.status.Writes()
+		return len(w) == n+2 && condition(&w[n+1].Status, corev1.PodReady) == corev1.ConditionTrue
+	})
+}
+
+// throughJSON is pod as read back from the API.
+func throughJSON(t *testing.T, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	b, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &corev1.Pod{}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestRestartPolicyByExitCode(t *testing.T) {

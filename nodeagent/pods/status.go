@@ -261,10 +261,7 @@ func (w *podWorker) conditions(pod *corev1.Pod, st *corev1.PodStatus, now time.T
 	podReady.Type = corev1.PodReady
 	own := []corev1.PodCondition{initialized, ready, podReady}
 
-	previous := pod.Status.Conditions
-	if w.lastWritten != nil {
-		previous = w.lastWritten.Conditions
-	}
+	previous := w.apiStatus(pod).Conditions
 	var out []corev1.PodCondition
 	ownTypes := map[corev1.PodConditionType]bool{}
 	for _, c := range own {
@@ -297,13 +294,47 @@ func (w *podWorker) conditions(pod *corev1.Pod, st *corev1.PodStatus, now time.T
 	return out
 }
 
-// updateStatus writes the pod's status when it changed, at most once per statusMinInterval.
+// agentConditions are the pod conditions the agent computes; others (PodScheduled, readiness
+// gates) belong to whoever set them.
+var agentConditions = map[corev1.PodConditionType]bool{
+	corev1.PodInitialized: true, corev1.ContainersReady: true, corev1.PodReady: true,
+}
+
+// agentOwned is the part of a pod status that the agent asserts.
+func agentOwned(st *corev1.PodStatus) corev1.PodStatus {
+	out := corev1.PodStatus{
+		Phase: st.Phase, HostIP: st.HostIP, HostIPs: st.HostIPs, PodIP: st.PodIP, PodIPs: st.PodIPs,
+		StartTime: st.StartTime, InitContainerStatuses: st.InitContainerStatuses, ContainerStatuses: st.ContainerStatuses,
+	}
+	for _, c := range st.Conditions {
+		if agentConditions[c.Type] {
+			out.Conditions = append(out.Conditions, c)
+		}
+	}
+	return out
+}
+
+// apiStatus is the pod status the API holds as far as the worker knows: the informer's copy, or
+// what the worker last wrote while that copy is still the one the write replaced.
+func (w *podWorker) apiStatus(pod *corev1.Pod) *corev1.PodStatus {
+	if w.lastWritten != nil && pod.ResourceVersion == w.writtenOver {
+		return w.lastWritten
+	}
+	return &pod.Status
+}
+
+// updateStatus writes the pod's status when it differs from what the API holds, at most once per
+// statusMinInterval. Like the kubelet's status manager it compares with the API's copy, not with
+// what it wrote last, so a status changed behind its back (the node lifecycle controller marks the
+// pods of an unreachable node not ready) is written back at the next sync, which comes with the
+// informer's update or at the latest after resyncPeriod.
 func (w *podWorker) updateStatus(ctx context.Context, pod *corev1.Pod) {
 	st := w.buildStatus(pod)
 	w.mu.Lock()
 	w.phase = st.Phase
 	w.mu.Unlock()
-	if w.lastWritten != nil && equality.Semantic.DeepEqual(*w.lastWritten, st) {
+	api := agentOwned(w.apiStatus(pod))
+	if equality.Semantic.DeepEqual(api, agentOwned(&st)) {
 		return
 	}
 	now := w.m.clock.Now()
@@ -318,6 +349,10 @@ func (w *podWorker) updateStatus(ctx context.Context, pod *corev1.Pod) {
 		w.wakeAt(now.Add(statusMinInterval))
 		return
 	}
+	if w.lastWritten != nil && !equality.Semantic.DeepEqual(api, agentOwned(w.lastWritten)) {
+		w.log.Info("the pod's status was changed by someone else; wrote the agent's back", "phase", st.Phase)
+	}
 	w.lastWritten = &st
+	w.writtenOver = pod.ResourceVersion
 	w.lastWriteAt = now
 }

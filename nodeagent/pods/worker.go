@@ -91,6 +91,9 @@ type podWorker struct {
 	lastMountErr string
 	nextWake     time.Time
 	done         bool
+	// writtenOver is the resourceVersion of the pod copy the last status write replaced: while
+	// the informer still hands that copy, lastWritten stands for the API's status.
+	writtenOver string
 }
 
 func newPodWorker(m *Manager, pod *corev1.Pod) *podWorker {

@@ -4,6 +4,8 @@
 //
 //	gitsync OnSynced(commit, changed) ─> Tracker.Track ─> poll Assess(each object)
 //	    ─> GitSync status.health ─> OnSettled(commit, Healthy|Degraded) (forge: bosun/deploy)
+//	    a newer commit first ─> OnSuperseded(commit, newer)             (forge: bosun/deploy error)
+//	after a restart, a sync that wrote nothing ─> status.health of that commit kept or resumed
 package health
 
 import (

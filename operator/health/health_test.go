@@ -2,7 +2,12 @@ package health
 
 import (
 	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/gitsync"
@@ -61,11 +66,14 @@ func TestAssess(t *testing.T) {
 
 // fakeStore serves fixed objects and records GitSync status writes.
 type fakeStore struct {
+	mu   sync.Mutex
 	objs map[string]resource.Object
 	gs   *bosunv1.GitSync
 }
 
 func (f *fakeStore) Get(_ context.Context, res *resource.Resource, ns, name string) (resource.Object, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if res == resource.GitSyncs {
 		return f.gs.DeepCopy(), nil
 	}
@@ -76,8 +84,157 @@ func (f *fakeStore) Get(_ context.Context, res *resource.Resource, ns, name stri
 }
 
 func (f *fakeStore) UpdateStatus(_ context.Context, _ *resource.Resource, obj resource.Object) (resource.Object, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.gs = obj.(*bosunv1.GitSync)
 	return obj, nil
+}
+
+func (f *fakeStore) health() *bosunv1.CommitHealth {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gs.DeepCopy().Status.Health
+}
+
+func (f *fakeStore) set(key string, obj resource.Object) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objs[key] = obj
+}
+
+// calls records the tracker's callbacks as "progress|settled|superseded COMMIT STATUS: MESSAGE".
+type calls struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (c *calls) add(kind, commit string, h bosunv1.CommitHealth) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.list = append(c.list, fmt.Sprintf("%s %s %s: %s", kind, commit, h.Status, h.Message))
+}
+
+func (c *calls) config(st Store) TrackerConfig {
+	return TrackerConfig{Store: st, Interval: 10 * time.Millisecond,
+		OnProgress: func(_ context.Context, commit string, h bosunv1.CommitHealth) { c.add("progress", commit, h) },
+		OnSettled:  func(_ context.Context, commit string, h bosunv1.CommitHealth) { c.add("settled", commit, h) },
+		OnSuperseded: func(_ context.Context, commit, newer string, h bosunv1.CommitHealth) {
+			c.add("superseded by "+newer, commit, h)
+		},
+	}
+}
+
+func (c *calls) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.list
+	c.list = nil
+	return l
+}
+
+var webRef = gitsync.ObjectRef{Resource: resource.Deployments, Namespace: "shop", Name: "web"}
+
+// TestTrackerRestart checks that the first sync of a process (a restart or a failover), which
+// writes nothing for the already applied commit, keeps the recorded health instead of calling
+// the commit healthy because "no workload changed".
+func TestTrackerRestart(t *testing.T) {
+	deadline := appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}
+	st := &fakeStore{objs: map[string]resource.Object{"Deployment/shop/web": dep(1, 1, 2, 0, 0, 2, deadline)},
+		gs: &bosunv1.GitSync{ObjectMeta: metav1.ObjectMeta{Name: "default"}}}
+	var c calls
+	first := NewTracker(c.config(st))
+	first.OnSynced(t.Context(), gitsync.SyncReport{Commit: "c1", Changed: []gitsync.ObjectRef{webRef}})
+	first.Wait()
+	want := []string{
+		"progress c1 Progressing: rolling out 1 workloads",
+		`settled c1 Degraded: Deployment web: deployment "web" exceeded its progress deadline`,
+	}
+	if diff := cmp.Diff(want, c.take()); diff != "" {
+		t.Fatalf("first operator (-want +got):\n%s", diff)
+	}
+
+	// The restarted operator: a settled health stays as it is, nothing is posted.
+	restarted := NewTracker(c.config(st))
+	restarted.OnSynced(t.Context(), gitsync.SyncReport{Commit: "c1"})
+	restarted.Wait()
+	if got := c.take(); len(got) != 0 {
+		t.Errorf("after a restart: callbacks %q, want none", got)
+	}
+	if h := st.health(); h.Commit != "c1" || h.Status != bosunv1.HealthDegraded || len(h.Resources) != 1 {
+		t.Errorf("health after a restart: %+v, want Degraded for c1", h)
+	}
+	// A later re-sync of the same commit that wrote nothing changes nothing either.
+	restarted.OnSynced(t.Context(), gitsync.SyncReport{Commit: "c1"})
+	restarted.Wait()
+	if got := c.take(); len(got) != 0 {
+		t.Errorf("after a second sync: callbacks %q, want none", got)
+	}
+
+	// A commit that another process had never recorded is new: tracked as usual.
+	fresh := NewTracker(c.config(st))
+	fresh.OnSynced(t.Context(), gitsync.SyncReport{Commit: "c2"})
+	fresh.Wait()
+	want = []string{"progress c2 Progressing: rolling out 0 workloads", "settled c2 Healthy: no workload changed"}
+	if diff := cmp.Diff(want, c.take()); diff != "" {
+		t.Errorf("a new commit that changed nothing (-want +got):\n%s", diff)
+	}
+}
+
+// TestTrackerResume checks that a rollout in progress when the operator stopped is followed
+// again by the next one, from the workloads that status.health recorded.
+func TestTrackerResume(t *testing.T) {
+	st := &fakeStore{objs: map[string]resource.Object{"Deployment/shop/web": dep(1, 1, 2, 2, 2, 2)},
+		gs: &bosunv1.GitSync{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Status: bosunv1.GitSyncStatus{Health: &bosunv1.CommitHealth{
+			Commit: "c1", Status: bosunv1.HealthProgressing, Message: "Deployment web: 1 of 2 updated replicas are available",
+			Resources: []bosunv1.ResourceHealth{{Kind: "Deployment", Namespace: "shop", Name: "web", Status: bosunv1.HealthProgressing}},
+		}}}}
+	var c calls
+	tr := NewTracker(c.config(st))
+	tr.OnSynced(t.Context(), gitsync.SyncReport{Commit: "c1"})
+	tr.Wait()
+	if diff := cmp.Diff([]string{"settled c1 Healthy: all 1 changed workloads are available"}, c.take()); diff != "" {
+		t.Errorf("resumed tracking (-want +got):\n%s", diff)
+	}
+	if h := st.health(); h.Status != bosunv1.HealthHealthy || len(h.Resources) != 1 {
+		t.Errorf("health: %+v, want Healthy with the deployment", h)
+	}
+}
+
+// TestTrackerSuperseded checks that a commit whose rollout a newer commit interrupts gets a
+// final word (OnSuperseded) rather than staying pending.
+func TestTrackerSuperseded(t *testing.T) {
+	st := &fakeStore{objs: map[string]resource.Object{"Deployment/shop/web": dep(1, 1, 2, 1, 1, 2)},
+		gs: &bosunv1.GitSync{ObjectMeta: metav1.ObjectMeta{Name: "default"}}}
+	var c calls
+	tr := NewTracker(c.config(st))
+	tr.OnSynced(t.Context(), gitsync.SyncReport{Commit: "c1", Changed: []gitsync.ObjectRef{webRef}})
+	deadline := time.Now().Add(30 * time.Second)
+	for st.health() == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	st.set("Deployment/shop/web", dep(2, 2, 2, 2, 2, 2))
+	tr.OnSynced(t.Context(), gitsync.SyncReport{Commit: "c2", Changed: []gitsync.ObjectRef{webRef}})
+	tr.Wait()
+	want := []string{
+		"progress c1 Progressing: rolling out 1 workloads",
+		"superseded by c2 c1 Progressing: Deployment web: 1 of 2 new replicas have been updated",
+		"progress c2 Progressing: rolling out 1 workloads",
+		"settled c2 Healthy: all 1 changed workloads are available",
+	}
+	got := c.take()
+	sort.Strings(got) // the superseded post runs beside the next tracking
+	sort.Strings(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("callbacks (-want +got):\n%s", diff)
+	}
+	// A re-sync of c2 with more changes continues c2: nothing is superseded.
+	tr.OnSynced(t.Context(), gitsync.SyncReport{Commit: "c2", Changed: []gitsync.ObjectRef{{Resource: resource.ConfigMaps, Namespace: "shop", Name: "x"}}})
+	tr.Wait()
+	for _, call := range c.take() {
+		if strings.HasPrefix(call, "superseded") {
+			t.Errorf("re-sync of the same commit: %s", call)
+		}
+	}
 }
 
 func TestTrackerSettles(t *testing.T) {

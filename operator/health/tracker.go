@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -24,6 +25,10 @@ type Store interface {
 // tracker gives up (Timeout: Progressing). It may block; it runs on the tracker's goroutine.
 type Settled func(ctx context.Context, commit string, h bosunv1.CommitHealth)
 
+// Superseded is called when a newer commit replaces one whose rollout had not settled: the
+// older commit's health will never be known. It runs on a goroutine of its own.
+type Superseded func(ctx context.Context, commit, newer string, h bosunv1.CommitHealth)
+
 // TrackerConfig configures a Tracker.
 type TrackerConfig struct {
 	Store Store
@@ -32,23 +37,33 @@ type TrackerConfig struct {
 	// Interval between assessments (default 500ms); Timeout gives up on a rollout that neither
 	// becomes Healthy nor Degraded (default 10m).
 	Interval, Timeout time.Duration
-	// OnProgress is called once when tracking of a commit starts; OnSettled when it ends.
-	OnProgress Settled
-	OnSettled  Settled
-	Logger     *slog.Logger
+	// OnProgress is called once when tracking of a commit starts; OnSettled when it ends;
+	// OnSuperseded instead of OnSettled when a newer commit ends it.
+	OnProgress   Settled
+	OnSettled    Settled
+	OnSuperseded Superseded
+	Logger       *slog.Logger
 }
+
+// postTimeout bounds a callback that runs after the tracking's own context ended.
+const postTimeout = 30 * time.Second
 
 // Tracker follows the health of the objects that the latest applied commit changed. A newer
 // commit replaces the one being tracked.
+//
+// A process that starts (a restart, a leader failover) first syncs a commit that is already
+// applied: that sync writes nothing, so it says nothing about health. The tracker then takes
+// up what status.health records for that commit instead of declaring it healthy.
 type Tracker struct {
 	cfg TrackerConfig
 	log *slog.Logger
 
 	mu     sync.Mutex
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	done   chan struct{}
 	commit string              // the commit tracked last
 	refs   []gitsync.ObjectRef // what its syncs changed
+	posts  sync.WaitGroup      // OnSuperseded calls in flight
 }
 
 // NewTracker returns a Tracker; Track starts its work.
@@ -69,32 +84,101 @@ func NewTracker(cfg TrackerConfig) *Tracker {
 	return &Tracker{cfg: cfg, log: log.With("component", "health")}
 }
 
+// supersededError is the cause of a tracking cancelled by a newer commit.
+type supersededError struct{ by string }
+
+func (e supersededError) Error() string { return "superseded by commit " + short(e.by) }
+
 // OnSynced is a gitsync.Config.OnSynced hook: it starts tracking r's commit in the background
 // (ctx bounds it) and returns at once.
 func (t *Tracker) OnSynced(ctx context.Context, r gitsync.SyncReport) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if r.Commit == t.commit {
+	var resumed *bosunv1.CommitHealth
+	switch {
+	case r.Commit == t.commit:
 		// The same commit synced again (a webhook and a poll, or a re-diff): what the first
 		// sync changed is still rolling out, and a sync that wrote nothing changes nothing.
 		if len(r.Changed) == 0 {
 			return
 		}
 		r.Changed = append(append([]gitsync.ObjectRef(nil), t.refs...), r.Changed...)
+	case len(r.Changed) == 0:
+		// Nothing written for a commit this tracker has not seen: the first sync after a
+		// restart or a failover. What status.health holds for this commit stands.
+		h, err := t.stored(ctx)
+		if err != nil {
+			// Not knowing is not healthy: the next sync of the commit asks again.
+			t.log.Warn("reading the recorded commit health; health not tracked until the next sync", "commit", short(r.Commit), "err", err)
+			return
+		}
+		if h == nil || h.Commit != r.Commit {
+			break
+		}
+		refs := refsOf(h)
+		if settled(h.Status) {
+			t.log.Info("commit health already settled; kept", "commit", short(r.Commit), "health", h.Status)
+			t.stop(r.Commit)
+			t.commit, t.refs = r.Commit, refs
+			return
+		}
+		t.log.Info("resuming health tracking", "commit", short(r.Commit), "health", h.Status, "workloads", len(refs))
+		r.Changed, resumed = refs, h
 	}
+	t.stop(r.Commit)
 	t.commit, t.refs = r.Commit, r.Changed
-	if t.cancel != nil {
-		t.cancel()
-		<-t.done
-	}
-	ctx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
+	cctx, cancelCause := context.WithCancelCause(ctx)
+	tctx, cancel := context.WithTimeout(cctx, t.cfg.Timeout)
 	done := make(chan struct{})
-	t.cancel, t.done = cancel, done
+	t.cancel, t.done = cancelCause, done
 	go func() {
 		defer close(done)
+		defer cancelCause(nil)
 		defer cancel()
-		t.track(ctx, r)
+		t.track(tctx, r, resumed)
 	}()
+}
+
+// stop ends the current tracking (t.mu held) and waits for it; next is the commit that
+// replaces it.
+func (t *Tracker) stop(next string) {
+	if t.cancel == nil {
+		return
+	}
+	var cause error = context.Canceled
+	if next != t.commit {
+		cause = supersededError{by: next}
+	}
+	t.cancel(cause)
+	<-t.done
+	t.cancel, t.done = nil, nil
+}
+
+// stored returns the health recorded in the GitSync status (nil when there is none).
+func (t *Tracker) stored(ctx context.Context) (*bosunv1.CommitHealth, error) {
+	obj, err := t.cfg.Store.Get(ctx, resource.GitSyncs, "", t.cfg.GitSync)
+	if err != nil {
+		return nil, fmt.Errorf("reading GitSync %s: %w", t.cfg.GitSync, err)
+	}
+	return obj.(*bosunv1.GitSync).Status.Health, nil
+}
+
+func settled(s bosunv1.HealthStatusCode) bool {
+	return s == bosunv1.HealthHealthy || s == bosunv1.HealthDegraded
+}
+
+// refsOf turns the workloads recorded in h back into object references.
+func refsOf(h *bosunv1.CommitHealth) []gitsync.ObjectRef {
+	var refs []gitsync.ObjectRef
+	for _, rh := range h.Resources {
+		for _, res := range resource.All {
+			if res.Kind == rh.Kind && HasHealth(res) {
+				refs = append(refs, gitsync.ObjectRef{Resource: res, Namespace: rh.Namespace, Name: rh.Name})
+				break
+			}
+		}
+	}
+	return refs
 }
 
 // Wait blocks until the current tracking ends (for tests and shutdown).
@@ -105,24 +189,36 @@ func (t *Tracker) Wait() {
 	if done != nil {
 		<-done
 	}
+	t.posts.Wait()
 }
 
-func (t *Tracker) track(ctx context.Context, r gitsync.SyncReport) {
+// track follows r's workloads until they settle, the tracking times out or ctx ends. resumed is
+// the recorded health when tracking is taken up after a restart (OnProgress was called then).
+func (t *Tracker) track(ctx context.Context, r gitsync.SyncReport, resumed *bosunv1.CommitHealth) {
 	var refs []gitsync.ObjectRef
 	for _, ref := range r.Changed {
 		if HasHealth(ref.Resource) {
 			refs = append(refs, ref)
 		}
 	}
-	if t.cfg.OnProgress != nil {
-		t.cfg.OnProgress(ctx, r.Commit, bosunv1.CommitHealth{Commit: r.Commit, Status: bosunv1.HealthProgressing,
-			Message: fmt.Sprintf("rolling out %d workloads", len(refs))})
-	}
 	var last bosunv1.HealthStatusCode
+	if resumed != nil {
+		last = resumed.Status
+	}
+	// h is the latest assessment made while ctx lived (one cut short says nothing).
+	h := bosunv1.CommitHealth{Commit: r.Commit, Status: bosunv1.HealthProgressing, Message: fmt.Sprintf("rolling out %d workloads", len(refs))}
+	if resumed != nil {
+		h = *resumed
+	}
 	ticker := time.NewTicker(t.cfg.Interval)
 	defer ticker.Stop()
-	for {
-		h := t.Assess(ctx, r.Commit, refs)
+	for first := true; ; first = false {
+		next := t.Assess(ctx, r.Commit, refs)
+		if ctx.Err() != nil {
+			t.ended(ctx, r.Commit, h)
+			return
+		}
+		h = next
 		if h.Status != last {
 			last = h.Status
 			t.log.Info("commit health", "commit", short(r.Commit), "health", h.Status, "message", h.Message)
@@ -130,19 +226,48 @@ func (t *Tracker) track(ctx context.Context, r gitsync.SyncReport) {
 				t.log.Warn("recording health", "err", err)
 			}
 		}
-		if h.Status == bosunv1.HealthHealthy || h.Status == bosunv1.HealthDegraded {
+		// The forge hears of the rollout once status.health says whose it is, so that a
+		// restart in between finds the commit's own record.
+		if first && resumed == nil && t.cfg.OnProgress != nil {
+			t.cfg.OnProgress(ctx, r.Commit, bosunv1.CommitHealth{Commit: r.Commit, Status: bosunv1.HealthProgressing,
+				Message: fmt.Sprintf("rolling out %d workloads", len(refs))})
+		}
+		if settled(h.Status) {
 			t.settle(ctx, r.Commit, h)
 			return
 		}
 		select {
 		case <-ctx.Done():
-			if ctx.Err() == context.DeadlineExceeded {
-				h.Message = fmt.Sprintf("still %s after %s: %s", h.Status, t.cfg.Timeout, h.Message)
-				t.settle(context.WithoutCancel(ctx), r.Commit, h)
-			}
+			t.ended(ctx, r.Commit, h)
 			return
 		case <-ticker.C:
 		}
+	}
+}
+
+// ended reports a tracking that ctx ended before the health settled: a timeout is settled as
+// it stands, a newer commit supersedes it; leadership ending says nothing (the next leader
+// takes the tracking up).
+func (t *Tracker) ended(ctx context.Context, commit string, h bosunv1.CommitHealth) {
+	var sup supersededError
+	switch cause := context.Cause(ctx); {
+	case errors.As(cause, &sup):
+		if t.cfg.OnSuperseded == nil {
+			return
+		}
+		t.log.Info("commit superseded before its rollout settled", "commit", short(commit), "by", short(sup.by), "health", h.Status)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
+		t.posts.Add(1)
+		go func() {
+			defer t.posts.Done()
+			defer cancel()
+			t.cfg.OnSuperseded(pctx, commit, sup.by, h)
+		}()
+	case errors.Is(cause, context.DeadlineExceeded):
+		h.Message = fmt.Sprintf("still %s after %s: %s", h.Status, t.cfg.Timeout, h.Message)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), postTimeout)
+		defer cancel()
+		t.settle(pctx, commit, h)
 	}
 }
 

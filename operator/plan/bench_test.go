@@ -84,7 +84,7 @@ func BenchmarkPlan1000(b *testing.B) {
 	dir := b.TempDir()
 	writeRepo(b, dir, 1000, 1)
 	live := memReader{}
-	first, err := PlanDir(ctx, live, dir)
+	first, err := PlanDir(ctx, live, dir, ".")
 	if err != nil || first.Summary.Create != 1002 {
 		b.Fatalf("first plan: %v, %+v", err, first.Summary)
 	}
@@ -106,7 +106,7 @@ func BenchmarkPlan1000(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		rep, err := PlanDir(ctx, live, dir)
+		rep, err := PlanDir(ctx, live, dir, ".")
 		total += time.Since(start)
 		if err != nil {
 			b.Fatal(err)

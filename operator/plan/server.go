@@ -38,25 +38,33 @@ type Request struct {
 // ContentTypeTarball is the content type of a directory upload (a gzipped tar).
 const ContentTypeTarball = "application/gzip"
 
+// PathParam is the query parameter of a directory upload that says where the directory is in
+// its repository ("." for the root; absent when unknown). The operator syncs one path of the
+// repository (--path): the upload is planned from that path, so that sources and applied
+// hashes are the ones a sync of the same content writes.
+const PathParam = "path"
+
 // MaxTarball bounds an uploaded directory (compressed and expanded).
 const MaxTarball = 64 << 20
 
 // Handler serves plans over HTTP: a JSON Request plans a ref (on the leader, which owns the
 // clone), a gzipped tar of a directory plans that directory against the live objects.
 type Handler struct {
-	st  gitsync.Reader
-	log *slog.Logger
+	st       gitsync.Reader
+	syncPath string // the operator's --path
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	planner RefPlanner
 }
 
-// NewHandler returns a Handler reading live objects from st.
-func NewHandler(st gitsync.Reader, log *slog.Logger) *Handler {
+// NewHandler returns a Handler reading live objects from st; syncPath is the path of the
+// repository that the operator syncs (--path, "." for the root).
+func NewHandler(st gitsync.Reader, syncPath string, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{st: st, log: log.With("component", "plan")}
+	return &Handler{st: st, syncPath: cleanPath(syncPath), log: log.With("component", "plan")}
 }
 
 // SetPlanner sets (or with nil, clears) the planner of refs: only the leader has one.
@@ -85,7 +93,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	)
 	switch ct {
 	case ContentTypeTarball, "application/x-gzip", "application/x-tar+gzip":
-		rep, err = h.planTarball(r.Context(), http.MaxBytesReader(w, r.Body, MaxTarball))
+		rep, err = h.planTarball(r.Context(), http.MaxBytesReader(w, r.Body, MaxTarball), r.URL.Query().Get(PathParam))
 	default:
 		var req Request
 		if derr := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); derr != nil {
@@ -121,16 +129,22 @@ func PlanRef(ctx context.Context, p RefPlanner, ref, sha string) (*Report, error
 	return Build(gp)
 }
 
-// PlanDir loads dir and plans it against the live objects in st.
-func PlanDir(ctx context.Context, st gitsync.Reader, dir string) (*Report, error) {
+// PlanDir loads dir and plans it against the live objects in st. dir holds what the operator
+// syncs, syncPath is where that is in the repository ("." for the root): file names in the
+// report and the applied hashes are relative to the repository root, as a sync's are.
+func PlanDir(ctx context.Context, st gitsync.Reader, dir, syncPath string) (*Report, error) {
+	syncPath = cleanPath(syncPath)
 	set, err := repolayout.LoadDir(dir)
 	if err != nil {
 		if list, ok := gitsync.LoadError(err); ok {
+			for i := range list {
+				list[i].File = repoFile(syncPath, list[i].File)
+			}
 			return Build(&gitsync.Plan{Errors: list})
 		}
 		return nil, fmt.Errorf("loading %s: %w", dir, err)
 	}
-	gp, err := gitsync.PlanSet(ctx, st, set, ".", "")
+	gp, err := gitsync.PlanSet(ctx, st, set, syncPath, "")
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +153,9 @@ func PlanDir(ctx context.Context, st gitsync.Reader, dir string) (*Report, error
 
 var errBadTarball = errors.New("bad directory upload")
 
-func (h *Handler) planTarball(ctx context.Context, body io.Reader) (*Report, error) {
+// planTarball plans an uploaded directory; uploaded is where it is in its repository ("" when
+// the client does not know).
+func (h *Handler) planTarball(ctx context.Context, body io.Reader, uploaded string) (*Report, error) {
 	dir, err := os.MkdirTemp("", "bosun-plan-")
 	if err != nil {
 		return nil, fmt.Errorf("creating a temporary directory: %w", err)
@@ -148,7 +164,64 @@ func (h *Handler) planTarball(ctx context.Context, body io.Reader) (*Report, err
 	if err := Untar(body, dir); err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadTarball, err)
 	}
-	return PlanDir(ctx, h.st, dir)
+	synced, err := syncedDir(dir, uploaded, h.syncPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadTarball, err)
+	}
+	return PlanDir(ctx, h.st, synced, h.syncPath)
+}
+
+// syncedDir returns the directory of an upload (expanded in root, found at uploaded in its
+// repository, "" if unknown) that holds the synced path of the repository.
+func syncedDir(root, uploaded, syncPath string) (string, error) {
+	if uploaded == "" {
+		// Unknown: the repository root when it holds the synced path, else the synced path.
+		if syncPath != "." && isDir(filepath.Join(root, filepath.FromSlash(syncPath))) {
+			return filepath.Join(root, filepath.FromSlash(syncPath)), nil
+		}
+		return root, nil
+	}
+	if c := path.Clean(uploaded); c == ".." || strings.HasPrefix(c, "../") || path.IsAbs(c) {
+		return "", fmt.Errorf("%s=%q: want a path inside the repository", PathParam, uploaded)
+	}
+	uploaded = cleanPath(uploaded)
+	if uploaded == syncPath {
+		return root, nil
+	}
+	rel, ok := strings.CutPrefix(syncPath, uploaded+"/")
+	if uploaded == "." {
+		rel, ok = syncPath, true
+	}
+	if !ok {
+		return "", fmt.Errorf("the directory is %s in its repository, but the operator syncs %s (--path): plan that directory or one that contains it", uploaded, syncPath)
+	}
+	d := filepath.Join(root, filepath.FromSlash(rel))
+	if !isDir(d) {
+		return "", fmt.Errorf("the directory (%s in its repository) has no %s, which the operator syncs (--path)", uploaded, rel)
+	}
+	return d, nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// cleanPath normalises a repository path as gitsync does: "" and "./" are ".".
+func cleanPath(p string) string {
+	p = strings.TrimPrefix(path.Clean("/"+strings.ReplaceAll(p, "\\", "/")), "/")
+	if p == "" {
+		return "."
+	}
+	return p
+}
+
+// repoFile makes a path relative to the synced path relative to the repository root.
+func repoFile(syncPath, file string) string {
+	if syncPath == "." || file == "" {
+		return file
+	}
+	return path.Join(syncPath, file)
 }
 
 // Untar expands a gzipped tar into dir; entries that leave dir, links and devices are refused,

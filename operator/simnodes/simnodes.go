@@ -8,6 +8,12 @@
 //	Cluster.AddNodes ──create Node, status, Lease──> API
 //	heartbeat loop ──renew Leases (bounded concurrency)──> API
 //	one shared pod informer ──pods bound to our nodes──> queue (delay) ──UpdateStatus Running──> API
+//
+// Like an agent, a simulated node re-asserts its pods' status when someone else changed it (the
+// node lifecycle controller marks the pods of an unreachable node not ready): a pod that is not
+// Running and Ready is put right on every change and at every heartbeat. A node whose heartbeat
+// is stopped plays an agent that is down: its lease ages and its pods are left alone until
+// ResumeHeartbeat.
 package simnodes
 
 import (
@@ -34,6 +40,9 @@ import (
 
 // LeaseNamespace holds the node leases, as in Kubernetes.
 const LeaseNamespace = corev1.NamespaceNodeLease
+
+// podsByNodeIndex indexes the pod informer by spec.nodeName.
+const podsByNodeIndex = "simnodes.bosun.dev/pods-by-node"
 
 // Config configures a simulated cluster.
 type Config struct {
@@ -112,29 +121,64 @@ func New(cfg Config) (*Cluster, error) {
 		queue:   workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
 		members: map[string]*member{},
 	}
-	enqueue := func(obj any) {
-		if p, ok := obj.(*corev1.Pod); ok && c.owns(p) && needsStart(p) {
-			c.queue.AddAfter(p.Namespace+"/"+p.Name, c.cfg.StartDelay)
+	if err := c.pods.AddIndexers(cache.Indexers{podsByNodeIndex: func(obj any) ([]string, error) {
+		if p, ok := obj.(*corev1.Pod); ok && p.Spec.NodeName != "" {
+			return []string{p.Spec.NodeName}, nil
 		}
+		return nil, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("indexing pods by node: %w", err)
 	}
 	if _, err := c.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) },
+		AddFunc: c.enqueue, UpdateFunc: func(_, obj any) { c.enqueue(obj) },
 	}); err != nil {
 		return nil, fmt.Errorf("watching pods: %w", err)
 	}
 	return c, nil
 }
 
-func needsStart(p *corev1.Pod) bool {
-	return p.Spec.NodeName != "" && p.DeletionTimestamp == nil && p.Status.Phase != corev1.PodRunning &&
-		p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+func (c *Cluster) enqueue(obj any) {
+	if p, ok := obj.(*corev1.Pod); ok && needsSync(p) && c.live(p.Spec.NodeName) {
+		c.queue.AddAfter(p.Namespace+"/"+p.Name, c.cfg.StartDelay)
+	}
 }
 
-func (c *Cluster) owns(p *corev1.Pod) bool {
+// needsSync reports whether a bound pod is not (or no longer) what its simulated agent says:
+// not yet Running, or Running but not Ready.
+func needsSync(p *corev1.Pod) bool {
+	if p.Spec.NodeName == "" || p.DeletionTimestamp != nil {
+		return false
+	}
+	switch p.Status.Phase {
+	case corev1.PodSucceeded, corev1.PodFailed:
+		return false
+	case corev1.PodRunning:
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status != corev1.ConditionTrue
+			}
+		}
+	}
+	return true
+}
+
+// live reports whether node is simulated here with its heartbeat on (its agent is up).
+func (c *Cluster) live(node string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.members[p.Spec.NodeName]
-	return ok
+	m, ok := c.members[node]
+	return ok && m.heartbeat
+}
+
+// enqueueNode queues the pods of a node that need their status put right.
+func (c *Cluster) enqueueNode(node string) {
+	objs, err := c.pods.GetIndexer().ByIndex(podsByNodeIndex, node)
+	if err != nil {
+		return
+	}
+	for _, obj := range objs {
+		c.enqueue(obj)
+	}
 }
 
 // Run starts the informers, the pod workers and the heartbeats; it blocks until ctx ends.
@@ -162,7 +206,10 @@ func (c *Cluster) Run(ctx context.Context) error {
 			wg.Wait()
 			return nil
 		case <-t.C:
-			c.heartbeatAll(ctx)
+			names := c.heartbeatAll(ctx)
+			for _, n := range names { // the agents' periodic status resync
+				c.enqueueNode(n)
+			}
 		}
 	}
 }
@@ -252,7 +299,11 @@ func (c *Cluster) addNode(ctx context.Context, spec NodeSpec) error {
 	if err != nil {
 		return fmt.Errorf("writing the status of node %s: %w", spec.Name, err)
 	}
-	return c.renewLease(ctx, spec.Name)
+	if err := c.renewLease(ctx, spec.Name); err != nil {
+		return err
+	}
+	c.enqueueNode(spec.Name) // pods of a node taken over or resumed
+	return nil
 }
 
 func quantity(s, def string) resource.Quantity {
@@ -329,7 +380,8 @@ func (c *Cluster) renewLease(ctx context.Context, name string) error {
 	return nil
 }
 
-func (c *Cluster) heartbeatAll(ctx context.Context) {
+// heartbeatAll renews the leases of the live nodes and returns their names.
+func (c *Cluster) heartbeatAll(ctx context.Context) []string {
 	c.mu.Lock()
 	var names []string
 	for n, m := range c.members {
@@ -341,15 +393,37 @@ func (c *Cluster) heartbeatAll(ctx context.Context) {
 	if err := c.forEach(names, func(n string) error { return c.renewLease(ctx, n) }); err != nil && ctx.Err() == nil {
 		c.log.Warn("heartbeat failed", "err", err)
 	}
+	return names
 }
 
-// StopHeartbeat stops renewing a node's lease (to test lease expiry); AddNodes resumes it.
+// StopHeartbeat stops renewing a node's lease and touching its pods, as when its agent is down
+// (to test lease expiry); ResumeHeartbeat or AddNodes resumes it.
 func (c *Cluster) StopHeartbeat(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if m, ok := c.members[name]; ok {
 		m.heartbeat = false
 	}
+}
+
+// ResumeHeartbeat brings a stopped node's agent back: it renews the lease at once and puts right
+// the status of the node's pods that others changed meanwhile (Ready=False while the node was
+// unreachable).
+func (c *Cluster) ResumeHeartbeat(ctx context.Context, name string) error {
+	c.mu.Lock()
+	m, ok := c.members[name]
+	if ok {
+		m.heartbeat = true
+	}
+	c.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("node %s is not simulated here; add it with AddNodes", name)
+	}
+	if err := c.renewLease(ctx, name); err != nil {
+		return err
+	}
+	c.enqueueNode(name)
+	return nil
 }
 
 // RemoveNode deletes a node and its lease and forgets it. Already gone is success.
@@ -414,46 +488,50 @@ func (c *Cluster) processPod(ctx context.Context) bool {
 	return true
 }
 
-// startPod marks a bound pod Running and Ready with an IP, as a kubelet would after starting it.
+// startPod marks a bound pod Running and Ready with an IP, as a kubelet would after starting it,
+// or makes a Running pod Ready again (keeping its IP and containers) after someone else marked it
+// not ready.
 func (c *Cluster) startPod(ctx context.Context, key string) error {
 	obj, ok, err := c.pods.GetStore().GetByKey(key)
 	if err != nil || !ok {
 		return err
 	}
 	pod := obj.(*corev1.Pod)
-	if !needsStart(pod) || !c.owns(pod) {
+	if !needsSync(pod) || !c.live(pod.Spec.NodeName) {
 		return nil
-	}
-	ip, err := c.podIP(pod.Spec.NodeName)
-	if err != nil {
-		return nil // removed meanwhile
-	}
-	hostIP := ""
-	if n, ok, _ := c.nodes.GetStore().GetByKey(pod.Spec.NodeName); ok {
-		for _, a := range n.(*corev1.Node).Status.Addresses {
-			if a.Type == corev1.NodeInternalIP {
-				hostIP = a.Address
-			}
-		}
 	}
 	p := pod.DeepCopy()
 	now := metav1.Now()
-	p.Status.Phase = corev1.PodRunning
-	p.Status.PodIP, p.Status.PodIPs = ip.String(), []corev1.PodIP{{IP: ip.String()}}
-	if hostIP != "" {
-		p.Status.HostIP, p.Status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+	if p.Status.Phase != corev1.PodRunning {
+		ip, err := c.podIP(pod.Spec.NodeName)
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		hostIP := ""
+		if n, ok, _ := c.nodes.GetStore().GetByKey(pod.Spec.NodeName); ok {
+			for _, a := range n.(*corev1.Node).Status.Addresses {
+				if a.Type == corev1.NodeInternalIP {
+					hostIP = a.Address
+				}
+			}
+		}
+		p.Status.Phase = corev1.PodRunning
+		p.Status.PodIP, p.Status.PodIPs = ip.String(), []corev1.PodIP{{IP: ip.String()}}
+		if hostIP != "" {
+			p.Status.HostIP, p.Status.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+		}
+		p.Status.StartTime = &now
+		p.Status.ContainerStatuses = nil
+		for _, ctr := range p.Spec.Containers {
+			p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
+				Name: ctr.Name, Image: ctr.Image, ImageID: "sim://" + ctr.Image, Ready: true, Started: new(true),
+				ContainerID: "sim://" + string(p.UID) + "/" + ctr.Name,
+				State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+			})
+		}
 	}
-	p.Status.StartTime = &now
 	for _, t := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
 		setCondition(&p.Status, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
-	}
-	p.Status.ContainerStatuses = nil
-	for _, ctr := range p.Spec.Containers {
-		p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, corev1.ContainerStatus{
-			Name: ctr.Name, Image: ctr.Image, ImageID: "sim://" + ctr.Image, Ready: true, Started: new(true),
-			ContainerID: "sim://" + string(p.UID) + "/" + ctr.Name,
-			State:       corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
-		})
 	}
 	_, err = c.cfg.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	if apierrors.IsNotFound(err) {

@@ -153,3 +153,92 @@ func TestNodesPodsAndLeases(t *testing.T) {
 		t.Errorf("removing a removed node: %v", err)
 	}
 }
+
+// TestReadyReasserted checks that a simulated node puts its pods' Ready back when someone else
+// marks them not ready (as the node lifecycle controller does), keeping their IP, but not while
+// its heartbeat is stopped (its agent is down), and at once when it resumes.
+func TestReadyReasserted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset()
+	c, err := New(Config{Client: client, HeartbeatInterval: 50 * time.Millisecond, StartDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Run(ctx)
+	eventually(t, "synced", func() error {
+		if !c.Synced() {
+			return fmt.Errorf("not synced")
+		}
+		return nil
+	})
+	if err := c.AddNodes(ctx, NodeSpec{Name: "a", PodCIDR: "10.244.3.0/24"}); err != nil {
+		t.Fatal(err)
+	}
+	pods := client.CoreV1().Pods("default")
+	if _, err := pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p"},
+		Spec:       corev1.PodSpec{NodeName: "a", Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ready := func(p *corev1.Pod) corev1.ConditionStatus {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				return c.Status
+			}
+		}
+		return ""
+	}
+	get := func() *corev1.Pod {
+		p, err := pods.Get(ctx, "p", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	waitReady := func(what string) *corev1.Pod {
+		var p *corev1.Pod
+		eventually(t, what, func() error {
+			if p = get(); p.Status.Phase != corev1.PodRunning || ready(p) != corev1.ConditionTrue {
+				return fmt.Errorf("phase %q Ready %q", p.Status.Phase, ready(p))
+			}
+			return nil
+		})
+		return p
+	}
+	markNotReady := func() {
+		p := get()
+		for i := range p.Status.Conditions {
+			if p.Status.Conditions[i].Type == corev1.PodReady {
+				p.Status.Conditions[i].Status, p.Status.Conditions[i].Reason = corev1.ConditionFalse, "NodeNotReady"
+			}
+		}
+		if _, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := waitReady("pod running")
+	markNotReady()
+	again := waitReady("Ready put back")
+	if again.Status.PodIP != first.Status.PodIP || again.Status.ContainerStatuses[0].ContainerID != first.Status.ContainerStatuses[0].ContainerID {
+		t.Errorf("the pod was restarted: IP %s -> %s, container %s -> %s", first.Status.PodIP, again.Status.PodIP,
+			first.Status.ContainerStatuses[0].ContainerID, again.Status.ContainerStatuses[0].ContainerID)
+	}
+
+	c.StopHeartbeat("a")
+	markNotReady()
+	time.Sleep(300 * time.Millisecond) // six heartbeats and far more than StartDelay
+	if p := get(); ready(p) != corev1.ConditionFalse {
+		t.Fatalf("a node with its heartbeat stopped (agent down) changed its pod: Ready %q", ready(p))
+	}
+	if err := c.ResumeHeartbeat(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if p := waitReady("Ready put back after the heartbeat resumed"); p.Status.PodIP != first.Status.PodIP {
+		t.Errorf("pod IP %s -> %s", first.Status.PodIP, p.Status.PodIP)
+	}
+	if err := c.ResumeHeartbeat(ctx, "nope"); err == nil {
+		t.Error("ResumeHeartbeat of an unknown node succeeded")
+	}
+}

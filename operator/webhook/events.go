@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Kind is the kind of a verified event.
@@ -60,6 +61,9 @@ type PullRequest struct {
 	// MergeSHA is the merge commit when Merged.
 	MergeSHA string
 	Labels   []string
+	// Received is when the receiver accepted the event: it orders the events of a pull
+	// request, which are handled concurrently.
+	Received time.Time
 }
 
 // ErrUnknownEvent is an event kind the receiver does not handle; it is rejected.

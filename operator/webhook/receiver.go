@@ -4,7 +4,8 @@
 // handed to the forge integration.
 //
 //	POST /hooks/{github,gitea,gitlab,generic}
-//	  ─> bounded body ─> signature (HMAC-SHA256 / X-Gitlab-Token, constant time)
+//	  ─> bounded body ─> secret (Config.SecretFrom, else Config.Secret)
+//	  ─> signature (HMAC-SHA256; GitLab: X-Gitlab-Token compared in constant time)
 //	  ─> delivery ID seen? (replay: ignored) ─> parse event
 //	  ─> push to Branch: Trigger()   pull request: PullRequests.HandlePullRequest (async)
 package webhook
@@ -22,6 +23,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Provider is the kind of sender, the last segment of the hook path.
@@ -50,8 +52,13 @@ type Targets struct {
 
 // Config configures a Receiver.
 type Config struct {
-	// Secret signs deliveries (HMAC-SHA256), or is GitLab's X-Gitlab-Token.
+	// Secret signs deliveries (HMAC-SHA256), or is GitLab's X-Gitlab-Token (GitLab does not
+	// sign: it sends the secret itself, which is compared in constant time).
 	Secret []byte
+	// SecretFrom, when set, is asked for the secret of each delivery and overrides Secret; a
+	// nil secret without error means Secret. An error rejects the delivery (503): a secret
+	// that is configured but unreadable never falls back to another.
+	SecretFrom func(ctx context.Context) ([]byte, error)
 	// Branch is the tracked branch: only a push to it triggers a sync.
 	Branch string
 	// MaxBody bounds a delivery (default 1 MiB; larger ones are rejected with 413).
@@ -145,7 +152,22 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		reject(http.StatusBadRequest, "reading body failed", "err", err)
 		return
 	}
-	if err := Verify(provider, r.cfg.Secret, req.Header, body); err != nil {
+	secret := r.cfg.Secret
+	if r.cfg.SecretFrom != nil {
+		s, err := r.cfg.SecretFrom(req.Context())
+		if err != nil {
+			reject(http.StatusServiceUnavailable, "webhook secret unavailable", "err", err)
+			return
+		}
+		if s != nil && len(s) == 0 {
+			reject(http.StatusServiceUnavailable, "webhook secret unavailable", "err", ErrNoSecret)
+			return
+		}
+		if s != nil {
+			secret = s
+		}
+	}
+	if err := Verify(provider, secret, req.Header, body); err != nil {
 		reject(http.StatusUnauthorized, "signature check failed", "err", err)
 		return
 	}
@@ -188,6 +210,7 @@ func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		io.WriteString(w, "sync triggered\n")
 	case KindPullRequest:
 		pr := ev.PullRequest
+		pr.Received = time.Now()
 		log.Info("pull request event", "number", pr.Number, "action", pr.Action, "head", pr.HeadSHA, "merged", pr.Merged)
 		if pr.Merged && pr.Base == r.cfg.Branch {
 			targets.Trigger() // the merge is a push to the tracked branch too; don't wait for it

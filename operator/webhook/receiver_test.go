@@ -2,11 +2,13 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -176,9 +178,64 @@ func TestPullRequestEvents(t *testing.T) {
 				t.Fatalf("code %d: %s", w.Code, w.Body)
 			}
 			<-rec.done
+			if len(rec.prs) == 1 {
+				if rec.prs[0].Received.IsZero() {
+					t.Error("pull request event without its arrival time")
+				}
+				rec.prs[0].Received = time.Time{}
+			}
 			if diff := cmp.Diff([]PullRequest{tt.want}, rec.prs); diff != "" {
 				t.Errorf("pull request (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestSecretFrom checks that a secret from SecretFrom (bosun.yaml's secretRef) replaces the
+// configured one, and that a configured secret that cannot be read rejects every delivery.
+func TestSecretFrom(t *testing.T) {
+	fromGit := []byte("from-git")
+	var (
+		mu      sync.Mutex
+		current []byte
+		readErr error
+	)
+	rcv, err := New(Config{Secret: secret, Branch: "main", SecretFrom: func(context.Context) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return current, readErr
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{done: make(chan struct{}, 8)}
+	rcv.SetTargets(t.Context(), Targets{Trigger: rec.trigger, PullRequests: rec})
+	set := func(s []byte, err error) {
+		mu.Lock()
+		current, readErr = s, err
+		mu.Unlock()
+	}
+	signed := func(key []byte) int {
+		return post(rcv, "/hooks/gitea", pushMain, map[string]string{"X-Gitea-Event": "push", "X-Gitea-Signature": Sign(key, []byte(pushMain))}).Code
+	}
+	steps := []struct {
+		name   string
+		secret []byte
+		err    error
+		key    []byte
+		want   int
+	}{
+		{"no reference: the configured secret", nil, nil, secret, 202},
+		{"no reference: another key", nil, nil, fromGit, 401},
+		{"reference: its secret", fromGit, nil, fromGit, 202},
+		{"reference: the configured secret no longer", fromGit, nil, secret, 401},
+		{"reference unreadable", nil, errors.New("secret kube-system/hook not found"), secret, 503},
+		{"reference to an empty value", []byte{}, nil, nil, 503},
+	}
+	for _, s := range steps {
+		set(s.secret, s.err)
+		if got := signed(s.key); got != s.want {
+			t.Errorf("%s: code %d, want %d", s.name, got, s.want)
+		}
 	}
 }

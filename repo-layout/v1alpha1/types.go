@@ -42,6 +42,22 @@ type ClusterSpec struct {
 	// ProxyMode is how the agents of bootstrapped machines program services: "iptables" (the
 	// default) or "nftables". A machine takes a change at its next bootstrap.
 	ProxyMode string `json:"proxyMode,omitempty"`
+	// Webhook configures the operator's webhook receiver.
+	Webhook *WebhookSpec `json:"webhook,omitempty"`
+}
+
+// WebhookSpec configures the operator's webhook receiver (/hooks/{github,gitea,gitlab,generic}).
+type WebhookSpec struct {
+	// SecretRef names the key of a Secret declared in the repository that holds the webhook
+	// secret. Without it the operator uses DATA-DIR/webhook-secret (or --webhook-secret-file).
+	SecretRef *SecretKeyRef `json:"secretRef,omitempty"`
+}
+
+// SecretKeyRef names one key of a Secret.
+type SecretKeyRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Key       string `json:"key"`
 }
 
 // The proxy modes of ClusterSpec.ProxyMode (nodeagent/proxy's).

@@ -51,7 +51,9 @@ type Controller struct {
 // nodeHealth is what the controller last saw of a node's heartbeat.
 type nodeHealth struct {
 	renewTime metav1.MicroTime // the lease's renewTime when it last changed
-	probe     time.Time        // when (on our clock) it last changed
+	probe     time.Time        // when (on our clock) it last changed, or when we first saw the node
+	// renewed is set once renewTime changed while we watched: the agent is alive now.
+	renewed bool
 }
 
 var _ controllers.Controller = (*Controller)(nil)
@@ -143,8 +145,9 @@ func (nc *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
-// observe records the node's lease and returns when its heartbeat last changed.
-func (nc *Controller) observe(name string, now time.Time) time.Time {
+// observe records the node's lease and returns when its heartbeat last changed (on our clock)
+// and whether it changed since the controller first saw the node.
+func (nc *Controller) observe(name string, now time.Time) (probe time.Time, renewed bool) {
 	var renew metav1.MicroTime
 	if obj, ok, _ := nc.leases.GetIndexer().GetByKey(LeaseNamespace + "/" + name); ok {
 		l := obj.(*coordinationv1.Lease)
@@ -160,18 +163,16 @@ func (nc *Controller) observe(name string, now time.Time) time.Time {
 	h, ok := nc.health[name]
 	switch {
 	case !ok:
-		// First sight (a new node, or the operator restarted): trust a renewTime from the past,
-		// so that a node that died while no operator watched is noticed without a fresh grace
-		// period; a renewTime ahead of our clock counts as now.
+		// First sight (a new node, or the operator restarted): a fresh grace period from now, as
+		// Kubernetes gives, whatever renewTime says. An operator that was down longer than the
+		// grace period would otherwise find every lease old and mark every node NotReady at once,
+		// although their agents kept renewing on clocks it does not share.
 		h = &nodeHealth{renewTime: renew, probe: now}
-		if !renew.IsZero() && renew.Time.Before(now) {
-			h.probe = renew.Time
-		}
 		nc.health[name] = h
 	case !h.renewTime.Equal(&renew):
-		h.renewTime, h.probe = renew, now
+		h.renewTime, h.probe, h.renewed = renew, now, true
 	}
-	return h.probe
+	return h.probe, h.renewed
 }
 
 func (nc *Controller) reconcile(ctx context.Context, name string) (controllers.Result, error) {
@@ -189,8 +190,13 @@ func (nc *Controller) reconcile(ctx context.Context, name string) (controllers.R
 	spec := nc.c.Cluster().Spec
 	grace := spec.NodeMonitorGracePeriod.Duration
 	now := nc.c.Clock.Now()
-	probe := nc.observe(name, now)
+	probe, renewed := nc.observe(name, now)
 	expired := now.Sub(probe) > grace
+	if !renewed && markedUnknown(node) {
+		// Marked NotReady before we first saw it (by a previous operator) and silent since: it
+		// stays NotReady with its taints and their age, so evictions keep their schedule.
+		expired = true
+	}
 
 	node, err = nc.updateReadyCondition(ctx, node, expired, now)
 	if err != nil {
@@ -231,6 +237,12 @@ func readyCondition(node *corev1.Node) *corev1.NodeCondition {
 	return nil
 }
 
+// markedUnknown reports whether the node's Ready condition is the Unknown this controller sets.
+func markedUnknown(node *corev1.Node) bool {
+	c := readyCondition(node)
+	return c != nil && c.Status == corev1.ConditionUnknown && c.Reason == ReasonStatusUnknown
+}
+
 // updateReadyCondition sets every condition to Unknown when the heartbeat expired, and restores
 // Ready=True when a node we marked Unknown heartbeats again (its agent then posts its own status).
 func (nc *Controller) updateReadyCondition(ctx context.Context, node *corev1.Node, expired bool, now time.Time) (*corev1.Node, error) {
@@ -252,7 +264,7 @@ func (nc *Controller) updateReadyCondition(ctx context.Context, node *corev1.Nod
 			c.LastTransitionTime = ts
 		}
 		node, status = next, "NodeNotReady"
-	case !expired && ready != nil && ready.Status == corev1.ConditionUnknown && ready.Reason == ReasonStatusUnknown:
+	case !expired && markedUnknown(node):
 		next := node.DeepCopy()
 		c := readyCondition(next)
 		c.Status, c.Reason, c.Message = corev1.ConditionTrue, ReasonLeaseRenewed, "Node lease renewed: the agent is posting heartbeats again."

@@ -211,3 +211,140 @@ func TestLeaseExpiryTaintsAndEvicts(t *testing.T) {
 		return fmt.Errorf("no NodeNotReady event")
 	})
 }
+
+// TestFreshGraceAfterOperatorDowntime starts the controller (as after an operator restart) ten
+// minutes after every lease was last renewed: like Kubernetes, it gives each node a fresh grace
+// period from when it first sees it, so the nodes whose agents keep heartbeating never go
+// NotReady; one that stays silent goes NotReady a grace period after the start, and one that was
+// already marked NotReady before the restart keeps its condition and taints (and their age).
+func TestFreshGraceAfterOperatorDowntime(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakeClock(start)
+	env := controllertest.New(t, clk)
+	lastRenew := metav1.NewMicroTime(start)
+	before := metav1.NewTime(start.Add(-time.Minute))
+	live := []string{"live-0", "live-1", "live-2"}
+	for _, n := range append(append([]string{}, live...), "silent", "dead") {
+		node := &corev1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: n},
+			Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+				{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"},
+			}},
+		}
+		if n == "dead" { // marked by the operator before it stopped
+			node.Spec.Taints = []corev1.Taint{
+				{Key: corev1.TaintNodeUnreachable, Effect: corev1.TaintEffectNoSchedule, TimeAdded: &before},
+				{Key: corev1.TaintNodeUnreachable, Effect: corev1.TaintEffectNoExecute, TimeAdded: &before},
+			}
+			node.Status.Conditions[0] = corev1.NodeCondition{Type: corev1.NodeReady, Status: corev1.ConditionUnknown,
+				Reason: nodelifecycle.ReasonStatusUnknown, Message: nodelifecycle.MessageStatusUnknown, LastTransitionTime: before}
+		}
+		env.MustCreate(resource.Nodes, node)
+		env.MustCreate(resource.Leases, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: nodelifecycle.LeaseNamespace, Name: n},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To(n), RenewTime: &lastRenew},
+		})
+	}
+	getNode := func(name string) *corev1.Node {
+		obj, err := env.Store.Get(env.Ctx, resource.Nodes, "", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return obj.(*corev1.Node)
+	}
+	renewLease := func(name string) {
+		obj, err := env.Store.Get(env.Ctx, resource.Leases, nodelifecycle.LeaseNamespace, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := obj.(*coordinationv1.Lease)
+		l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(clk.Now()))
+		if _, err := env.Store.Update(env.Ctx, resource.Leases, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readyStatus := func(name string) corev1.ConditionStatus {
+		for _, c := range getNode(name).Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status
+			}
+		}
+		return ""
+	}
+
+	// The operator was down for ten minutes, far longer than the 40 s grace period; the agents
+	// were heartbeating all along but nobody watched.
+	clk.Step(10 * time.Minute)
+	env.Start(map[string]controllers.Constructor{nodelifecycle.Name: nodelifecycle.New})
+	env.Eventually(10*time.Second, "monitor ticker registered", func() error {
+		if clk.Waiters() < 2 {
+			return fmt.Errorf("%d waiters", clk.Waiters())
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // the first reconciles of every node
+	check := func(when string) {
+		t.Helper()
+		for _, n := range live {
+			node := getNode(n)
+			if s := readyStatus(n); s != corev1.ConditionTrue {
+				t.Fatalf("%s: heartbeating node %s went Ready=%s", when, n, s)
+			}
+			if len(node.Spec.Taints) != 0 {
+				t.Fatalf("%s: heartbeating node %s was tainted: %v", when, n, node.Spec.Taints)
+			}
+		}
+		dead := getNode("dead")
+		if s := readyStatus("dead"); s != corev1.ConditionUnknown {
+			t.Fatalf("%s: node dead, marked NotReady before the restart and silent since, is Ready=%s", when, s)
+		}
+		for _, taint := range dead.Spec.Taints {
+			if taint.TimeAdded == nil || !taint.TimeAdded.Equal(&before) {
+				t.Fatalf("%s: node dead's taints were replaced: %v", when, dead.Spec.Taints)
+			}
+		}
+		if len(dead.Spec.Taints) != 2 {
+			t.Fatalf("%s: node dead's taints: %v", when, dead.Spec.Taints)
+		}
+	}
+	check("at start")
+	if s := readyStatus("silent"); s != corev1.ConditionTrue {
+		t.Fatalf("at start: node silent is Ready=%s; it deserves a fresh grace period", s)
+	}
+
+	// The live agents renew every 10 s; the silent node stays silent.
+	for range 3 {
+		clk.Step(10 * time.Second)
+		for _, n := range live {
+			renewLease(n)
+		}
+		time.Sleep(200 * time.Millisecond)
+		check(clk.Now().Sub(start).String() + " after the last renewal before the restart")
+	}
+	if s := readyStatus("silent"); s != corev1.ConditionTrue {
+		t.Fatalf("30 s after the start: node silent is Ready=%s; its grace period is 40 s", s)
+	}
+	clk.Step(15 * time.Second) // 45 s after the start
+	for _, n := range live {
+		renewLease(n)
+	}
+	env.Eventually(10*time.Second, "silent node NotReady a grace period after the start", func() error {
+		if s := readyStatus("silent"); s != corev1.ConditionUnknown {
+			return fmt.Errorf("Ready=%s", s)
+		}
+		return nil
+	})
+	check("45 s after the start")
+
+	// The dead node's agent comes back: Ready again, taints gone.
+	renewLease("dead")
+	env.Eventually(10*time.Second, "dead node recovered", func() error {
+		if s := readyStatus("dead"); s != corev1.ConditionTrue {
+			return fmt.Errorf("Ready=%s", s)
+		}
+		if n := getNode("dead"); len(n.Spec.Taints) != 0 {
+			return fmt.Errorf("taints %v", n.Spec.Taints)
+		}
+		return nil
+	})
+}
