@@ -49,7 +49,16 @@ func TestSyncRefusesToAdoptControlledObjects(t *testing.T) {
 	f.commitPush("adopt a controlled pod", "main")
 	s := newSyncer(t, f, st, nil)
 
-	_, err := s.SyncOnce(ctx)
+	// A plan of the commit reports what the sync will refuse, not an adoption.
+	plan, err := s.PlanRef(ctx, "main", "")
+	if err != nil {
+		t.Fatalf("PlanRef: %v", err)
+	}
+	if len(plan.Errors) != 1 || plan.Errors[0].File != "pods/stolen.yaml" || plan.Errors[0].Line != 6 || len(plan.Changes) != 0 {
+		t.Errorf("plan: errors %v, %d changes; want the controlled pod refused at pods/stolen.yaml:6 and no changes", plan.Errors, len(plan.Changes))
+	}
+
+	_, err = s.SyncOnce(ctx)
 	var list repolayout.ErrorList
 	if !errors.As(err, &list) {
 		t.Fatalf("SyncOnce = %v, want the commit refused with file:line errors", err)

@@ -80,6 +80,9 @@ func PlanSet(ctx context.Context, st Reader, set *repolayout.Set, dir, commit st
 		return nil, fmt.Errorf("reading live objects: %w", err)
 	}
 	p := computePlan(want, live)
+	if list := controlledAdoptions(p); len(list) > 0 {
+		return &Plan{Commit: commit, Errors: list}, nil // the sync refuses this commit too
+	}
 	if err := fullLive(ctx, st, p); err != nil {
 		return nil, fmt.Errorf("reading live objects: %w", err)
 	}
@@ -158,13 +161,9 @@ func (s *Syncer) resolve(ctx context.Context, ref, sha string) (*object.Commit, 
 			src = "refs/heads/" + src
 		}
 		dst := plumbing.ReferenceName("refs/bosun/plan/" + strings.TrimPrefix(src, "refs/"))
-		err := repo.FetchContext(ctx, &git.FetchOptions{
-			RemoteName: remoteName,
-			RefSpecs:   []gitconfig.RefSpec{gitconfig.RefSpec(fmt.Sprintf("+%s:%s", src, dst))},
-			Auth:       s.git.auth,
-			Force:      true,
-			Tags:       git.NoTags,
-		})
+		// The sync's own fetch: the same --fetch-timeout, dialer and freshly read credentials,
+		// so a remote that does not answer cannot hold the sync lock.
+		err := s.git.fetchRefs(ctx, gitconfig.RefSpec(fmt.Sprintf("+%s:%s", src, dst)))
 		switch {
 		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 		case isMissingRef(err):

@@ -120,6 +120,22 @@ func TestFetchTimeoutKeepsLastGoodCommit(t *testing.T) {
 			if status.State != bosunv1.SyncStateFailed || !strings.HasPrefix(status.Message, want) || status.Applied.SHA != good {
 				t.Errorf("status = %s %q (applied %s), want Failed with %q and %s applied", status.State, status.Message, status.Applied.SHA, want, good)
 			}
+
+			// A plan of a ref (bosun plan --ref, pull requests) fetches under the same bound,
+			// so it cannot hold the sync lock on a silent remote either.
+			planned := make(chan error, 1)
+			go func() {
+				_, err := s.PlanRef(context.Background(), "feature", "")
+				planned <- err
+			}()
+			select {
+			case err := <-planned:
+				if !errors.Is(err, ErrNoAnswer) {
+					t.Errorf("PlanRef = %v, want ErrNoAnswer", err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("PlanRef still running after 1m with a fetch timeout of 300ms: its fetch has no deadline")
+			}
 		})
 	}
 }
