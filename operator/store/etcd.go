@@ -167,7 +167,9 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 		if socket, err = filepath.Abs(filepath.Join(cfg.DataDir, ClientSocketName)); err != nil {
 			return nil, err
 		}
-		clientURL = "unix://" + socket
+		// Escaped, so that a path holding "%", "#" or "?" survives the URL parsing of etcd's
+		// listener and of gRPC's unix resolver (both use the decoded path).
+		clientURL = (&url.URL{Scheme: "unix", Path: socket}).String()
 	}
 	listenPeer := true
 	switch {

@@ -163,3 +163,33 @@ func TestEmbeddedEtcdSocketPathTooLong(t *testing.T) {
 		t.Fatalf("StartEtcd with a %d-byte socket path: %v, want an error asking for a shorter path", len(dir), err)
 	}
 }
+
+// TestEmbeddedEtcdSocketPathWithURLCharacters checks that a data dir whose path holds characters
+// that mean something in a URL ("%" as in a test named "25%", "#", "?", spaces) still gives a
+// working member: its own client and a separate client of its endpoint reach it.
+func TestEmbeddedEtcdSocketPathWithURLCharacters(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "25%ab #1?x", "etcd")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := store.StartEtcd(ctx, store.EtcdConfig{Name: "bosun", DataDir: dir, Logger: storetest.Logger(t)})
+	if err != nil {
+		t.Fatalf("StartEtcd in %q: %v", dir, err)
+	}
+	defer e.Close()
+	if _, err := e.Client().Put(ctx, "/k", "v"); err != nil {
+		t.Fatalf("put through the member's client: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.ClientSocketName)); err != nil {
+		t.Errorf("the socket is not where the data dir says: %v", err)
+	}
+	c, err := store.Connect(ctx, store.ClientConfig{Endpoints: e.Endpoints()})
+	if err != nil {
+		t.Fatalf("connecting to %v: %v", e.Endpoints(), err)
+	}
+	defer c.Close()
+	resp, err := c.Get(ctx, "/k")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get through a client of %v: %v %v", e.Endpoints(), resp, err)
+	}
+}
