@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/bosun-gitops/bosun/bootstrap"
+	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/apiserver"
 	"github.com/bosun-gitops/bosun/operator/controllers"
 	"github.com/bosun-gitops/bosun/operator/controllers/machine"
@@ -20,7 +22,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"golang.org/x/crypto/ssh"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// electionName is the etcd key prefix of the leader election: each campaigning operator holds
+// one key under electionName + "/", and the oldest leads.
+const electionName = "/bosun/leader"
 
 // leaseTTLSeconds is how long the etcd election session outlives a crashed leader: another
 // operator takes over within this time.
@@ -195,7 +204,7 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 		host, _ := os.Hostname()
 		identity = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	election := concurrency.NewElection(session, "/bosun/leader")
+	election := concurrency.NewElection(session, electionName)
 	log.Info("campaigning for leadership", "identity", identity)
 	if err := election.Campaign(ctx, identity); err != nil {
 		return fmt.Errorf("campaigning: %w", err)
@@ -207,6 +216,7 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go renewLeaderLease(lctx, client, session, election, st, identity, log)
 	pr := o.newPullRequestLeader(st)
 	syncer, err := gitsync.New(gitsync.Config{
 		OnSynced:       pr.onSynced,
@@ -250,4 +260,52 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 		_ = election.Resign(rctx)
 		return nil
 	}
+}
+
+// renewLeaderLease advances the renewTime of the kube-system/bosun-operator Lease on every
+// keepalive of the etcd session that makes this operator leader, as Kubernetes leader election
+// renews its Lease: readers (kubectl, `bosun status`) see the Lease current while the session
+// lives and expired (renewTime + leaseDurationSeconds past) once it can lapse. The keepalive
+// channel closes when the session's lease expires or ctx ends.
+func renewLeaderLease(ctx context.Context, client *clientv3.Client, session *concurrency.Session, election *concurrency.Election,
+	st *store.Store, identity string, log *slog.Logger) {
+	keepalives, err := client.KeepAlive(ctx, session.Lease())
+	if err != nil {
+		log.Warn("following the etcd session's keepalives to renew the leader lease", "err", err)
+		return
+	}
+	for range keepalives {
+		err := renewLeader(ctx, st, identity)
+		if errors.Is(err, errNotHolder) || apierrors.IsNotFound(err) {
+			// The first write failed, or someone edited the Lease: claim it again, but only
+			// while etcd still names this session leader, so that an operator that stalled past
+			// its session never overwrites its successor.
+			resp, lerr := election.Leader(ctx)
+			if lerr == nil && len(resp.Kvs) > 0 && string(resp.Kvs[0].Key) == election.Key() {
+				err = recordLeader(ctx, st, identity)
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			log.Warn("renewing the kube-system/bosun-operator lease", "err", err)
+		}
+	}
+}
+
+var errNotHolder = errors.New("the leader lease names another holder")
+
+// renewLeader sets the leader Lease's renewTime if it names identity. The update carries the
+// resourceVersion read, so it fails rather than overwrite a successor's claim.
+func renewLeader(ctx context.Context, st *store.Store, identity string) error {
+	obj, err := st.Get(ctx, resource.Leases, metav1.NamespaceSystem, leaderLeaseName)
+	if err != nil {
+		return err
+	}
+	lease := obj.(*coordinationv1.Lease).DeepCopy()
+	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != identity {
+		return errNotHolder
+	}
+	now := metav1.NewMicroTime(nowFunc())
+	lease.Spec.RenewTime = &now
+	_, err = st.Update(ctx, resource.Leases, lease)
+	return err
 }

@@ -295,7 +295,10 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, ri *reques
 		writeObject(w, http.StatusOK, ri.Resource, existing)
 		return
 	}
-	deleted, err := s.cfg.Store.Delete(r.Context(), ri.Resource, ri.Namespace, ri.Name, store.DeleteOptions{Preconditions: opts.Preconditions})
+	// Orphan and Foreground leave the object marked with a propagation finalizer that the
+	// garbage collector removes once it has orphaned or deleted the dependents.
+	deleted, err := s.cfg.Store.Delete(r.Context(), ri.Resource, ri.Namespace, ri.Name,
+		store.DeleteOptions{Preconditions: opts.Preconditions, PropagationPolicy: opts.PropagationPolicy})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -117,8 +118,26 @@ func (c *codec) decodeDeleteOptions(r *http.Request) (*metav1.DeleteOptions, err
 		p := metav1.DeletionPropagation(v)
 		opts.PropagationPolicy = &p
 	}
+	if v := q.Get("orphanDependents"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("orphanDependents %q: must be true or false", v))
+		}
+		opts.OrphanDependents = &b
+	}
 	if v, ok := q["dryRun"]; ok {
 		opts.DryRun = v
+	}
+	if opts.OrphanDependents != nil {
+		// The deprecated field, as Kubernetes reads it: true is Orphan, false Background.
+		if opts.PropagationPolicy != nil {
+			return nil, apierrors.NewBadRequest("orphanDependents and propagationPolicy cannot both be set: use propagationPolicy only")
+		}
+		p := metav1.DeletePropagationBackground
+		if *opts.OrphanDependents {
+			p = metav1.DeletePropagationOrphan
+		}
+		opts.PropagationPolicy, opts.OrphanDependents = &p, nil
 	}
 	if opts.PropagationPolicy != nil {
 		switch *opts.PropagationPolicy {

@@ -1,10 +1,21 @@
-// Package events records v1.Events for the operator's decisions, the way Kubernetes' event
-// recorder does: asynchronously (recording never blocks a reconcile), aggregated (a repeated
-// event bumps count and lastTimestamp instead of creating a new object), and expired after a TTL.
+// Package events records v1.Events for the operator's decisions, the way client-go's event
+// broadcaster and correlator do: asynchronously (recording never blocks a reconcile),
+// aggregated (a repeated event bumps count and lastTimestamp of one Event instead of creating
+// another), rate-limited per object, written in batches, and expired after a TTL.
+//
+//	Eventf ──> pending: one entry per (object, type, reason, message); a repeat of a pending
+//	   │       entry only bumps its count. A new entry costs the object a token (burst 25, one
+//	   │       more every 5 minutes, as client-go's spam filter): without one, a repeat of a
+//	   │       stored event is carried to the next housekeeping tick, anything else is dropped.
+//	   ▼
+//	Run ──> store.Batch: creates for new events, count/lastTimestamp updates for stored ones
+//	   └──> every HousekeepingInterval: carried repeats written, one log line counting the
+//	        drops, events older than TTL deleted
 package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -16,7 +27,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
 )
 
 // Recorder records an event about an object. eventType is corev1.EventTypeNormal or
@@ -27,11 +40,25 @@ type Recorder interface {
 
 // Store is the subset of the object store the recorder writes through.
 type Store interface {
-	Create(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error)
-	Update(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error)
+	Batch(ctx context.Context, ops []store.Op) []store.OpResult
 	List(ctx context.Context, res *resource.Resource, namespace string, opts store.ListOptions) (*store.ListResult, error)
-	Delete(ctx context.Context, res *resource.Resource, namespace, name string, opts store.DeleteOptions) (resource.Object, error)
 }
+
+const (
+	// DefaultMaxPending bounds the distinct events waiting to be written: a burst of this many
+	// (one per pod of a large scale-up, say) is kept whole; beyond it new events are dropped.
+	DefaultMaxPending = 1 << 15
+	// DefaultHousekeepingInterval is how often dropped events are logged (as one line with
+	// counts), carried repeats written and expired events deleted.
+	DefaultHousekeepingInterval = time.Minute
+	// maxBatch is the number of events written in one store.Batch.
+	maxBatch = 1024
+	// spamBurst and spamQPS are client-go's per-object event rate limit (EventSourceObjectSpamFilter).
+	spamBurst = 25
+	spamQPS   = 1.0 / 300
+	// cacheSize bounds the stored events remembered for aggregation and the per-object limiters.
+	cacheSize = 1 << 14
+)
 
 // StoreRecorder writes events to the store. Run must be running for events to be written.
 type StoreRecorder struct {
@@ -41,11 +68,43 @@ type StoreRecorder struct {
 	clock     clock.WithTicker
 	// TTL is how long an event is kept after it last happened (Kubernetes: 1 h).
 	TTL time.Duration
+	// MaxPending and HousekeepingInterval: see DefaultMaxPending and DefaultHousekeepingInterval.
+	MaxPending           int
+	HousekeepingInterval time.Duration
 
-	queue chan *corev1.Event
-	mu    sync.Mutex
-	seen  map[string]*corev1.Event // aggregation key -> last written event
+	wake chan struct{} // a pending event waits for Run
+
+	mu       sync.Mutex
+	pending  map[string]*pendingEvent // by aggregation key
+	order    []string                 // pending keys, oldest first
+	stored   *lru.Cache               // aggregation key -> *storedEvent
+	limiters *lru.Cache               // spam key -> *tokenBucket
+	carried  map[string]bool          // keys of stored events with carried repeats
+	drops    drops
+	lastName int64 // the suffix of the last generated event name
 }
+
+// pendingEvent is an event waiting to be written and how often it happened meanwhile.
+type pendingEvent struct {
+	ev    *corev1.Event // the first occurrence, with the LastTimestamp of the latest
+	count int32
+}
+
+// storedEvent is the last written state of an Event and the repeats not written yet because
+// its object ran out of tokens.
+type storedEvent struct {
+	ev                        *corev1.Event
+	carried                   int32
+	carriedFirst, carriedLast metav1.Time
+}
+
+// drops counts events lost since the last drop report.
+type drops struct {
+	rateLimited, queueFull, writeFailed, forgotten int
+	lastErr                                        error
+}
+
+func (d drops) total() int { return d.rateLimited + d.queueFull + d.writeFailed + d.forgotten }
 
 var _ Recorder = (*StoreRecorder)(nil)
 
@@ -55,14 +114,24 @@ func NewRecorder(st Store, component string, log *slog.Logger, clk clock.WithTic
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &StoreRecorder{
+	r := &StoreRecorder{
 		store: st, component: component, log: log.With("component", "events"), clock: clk,
-		TTL: time.Hour, queue: make(chan *corev1.Event, 4096), seen: map[string]*corev1.Event{},
+		TTL: time.Hour, MaxPending: DefaultMaxPending, HousekeepingInterval: DefaultHousekeepingInterval,
+		wake: make(chan struct{}, 1), pending: map[string]*pendingEvent{}, carried: map[string]bool{},
+		limiters: lru.New(cacheSize),
 	}
+	// Called with r.mu held (from Add): carried repeats of a forgotten event are lost.
+	r.stored = lru.NewWithEvictionFunc(cacheSize, func(key lru.Key, value any) {
+		if s := value.(*storedEvent); s.carried > 0 {
+			r.drops.forgotten += int(s.carried)
+			delete(r.carried, key.(string))
+		}
+	})
+	return r
 }
 
-// Eventf queues an event; when the queue is full the event is dropped and logged, as recording
-// must never slow a reconcile down.
+// Eventf queues an event. It never blocks: a repeat of a queued event is folded into it, and
+// when the object is over its rate or the queue is full the event is counted as dropped.
 func (r *StoreRecorder) Eventf(obj resource.Object, eventType, reason, format string, args ...any) {
 	ref := corev1.ObjectReference{
 		Namespace:       obj.GetNamespace(),
@@ -90,10 +159,38 @@ func (r *StoreRecorder) Eventf(obj resource.Object, eventType, reason, format st
 		Count:               1,
 		ReportingController: "bosun.dev/" + r.component,
 	}
+	key := aggregationKey(ev)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p := r.pending[key]; p != nil {
+		p.count++
+		p.ev.LastTimestamp = now
+		return
+	}
+	if !r.allow(ev, now.Time) {
+		if s, ok := r.stored.Get(key); ok {
+			s := s.(*storedEvent)
+			if s.carried == 0 {
+				s.carriedFirst = now
+			}
+			s.carried++
+			s.carriedLast = now
+			r.carried[key] = true
+		} else {
+			r.drops.rateLimited++
+		}
+		return
+	}
+	if len(r.pending) >= r.MaxPending {
+		r.drops.queueFull++
+		return
+	}
+	r.pending[key] = &pendingEvent{ev: ev, count: 1}
+	r.order = append(r.order, key)
 	select {
-	case r.queue <- ev:
+	case r.wake <- struct{}{}:
 	default:
-		r.log.Warn("event queue full; dropping event", "object", ref.Kind+"/"+ref.Name, "reason", reason)
 	}
 }
 
@@ -102,60 +199,216 @@ func aggregationKey(ev *corev1.Event) string {
 	return o.Kind + "/" + o.Namespace + "/" + o.Name + "/" + string(o.UID) + "/" + ev.Type + "/" + ev.Reason + "/" + ev.Message
 }
 
-// Run writes queued events and deletes expired ones until ctx ends.
+// spamKey is what client-go rate-limits on: the source, the object and the event type.
+func spamKey(ev *corev1.Event) string {
+	o := ev.InvolvedObject
+	return ev.Source.Component + "/" + o.Kind + "/" + o.Namespace + "/" + o.Name + "/" + string(o.UID) + "/" + ev.Type
+}
+
+// allow takes a token from the event's object; r.mu is held.
+func (r *StoreRecorder) allow(ev *corev1.Event, now time.Time) bool {
+	k := spamKey(ev)
+	b, ok := r.limiters.Get(k)
+	if !ok {
+		b = &tokenBucket{tokens: spamBurst, last: now}
+		r.limiters.Add(k, b)
+	}
+	return b.(*tokenBucket).take(now)
+}
+
+// tokenBucket holds up to spamBurst tokens and gains spamQPS per second.
+type tokenBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *tokenBucket) take(now time.Time) bool {
+	if now.After(b.last) {
+		b.tokens = min(spamBurst, b.tokens+now.Sub(b.last).Seconds()*spamQPS)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// Run writes queued events, reports drops and deletes expired events until ctx ends.
 func (r *StoreRecorder) Run(ctx context.Context) error {
-	expire := r.clock.NewTicker(time.Minute)
-	defer expire.Stop()
+	housekeeping := r.clock.NewTicker(r.HousekeepingInterval)
+	defer housekeeping.Stop()
+	defer r.reportDrops()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev := <-r.queue:
-			r.write(ctx, ev)
-		case <-expire.C():
+		case <-r.wake:
+			r.flush(ctx)
+		case <-housekeeping.C():
+			r.queueCarried()
+			r.flush(ctx)
+			r.reportDrops()
 			r.expire(ctx)
 		}
 	}
 }
 
-func (r *StoreRecorder) write(ctx context.Context, ev *corev1.Event) {
-	key := aggregationKey(ev)
+// write is one event to write: a new one, or count more occurrences of prev.
+type write struct {
+	key   string
+	ev    *corev1.Event
+	count int32
+	prev  *corev1.Event // last stored state; nil: create
+}
+
+// flush writes every pending event, in batches, oldest first.
+func (r *StoreRecorder) flush(ctx context.Context) {
+	for {
+		ws := r.take(maxBatch)
+		if len(ws) == 0 {
+			return
+		}
+		r.writeBatch(ctx, ws)
+	}
+}
+
+// take removes up to n pending events from the queue. Repeats of a taken event that come in
+// while it is written queue a new entry, written in a later batch as an update of it.
+func (r *StoreRecorder) take(n int) []write {
 	r.mu.Lock()
-	prev := r.seen[key]
+	defer r.mu.Unlock()
+	n = min(n, len(r.order))
+	ws := make([]write, 0, n)
+	for _, key := range r.order[:n] {
+		p := r.pending[key]
+		delete(r.pending, key)
+		w := write{key: key, ev: p.ev, count: p.count}
+		if s, ok := r.stored.Get(key); ok {
+			s := s.(*storedEvent)
+			w.prev = s.ev
+			w.count += s.carried // repeats the rate limit held back go along
+			s.carried = 0
+			delete(r.carried, key)
+		}
+		ws = append(ws, w)
+	}
+	r.order = r.order[n:]
+	if len(r.order) == 0 {
+		r.order = nil // let the backing array of a burst go
+	}
+	return ws
+}
+
+// queueCarried queues the repeats that the rate limit held back, one write per event.
+func (r *StoreRecorder) queueCarried() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for key := range r.carried {
+		delete(r.carried, key)
+		v, ok := r.stored.Get(key)
+		if !ok || r.pending[key] != nil {
+			continue // written with the pending entry, which take adds the carried count to
+		}
+		s := v.(*storedEvent)
+		ev := s.ev.DeepCopy()
+		ev.FirstTimestamp, ev.LastTimestamp = s.carriedFirst, s.carriedLast // used if it expired
+		r.pending[key] = &pendingEvent{ev: ev, count: s.carried}
+		s.carried = 0
+		r.order = append(r.order, key)
+	}
+}
+
+// writeBatch writes ws with one store.Batch; events expired or deleted since they were last
+// written, and generated names that collide, are created afresh in a second Batch.
+func (r *StoreRecorder) writeBatch(ctx context.Context, ws []write) {
+	for attempt := 0; len(ws) > 0; attempt++ {
+		ops := make([]store.Op, len(ws))
+		for i, w := range ws {
+			ops[i] = r.op(w)
+		}
+		results := r.store.Batch(ctx, ops)
+		var again []write
+		for i, res := range results {
+			w := ws[i]
+			switch {
+			case res.Err == nil:
+				if ev, ok := res.Object.(*corev1.Event); ok {
+					r.remember(w.key, ev)
+				}
+			case attempt == 0 && ops[i].Type == store.OpUpdate && apierrors.IsNotFound(res.Err):
+				w.prev = nil
+				again = append(again, w)
+			case attempt == 0 && ops[i].Type == store.OpCreate && apierrors.IsAlreadyExists(res.Err):
+				again = append(again, w)
+			default:
+				r.mu.Lock()
+				r.drops.writeFailed += int(w.count)
+				r.drops.lastErr = res.Err
+				r.mu.Unlock()
+			}
+		}
+		ws = again
+	}
+}
+
+// op is the store write of w: an update of the stored event, or a create under a new name.
+func (r *StoreRecorder) op(w write) store.Op {
+	if w.prev != nil {
+		upd := w.prev.DeepCopy()
+		upd.Count += w.count
+		upd.LastTimestamp = w.ev.LastTimestamp
+		upd.ResourceVersion = "" // only this recorder writes its events
+		return store.Op{Type: store.OpUpdate, Resource: resource.Events, Object: upd}
+	}
+	ev := w.ev.DeepCopy()
+	ev.Count = w.count
+	ev.Name = r.eventName(ev)
+	ev.ResourceVersion = ""
+	ev.UID = ""
+	return store.Op{Type: store.OpCreate, Resource: resource.Events, Object: ev}
+}
+
+// eventName is Kubernetes' "<object>.<hex timestamp>", the suffix made unique per recorder so
+// that two events about one object in the same clock tick do not collide.
+func (r *StoreRecorder) eventName(ev *corev1.Event) string {
+	r.mu.Lock()
+	n := max(ev.LastTimestamp.UnixNano(), r.lastName+1)
+	r.lastName = n
 	r.mu.Unlock()
-	if prev != nil {
-		upd := prev.DeepCopy()
-		upd.Count++
-		upd.LastTimestamp = ev.LastTimestamp
-		upd.ResourceVersion = ""
-		out, err := r.store.Update(ctx, resource.Events, upd)
-		if err == nil {
-			r.remember(key, out.(*corev1.Event))
-			return
-		}
-		if !apierrors.IsNotFound(err) {
-			r.log.Warn("updating event", "reason", ev.Reason, "err", err)
-			return
-		}
-		// Expired or deleted meanwhile: write a new one.
+	suffix := "." + strconv.FormatInt(n, 16)
+	base := ev.InvolvedObject.Name
+	if limit := validation.DNS1123SubdomainMaxLength - len(suffix); len(base) > limit {
+		base = base[:limit]
 	}
-	ev.Name = fmt.Sprintf("%s.%s", ev.InvolvedObject.Name, strconv.FormatInt(ev.FirstTimestamp.UnixNano(), 16))
-	out, err := r.store.Create(ctx, resource.Events, ev)
-	if err != nil {
-		r.log.Warn("creating event", "reason", ev.Reason, "err", err)
-		return
-	}
-	r.remember(key, out.(*corev1.Event))
+	return base + suffix
 }
 
 func (r *StoreRecorder) remember(key string, ev *corev1.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.seen) > 10000 {
-		// Bound memory: forget everything; repeats then start a new event object.
-		r.seen = map[string]*corev1.Event{}
+	if v, ok := r.stored.Get(key); ok {
+		v.(*storedEvent).ev = ev // keep what was carried meanwhile
+		return
 	}
-	r.seen[key] = ev
+	r.stored.Add(key, &storedEvent{ev: ev})
+}
+
+// reportDrops logs the events dropped since the last report, as one line.
+func (r *StoreRecorder) reportDrops() {
+	r.mu.Lock()
+	d := r.drops
+	r.drops = drops{}
+	r.mu.Unlock()
+	if d.total() == 0 {
+		return
+	}
+	args := []any{"dropped", d.total(), "rateLimited", d.rateLimited, "queueFull", d.queueFull,
+		"writeFailed", d.writeFailed, "forgotten", d.forgotten, "interval", r.HousekeepingInterval}
+	if d.lastErr != nil {
+		args = append(args, "lastErr", d.lastErr)
+	}
+	r.log.Warn("events dropped: objects over their event rate, a burst beyond the queue, or failed writes", args...)
 }
 
 // expire deletes events whose last occurrence is older than TTL.
@@ -166,6 +419,7 @@ func (r *StoreRecorder) expire(ctx context.Context) {
 		return
 	}
 	cutoff := r.clock.Now().Add(-r.TTL)
+	var ops []store.Op
 	for _, o := range list.Items {
 		ev := o.(*corev1.Event)
 		last := ev.LastTimestamp.Time
@@ -173,18 +427,19 @@ func (r *StoreRecorder) expire(ctx context.Context) {
 			last = ev.CreationTimestamp.Time
 		}
 		if last.Before(cutoff) {
-			if _, err := r.store.Delete(ctx, resource.Events, ev.Namespace, ev.Name, store.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				r.log.Warn("deleting expired event", "event", ev.Name, "err", err)
-			}
+			// The resourceVersion precondition spares an event that recurred meanwhile.
+			ops = append(ops, store.Op{Type: store.OpDelete, Resource: resource.Events, Object: ev})
 		}
 	}
-	r.mu.Lock()
-	for k, ev := range r.seen {
-		if ev.LastTimestamp.Time.Before(cutoff) {
-			delete(r.seen, k)
+	var errs []error
+	for _, res := range r.store.Batch(ctx, ops) {
+		if res.Err != nil && !apierrors.IsNotFound(res.Err) && !apierrors.IsConflict(res.Err) {
+			errs = append(errs, res.Err)
 		}
 	}
-	r.mu.Unlock()
+	if len(errs) > 0 {
+		r.log.Warn("deleting expired events", "failed", len(errs), "of", len(ops), "err", errors.Join(errs...))
+	}
 }
 
 // FakeRecorder collects events in memory, for unit tests of controllers.

@@ -65,11 +65,20 @@ type OpResult struct {
 	Err    error           // an apierrors StatusError (Conflict, AlreadyExists, NotFound) or nil
 }
 
-// DeleteOptions carry the preconditions of a Delete, as in metav1.DeleteOptions.
+// DeleteOptions carry the preconditions and propagation policy of a Delete, as in
+// metav1.DeleteOptions.
 type DeleteOptions struct {
 	// Preconditions, when set, must match the stored object's UID and/or resourceVersion, or
 	// Delete fails with Conflict.
 	Preconditions *metav1.Preconditions
+	// PropagationPolicy says what happens to the object's dependents, as in Kubernetes:
+	// Orphan marks the object with the "orphan" finalizer and Foreground with
+	// "foregroundDeletion" (the garbage collector then orphans or deletes the dependents and
+	// removes the finalizer); Background removes both, so the object goes at once unless other
+	// finalizers hold it, and its dependents are collected afterwards. nil is Background except
+	// that a propagation finalizer already on the object is kept. Events take no propagation
+	// finalizer: they have no dependents and the collector does not watch them.
+	PropagationPolicy *metav1.DeletionPropagation
 }
 
 // WatchOptions select where a Watch starts and which objects it reports.

@@ -179,7 +179,7 @@ func (s *Store) planOp(op Op, key string, st *kvState) (*plan, OpResult, error) 
 		if err != nil {
 			return nil, OpResult{}, err
 		}
-		p, err := s.planDelete(res, key, cur, deletePreconditions(op.Object))
+		p, err := s.planDelete(res, key, cur, DeleteOptions{Preconditions: deletePreconditions(op.Object)})
 		return p, OpResult{}, err
 	}
 }

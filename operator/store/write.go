@@ -216,8 +216,11 @@ func (s *Store) planUpdate(res *resource.Resource, key string, cur resource.Obje
 }
 
 // Delete removes an object and returns its last state (with the deletion's revision as
-// resourceVersion). An object with finalizers is only marked: deletionTimestamp is set and the
-// marked object returned; it disappears when an Update removes the last finalizer.
+// resourceVersion). An object with finalizers, including the propagation finalizer that
+// opts.PropagationPolicy adds, is only marked: deletionTimestamp is set and the marked object
+// returned; it disappears when an Update removes the last finalizer. Deleting a marked object
+// again may change its propagation finalizer (Orphan to Foreground, say); a Background delete of
+// an object that only a propagation finalizer holds removes it at once, as in Kubernetes.
 func (s *Store) Delete(ctx context.Context, res *resource.Resource, namespace, name string, opts DeleteOptions) (resource.Object, error) {
 	if !res.Namespaced {
 		namespace = ""
@@ -231,7 +234,7 @@ func (s *Store) Delete(ctx context.Context, res *resource.Resource, namespace, n
 		if err != nil {
 			return nil, err
 		}
-		p, err := s.planDelete(res, key, cur, opts.Preconditions)
+		p, err := s.planDelete(res, key, cur, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -246,9 +249,9 @@ func (s *Store) Delete(ctx context.Context, res *resource.Resource, namespace, n
 	return nil, conflict(res, name)
 }
 
-func (s *Store) planDelete(res *resource.Resource, key string, cur resource.Object, pre *metav1.Preconditions) (*plan, error) {
+func (s *Store) planDelete(res *resource.Resource, key string, cur resource.Object, opts DeleteOptions) (*plan, error) {
 	name := cur.GetName()
-	if pre != nil {
+	if pre := opts.Preconditions; pre != nil {
 		if pre.UID != nil && *pre.UID != cur.GetUID() {
 			return nil, apierrors.NewConflict(res.GroupResource(), name,
 				fmt.Errorf("Precondition failed: UID in precondition: %v, UID in object meta: %v", *pre.UID, cur.GetUID()))
@@ -263,22 +266,60 @@ func (s *Store) planDelete(res *resource.Resource, key string, cur resource.Obje
 		return nil, err
 	}
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", curRev)}
-	if len(cur.GetFinalizers()) == 0 {
+	finalizers, changed := propagationFinalizers(res, cur.GetFinalizers(), opts.PropagationPolicy)
+	if len(finalizers) == 0 {
 		return &plan{key: key, cmps: cmps, op: clientv3.OpDelete(key), obj: copyObject(cur), deleted: true, size: 2*len(key) + 32}, nil
 	}
-	if cur.GetDeletionTimestamp() != nil {
+	if cur.GetDeletionTimestamp() != nil && !changed {
 		return &plan{key: key, obj: cur, noop: true}, nil
 	}
 	next := copyObject(cur)
-	ts := now()
-	next.SetDeletionTimestamp(&ts)
-	zero := int64(0)
-	next.SetDeletionGracePeriodSeconds(&zero)
+	next.SetFinalizers(finalizers)
+	if next.GetDeletionTimestamp() == nil {
+		ts := now()
+		next.SetDeletionTimestamp(&ts)
+		zero := int64(0)
+		next.SetDeletionGracePeriodSeconds(&zero)
+	}
 	data, err := s.encode(res, key, next)
 	if err != nil {
 		return nil, err
 	}
 	return &plan{key: key, cmps: cmps, op: clientv3.OpPut(key, string(data)), obj: next, size: 2*len(key) + len(data) + 32}, nil
+}
+
+// propagationFinalizers returns the finalizers an object keeps when it is deleted with policy,
+// as Kubernetes' API server computes them: the policy's propagation finalizer replaces any other
+// one; nil keeps what the object has. changed reports whether the set differs from fs.
+func propagationFinalizers(res *resource.Resource, fs []string, policy *metav1.DeletionPropagation) (out []string, changed bool) {
+	if policy == nil || res == resource.Events {
+		return fs, false
+	}
+	var want string
+	switch *policy {
+	case metav1.DeletePropagationOrphan:
+		want = metav1.FinalizerOrphanDependents
+	case metav1.DeletePropagationForeground:
+		want = metav1.FinalizerDeleteDependents
+	}
+	had := false
+	for _, f := range fs {
+		switch f {
+		case metav1.FinalizerOrphanDependents, metav1.FinalizerDeleteDependents:
+			if f == want {
+				had = true
+			} else {
+				changed = true
+			}
+			continue
+		}
+		out = append(out, f)
+	}
+	if want != "" {
+		out = append(out, want)
+		changed = changed || !had
+	}
+	return out, changed
 }
 
 // setStatus copies the Status field of from into to (both of the same Go type).
