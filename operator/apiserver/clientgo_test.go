@@ -137,7 +137,7 @@ func TestClientGoPods(t *testing.T) {
 		if err != nil {
 			t.Fatalf("update: %v", err)
 		}
-		if p.Labels["tier"] != "front" || p.Status.Phase != "" {
+		if p.Labels["tier"] != "front" || p.Status.Phase != corev1.PodPending { // Pending since its creation
 			t.Errorf("after update labels=%v phase=%q", p.Labels, p.Status.Phase)
 		}
 		p.Status.Phase = corev1.PodRunning

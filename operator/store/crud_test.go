@@ -53,6 +53,9 @@ func TestCreateGet(t *testing.T) {
 	if diff := cmp.Diff(created, got); diff != "" {
 		t.Errorf("Get differs from Create's result (-created +got):\n%s", diff)
 	}
+	if phase := got.(*corev1.Pod).Status.Phase; phase != corev1.PodPending {
+		t.Errorf("a pod created without a phase has phase %q, want Pending (as the API server sets it)", phase)
+	}
 	if gvk := got.GetObjectKind().GroupVersionKind(); gvk.Kind != "Pod" || gvk.Version != "v1" {
 		t.Errorf("type meta = %v, want v1 Pod", gvk)
 	}

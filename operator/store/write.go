@@ -9,6 +9,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,6 +93,9 @@ func (s *Store) planCreate(res *resource.Resource, in resource.Object) (*plan, e
 	obj.SetGeneration(1)
 	obj.SetDeletionTimestamp(nil)
 	obj.SetDeletionGracePeriodSeconds(nil)
+	if pod, ok := obj.(*corev1.Pod); ok && pod.Status.Phase == "" {
+		pod.Status.Phase = corev1.PodPending // as the API server's pod strategy does on create
+	}
 	data, err := s.encode(res, key, obj)
 	if err != nil {
 		return nil, err
