@@ -48,6 +48,9 @@ type Config struct {
 	ForgeURL   string
 	ForgeToken string
 	ForgeRepo  string
+	// PreviewLabel is the pull-request label that deploys a pull request into its own
+	// namespace pr-<number> (package preview); "" turns previews off.
+	PreviewLabel string
 	// AdvertiseAddress is the address machines reach the API server on (it is added to the
 	// serving certificate); bootstrapped agents use https://<AdvertiseAddress>:<Listen port>.
 	AdvertiseAddress string

@@ -20,6 +20,7 @@ import (
 	"github.com/bosun-gitops/bosun/operator/gitsync"
 	"github.com/bosun-gitops/bosun/operator/health"
 	"github.com/bosun-gitops/bosun/operator/plan"
+	"github.com/bosun-gitops/bosun/operator/preview"
 	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/bosun-gitops/bosun/operator/webhook"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
@@ -126,17 +127,20 @@ func (o *Operator) newPullRequestHandlers(st *store.Store) (http.Handler, http.H
 }
 
 // prLeader is the leader's side of pull-request driven deploys: health tracking of synced
-// commits and, with a forge, plan and deploy statuses.
+// commits, preview environments and, with a forge, plan, deploy and preview statuses.
 type prLeader struct {
-	o       *Operator
-	tracker *health.Tracker
-	forge   *forge.Integration
+	o        *Operator
+	st       *store.Store
+	tracker  *health.Tracker
+	provider forge.Provider // nil without --forge
+	forge    *forge.Integration
 }
 
 func (o *Operator) newPullRequestLeader(st *store.Store) *prLeader {
-	pr := &prLeader{o: o}
+	pr := &prLeader{o: o, st: st}
 	tc := health.TrackerConfig{Store: st, Logger: o.cfg.Logger}
 	if p := o.forgeProvider(); p != nil {
+		pr.provider = p
 		pr.forge = forge.NewIntegration(forge.IntegrationConfig{Provider: p, Repo: o.cfg.ForgeRepo, Branch: o.cfg.Branch, Logger: o.cfg.Logger})
 		tc.OnProgress = pr.forge.DeployProgress
 		tc.OnSettled = pr.forge.DeploySettled
@@ -161,15 +165,32 @@ func (pr *prLeader) onSynced(ctx context.Context, r gitsync.SyncReport) {
 	pr.tracker.OnSynced(ctx, r)
 }
 
-// start points the webhook receiver and the plan endpoint at this leader's syncer until ctx
-// (the leadership) ends.
+// start points the webhook receiver and the plan endpoint at this leader's syncer, and runs
+// the preview environments, until ctx (the leadership) ends.
 func (pr *prLeader) start(ctx context.Context, syncer *gitsync.Syncer) {
 	o := pr.o
 	targets := webhook.Targets{Trigger: syncer.Trigger}
+	var handlers pullRequestHandlers
+	var previews *preview.Manager
+	if o.cfg.PreviewLabel != "" {
+		cfg := preview.Config{Store: pr.st, Loader: syncer, Repo: o.cfg.ForgeRepo, Branch: o.cfg.Branch, Label: o.cfg.PreviewLabel, Logger: o.cfg.Logger}
+		if pr.provider != nil {
+			cfg.Statuses = pr.provider
+		}
+		previews = preview.New(cfg)
+		previews.Start(ctx)
+		handlers = append(handlers, previews) // first: it returns at once, the forge plans
+	}
 	if pr.forge != nil {
 		pr.forge.SetPlanner(syncer)
-		targets.PullRequests = pr.forge
+		handlers = append(handlers, pr.forge)
 	}
+	if len(handlers) > 0 {
+		targets.PullRequests = handlers
+	}
+	o.mu.Lock()
+	o.previews = previews
+	o.mu.Unlock()
 	if o.hooks != nil {
 		o.hooks.SetTargets(ctx, targets)
 	}
@@ -184,5 +205,27 @@ func (pr *prLeader) start(ctx context.Context, syncer *gitsync.Syncer) {
 		if o.plans != nil {
 			o.plans.SetPlanner(nil)
 		}
+		o.mu.Lock()
+		if o.previews == previews {
+			o.previews = nil
+		}
+		o.mu.Unlock()
 	}()
+}
+
+// currentPreviews returns the leader's preview manager (nil while not leading or with previews
+// off).
+func (o *Operator) currentPreviews() *preview.Manager {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.previews
+}
+
+// pullRequestHandlers hands each pull-request event to every handler in turn.
+type pullRequestHandlers []webhook.PullRequestHandler
+
+func (hs pullRequestHandlers) HandlePullRequest(ctx context.Context, ev webhook.PullRequest) {
+	for _, h := range hs {
+		h.HandlePullRequest(ctx, ev)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/bosun-gitops/bosun/operator/controllers/machine"
 	"github.com/bosun-gitops/bosun/operator/gitsync"
 	"github.com/bosun-gitops/bosun/operator/plan"
+	"github.com/bosun-gitops/bosun/operator/preview"
 	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/bosun-gitops/bosun/operator/webhook"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -46,9 +47,10 @@ type Operator struct {
 
 	signer ssh.Signer
 
-	mu     sync.Mutex
-	server *apiserver.Server
-	store  *store.Store
+	mu       sync.Mutex
+	server   *apiserver.Server
+	store    *store.Store
+	previews *preview.Manager // the leader's, while it leads
 }
 
 // New returns an operator for a validated configuration.

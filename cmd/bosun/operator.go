@@ -7,6 +7,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/internal/logging"
 	"github.com/bosun-gitops/bosun/operator"
+	"github.com/bosun-gitops/bosun/operator/preview"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -68,6 +69,7 @@ func (f *forgeFlags) add(fs *pflag.FlagSet, cfg *operator.Config) {
 	fs.StringVar(&cfg.ForgeURL, "forge-url", "", "forge base URL (Gitea: http(s)://host[:port]; GitHub: API URL, default https://api.github.com)")
 	fs.StringVar(&f.tokenFile, "forge-token-file", "", "file holding the forge API token (or set $BOSUN_FORGE_TOKEN)")
 	fs.StringVar(&cfg.ForgeRepo, "forge-repo", "", "owner/name of the repository on the forge (default: derived from --repo)")
+	fs.StringVar(&cfg.PreviewLabel, "preview-label", preview.DefaultLabel, "pull requests with this label are deployed into their own namespace pr-<number> until closed (\"\" turns previews off)")
 }
 
 func (f *forgeFlags) finish(cfg *operator.Config) error {

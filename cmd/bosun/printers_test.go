@@ -150,7 +150,15 @@ func sampleObjects() map[*resource.Resource][]resource.Object {
 				Commit:  bosunv1.CommitInfo{SHA: "0123456789abcdef", Message: "broken\nbody", Author: "Ann", Time: ptr(ago(time.Minute))},
 				Applied: bosunv1.CommitInfo{SHA: "fedcba9876543210", Message: "good", Author: "Ann"},
 				Errors:  []bosunv1.FileError{{File: "apps/web.yaml", Line: 7, Field: "spec.replicas", Message: "must be non-negative"}},
-				Counts:  bosunv1.SyncCounts{Created: 1, Unchanged: 4}},
+				Counts:  bosunv1.SyncCounts{Created: 1, Unchanged: 4},
+				History: []bosunv1.CommitRecord{
+					{SHA: "0123456789abcdef", Author: "Ann", Message: "broken", Time: ptr(ago(time.Minute)), Sync: bosunv1.SyncStatusFailed,
+						Reason: "invalid (1 errors), first: apps/web.yaml:7: spec.replicas: must be non-negative"},
+					{SHA: "fedcba9876543210", Author: "Ann", Message: "good", Time: ptr(ago(20 * time.Minute)), Sync: bosunv1.SyncStatusSynced,
+						Health: bosunv1.HealthDegraded, Reason: `deployment "web" exceeded its progress deadline`},
+					{SHA: "aaaabbbbccccdddd", Author: "Bob", Message: "scale web to 3", Time: ptr(ago(3 * time.Hour)), Sync: bosunv1.SyncStatusSynced,
+						Health: bosunv1.HealthHealthy, Reason: "all 1 changed workloads are available"},
+				}},
 		}},
 		resource.Nodes: {&corev1.Node{
 			ObjectMeta: metav1.ObjectMeta{Name: "node-a", CreationTimestamp: ago(26 * time.Hour),

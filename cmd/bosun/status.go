@@ -118,10 +118,39 @@ func describeGitSync(w io.Writer, g *bosunv1.GitSync, events []*corev1.Event, no
 			fmt.Fprintf(w, "  %s\n", formatFileError(e))
 		}
 	}
+	if len(g.Status.History) > 0 {
+		printHistory(w, g.Status.History, now)
+	}
 	if events != nil {
 		printEvents(w, events, now)
 	}
 	return nil
+}
+
+// printHistory prints the latest commits' sync and health, newest first; the reason of a failed
+// sync or of a commit that is not healthy follows on a line of its own, under MESSAGE.
+func printHistory(w io.Writer, hist []bosunv1.CommitRecord, now time.Time) {
+	fmt.Fprintln(w, "History:")
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  COMMIT\tWHEN\tSYNC\tHEALTH\tMESSAGE")
+	for _, r := range hist {
+		when := "<unknown>"
+		if r.Time != nil {
+			when = age(*r.Time, now)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", shortSHA(r.SHA), when, r.Sync, orDash(string(r.Health)), r.Message)
+		if r.Reason != "" && (r.Sync == bosunv1.SyncStatusFailed || r.Health != bosunv1.HealthHealthy) {
+			fmt.Fprintf(tw, "  \t\t\t\t→ %s\n", r.Reason)
+		}
+	}
+	tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func formatFileError(e bosunv1.FileError) string {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/bosun-gitops/bosun/operator/simnodes"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -118,7 +120,7 @@ func TestGiteaPullRequestFlow(t *testing.T) {
 	eventually(t, 60*time.Second, "initial commit applied", applied(first))
 
 	// The webhook, delivered by Gitea itself.
-	events := []string{"push", "pull_request", "pull_request_sync"}
+	events := []string{"push", "pull_request", "pull_request_sync", "pull_request_label"}
 	g.api(http.MethodPost, "/api/v1/repos/"+repoName+"/hooks", map[string]any{
 		"type":   "gitea",
 		"active": true,
@@ -212,7 +214,27 @@ func TestGiteaPullRequestFlow(t *testing.T) {
 	waitStatus(t, g, head3, "bosun/plan", "failure", "invalid")
 	waitComment(t, g, pr2.Number, "apps/bad.yaml:", "❌")
 
-	// Merge PR 1: the merge commit is synced and gets bosun/deploy success once web is available.
+	// Label PR 1 `preview`: its head is deployed into pr-<number>, with bosun/preview success.
+	var label struct {
+		ID int64 `json:"id"`
+	}
+	g.api(http.MethodPost, "/api/v1/repos/"+repoName+"/labels", map[string]any{"name": "preview", "color": "#00aabb"}, &label)
+	g.api(http.MethodPost, fmt.Sprintf("/api/v1/repos/%s/issues/%d/labels", repoName, pr1.Number), map[string]any{"labels": []int64{label.ID}}, nil)
+	previewNS := fmt.Sprintf("pr-%d", pr1.Number)
+	waitStatus(t, g, head2, "bosun/preview", "success", "deployed to namespace "+previewNS)
+	eventually(t, 30*time.Second, "the preview's deployment available", func() error {
+		d, err := cs.AppsV1().Deployments(previewNS).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.AvailableReplicas != 4 || d.Spec.Template.Spec.Containers[0].Image != "registry.local/web:1.3" {
+			return fmt.Errorf("%d available, image %s", d.Status.AvailableReplicas, d.Spec.Template.Spec.Containers[0].Image)
+		}
+		return nil
+	})
+
+	// Merge PR 1: the merge commit is synced and gets bosun/deploy success once web is available;
+	// the merge closes the pull request, which removes its preview.
 	eventually(t, 60*time.Second, "merge", func() error {
 		code, err := g.do(http.MethodPost, fmt.Sprintf("/api/v1/repos/%s/pulls/%d/merge", repoName, pr1.Number), map[string]any{"Do": "merge"}, nil, false)
 		if code == http.StatusMethodNotAllowed {
@@ -229,6 +251,13 @@ func TestGiteaPullRequestFlow(t *testing.T) {
 	g.api(http.MethodGet, fmt.Sprintf("/api/v1/repos/%s/pulls/%d", repoName, pr1.Number), nil, &merged)
 	eventually(t, 30*time.Second, "merge commit applied", applied(merged.MergeSHA))
 	waitStatus(t, g, merged.MergeSHA, "bosun/deploy", "success", "available")
+	eventually(t, 30*time.Second, "the merged pull request's preview removed", func() error {
+		if _, err := cs.CoreV1().Namespaces().Get(ctx, previewNS, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("namespace %s: %v", previewNS, err)
+		}
+		return nil
+	})
+	waitStatus(t, g, head2, "bosun/preview", "success", "removed: the pull request was merged")
 	gs, err := gitSync()
 	if err != nil {
 		t.Fatal(err)
@@ -237,8 +266,8 @@ func TestGiteaPullRequestFlow(t *testing.T) {
 		t.Errorf("GitSync status: sync %q health %+v, want Synced and Healthy", gs.Status.Sync, gs.Status.Health)
 	}
 	out, errOut, code := cliRun(t, bin, kubeconfig, "status")
-	if code != 0 || !strings.Contains(out, "Healthy") {
-		t.Errorf("bosun status: exit %d, want Healthy in:\n%s%s", code, out, errOut)
+	if code != 0 || !strings.Contains(out, "Healthy") || !strings.Contains(out, "History:") || !strings.Contains(out, shortSHA(merged.MergeSHA)) {
+		t.Errorf("bosun status: exit %d, want Healthy and the merge commit in its history in:\n%s%s", code, out, errOut)
 	}
 	// `bosun plan --ref` of the merged branch: nothing left to change.
 	out, errOut, code = cliRun(t, bin, kubeconfig, "plan", "--ref", "main")
@@ -516,4 +545,11 @@ func cliRun(t *testing.T, bin, kubeconfig string, args ...string) (string, strin
 		t.Fatal(err)
 	}
 	return stdout.String(), stderr.String(), code
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
 }

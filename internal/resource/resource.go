@@ -212,6 +212,10 @@ const (
 	// AnnotationAppliedHash is a hash of the desired manifest as last applied, so that an unchanged
 	// object is recognised without comparing defaulted fields.
 	AnnotationAppliedHash = "bosun.dev/applied-hash"
+	// LabelPreview marks what a pull request's preview environment owns (its namespace, the
+	// objects deployed into it and its record) with the pull request's number: Git sync of the
+	// tracked branch neither prunes nor adopts such objects.
+	LabelPreview = "bosun.dev/preview"
 )
 
 // ForObject finds the resource of a typed object by its Go type (TypeMeta may be empty on

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/store"
@@ -317,6 +318,13 @@ func gitRule(res *resource.Resource, existing metav1.Object) error {
 		return nil
 	}
 	msg := fmt.Sprintf("%s %q is managed by Git: edit %s in the repository and push", res, existing.GetName(), src)
+	if pr, ok := existing.GetLabels()[resource.LabelPreview]; ok {
+		msg = fmt.Sprintf("%s %q belongs to the preview environment of pull request #%s", res, existing.GetName(), pr)
+		if !strings.HasPrefix(src, "refs/") {
+			msg += fmt.Sprintf(": edit %s on the pull request's branch and push", src)
+		}
+		msg += "; closing the pull request or removing its preview label deletes it"
+	}
 	if c := ann[resource.AnnotationCommit]; c != "" {
 		if len(c) > 7 {
 			c = c[:7]

@@ -115,25 +115,14 @@ func LoadError(err error) (repolayout.ErrorList, bool) {
 // example refs/pull/7/head) or a commit SHA that the clone already has. sha, when set, is the
 // commit to plan among those fetched (a pull request's head as the webhook named it).
 func (s *Syncer) PlanRef(ctx context.Context, ref, sha string) (*Plan, error) {
-	commit, err := s.resolve(ctx, ref, sha)
+	l, err := s.LoadRef(ctx, ref, sha)
 	if err != nil {
 		return nil, err
 	}
-	tree, err := subtree(commit, s.cfg.Path)
-	if err != nil {
-		return nil, err
+	if l.Errors != nil {
+		return &Plan{Commit: l.Commit, Errors: l.Errors}, nil
 	}
-	set, err := repolayout.LoadTree(tree)
-	if err != nil {
-		if list, ok := LoadError(err); ok {
-			for i := range list {
-				list[i].File = s.repoFile(list[i].File)
-			}
-			return &Plan{Commit: commit.Hash.String(), Errors: list}, nil
-		}
-		return nil, fmt.Errorf("loading commit %s: %w", shortSHA(commit.Hash.String()), err)
-	}
-	return PlanSet(ctx, s.st, set, s.cfg.Path, commit.Hash.String())
+	return PlanSet(ctx, s.st, l.Set, l.Dir, l.Commit)
 }
 
 var hexSHA = regexp.MustCompile(`^[0-9a-f]{7,40}$`)

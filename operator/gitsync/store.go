@@ -70,6 +70,9 @@ func listLive(ctx context.Context, st Reader) (map[objKey]resource.Object, error
 				return
 			}
 			for _, obj := range items {
+				if inPreview(obj) {
+					continue // a preview environment's (see scope.go)
+				}
 				live[keyOf(res, obj.Namespace, obj.Name)] = obj
 			}
 		}()

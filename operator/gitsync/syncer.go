@@ -269,6 +269,7 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		st.Counts = res.Counts
 		st.LastSyncedTime = &now
 		st.ObservedSyncRequest = request
+		st.RecordSync(st.Commit, bosunv1.SyncStatusSynced, "", now)
 	}); err != nil {
 		return nil, err
 	}
@@ -370,6 +371,7 @@ func (s *Syncer) fail(ctx context.Context, start time.Time, request string, info
 		st.Sync = bosunv1.SyncStatusFailed
 		if info != nil {
 			st.Commit = commitStatus(*info)
+			st.RecordSync(st.Commit, bosunv1.SyncStatusFailed, msg, metav1.Now())
 		}
 		st.Message = msg
 		st.Errors = nil
@@ -399,6 +401,7 @@ func (s *Syncer) invalid(ctx context.Context, start time.Time, request string, i
 		st.Message = msg
 		st.Errors = errs
 		st.ObservedSyncRequest = request
+		st.RecordSync(st.Commit, bosunv1.SyncStatusFailed, invalidReason(list), metav1.Now())
 	}); werr != nil {
 		s.log.Error("recording invalid commit", "err", werr)
 	}

@@ -321,6 +321,7 @@ func (t *Tracker) record(ctx context.Context, h bosunv1.CommitHealth) error {
 		}
 		gs := obj.(*bosunv1.GitSync)
 		gs.Status.Health = &h
+		gs.Status.RecordHealth(h)
 		_, err = t.cfg.Store.UpdateStatus(ctx, resource.GitSyncs, gs)
 		if err == nil || !apierrors.IsConflict(err) || attempt >= 5 {
 			if err != nil {

@@ -58,6 +58,9 @@ type PullRequest struct {
 	HeadRef string
 	Base    string
 	Merged  bool
+	// Closed is true when the pull request is closed (or merged) as of this event, whatever
+	// the action: a label changed on a closed pull request is ActionOther and Closed.
+	Closed bool
 	// MergeSHA is the merge commit when Merged.
 	MergeSHA string
 	Labels   []string
@@ -104,6 +107,7 @@ type ghPayload struct {
 	Number      int    `json:"number"`
 	PullRequest *struct {
 		Number         int    `json:"number"`
+		State          string `json:"state"`
 		Merged         bool   `json:"merged"`
 		MergeCommitSHA string `json:"merge_commit_sha"`
 		Head           struct {
@@ -175,6 +179,7 @@ func parseGitHubStyle(p Provider, name, delivery string, body []byte) (*Event, e
 	default:
 		pr.Action = ActionOther
 	}
+	pr.Closed = pr.Action == ActionClosed || pl.PullRequest.State == "closed"
 	ev.Kind, ev.PullRequest = KindPullRequest, pr
 	return ev, nil
 }
@@ -238,6 +243,7 @@ func parseGitLab(name, delivery string, body []byte) (*Event, error) {
 	default:
 		pr.Action = ActionOther
 	}
+	pr.Closed = pr.Action == ActionClosed || oa.State == "closed" || oa.State == "merged"
 	ev.Kind, ev.PullRequest = KindPullRequest, pr
 	return ev, nil
 }

@@ -210,6 +210,25 @@ type GitSyncStatus struct {
 	Sync SyncStatusCode `json:"sync,omitempty"`
 	// Health is the health of the objects that the applied commit created or changed.
 	Health *CommitHealth `json:"health,omitempty"`
+	// History lists the latest commits whose sync ended (at most MaxHistory, newest first): the
+	// syncer records how each sync ended, the health tracker the health of what it changed.
+	History []CommitRecord `json:"history,omitempty"`
+}
+
+// CommitRecord is one commit of a GitSync's history.
+type CommitRecord struct {
+	SHA    string `json:"sha"`
+	Author string `json:"author,omitempty"`
+	// Message is the first line of the commit message, shortened.
+	Message string `json:"message,omitempty"`
+	// Time is when the commit's latest sync ended.
+	Time *metav1.Time   `json:"time,omitempty"`
+	Sync SyncStatusCode `json:"sync"`
+	// Health is the health of what the commit changed once applied; empty until assessed, and
+	// for a commit that was not applied.
+	Health HealthStatusCode `json:"health,omitempty"`
+	// Reason says why the sync failed, or why the health is what it is.
+	Reason string `json:"reason,omitempty"`
 }
 
 // SyncStatusCode is the sync state of a commit against the live objects.
