@@ -265,6 +265,59 @@ func TestGitRule(t *testing.T) {
 	}
 }
 
+// TestReservedMetadata: Bosun's Git-sync annotations and preview label cannot be set or changed
+// through the API (an object carrying them would be taken for a Git-managed one and pruned),
+// while writes that leave them out, or send back what they read, go through.
+func TestReservedMetadata(t *testing.T) {
+	ts := startServer(t)
+	ctx := testCtx(t)
+	ts.createNamespace(t, "default")
+	cms := ts.client.CoreV1().ConfigMaps("default")
+	forbidden := func(what string, err error, key string) {
+		t.Helper()
+		if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "set by Bosun's Git sync") {
+			t.Errorf("%s: err = %v, want 422 naming %s", what, err, key)
+		}
+	}
+	_, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "forged",
+		Annotations: map[string]string{resource.AnnotationSource: "apps/forged.yaml"}}}, metav1.CreateOptions{})
+	forbidden("create with bosun.dev/source", err, resource.AnnotationSource)
+	_, err = cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "forged",
+		Labels: map[string]string{resource.LabelPreview: "7"}}}, metav1.CreateOptions{})
+	forbidden("create with bosun.dev/preview", err, resource.LabelPreview)
+
+	cm, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mine",
+		Annotations: map[string]string{"team": "a"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create without reserved metadata: %v", err)
+	}
+	cm.Annotations[resource.AnnotationCommit] = "abc"
+	_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+	forbidden("update adding bosun.dev/commit", err, resource.AnnotationCommit)
+	_, err = cms.Patch(ctx, "mine", types.MergePatchType, []byte(`{"metadata":{"annotations":{"bosun.dev/applied-hash":"x"}}}`), metav1.PatchOptions{})
+	forbidden("patch adding bosun.dev/applied-hash", err, resource.AnnotationAppliedHash)
+
+	// An object the store holds with a reserved mark (as Git sync writes it) may be sent back
+	// unchanged by a client that only edits other fields; Git's own rule is tested above.
+	marked := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "marked", Namespace: "default",
+		Labels: map[string]string{resource.LabelPreview: "3"}}}
+	if _, err := ts.store.Create(ctx, resource.ConfigMaps, marked); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cms.Get(ctx, "marked", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Data = map[string]string{"k": "v"}
+	if _, err := cms.Update(ctx, got, metav1.UpdateOptions{}); err != nil {
+		t.Errorf("update sending back an unchanged reserved label: %v", err)
+	}
+	got, _ = cms.Get(ctx, "marked", metav1.GetOptions{})
+	got.Labels[resource.LabelPreview] = "4"
+	_, err = cms.Update(ctx, got, metav1.UpdateOptions{})
+	forbidden("update changing bosun.dev/preview", err, resource.LabelPreview)
+}
+
 func TestDynamicClientReadsMachine(t *testing.T) {
 	ts := startServer(t)
 	ctx := testCtx(t)

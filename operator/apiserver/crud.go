@@ -143,6 +143,10 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, ri *reques
 			field.Required(field.NewPath("metadata", "name"), "name or generateName is required")}))
 		return
 	}
+	if err := reservedMetadata(res, obj, nil); err != nil {
+		writeError(w, err)
+		return
+	}
 	if node, ok := u.nodeName(); ok && !u.inGroup(groupMasters) && (res == resource.Nodes || res == resource.Leases) && obj.GetName() != node {
 		writeError(w, forbidden(u, &requestInfo{Resource: res, Namespace: ri.Namespace, Name: obj.GetName(), Verb: verbCreate}))
 		return
@@ -229,6 +233,10 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, ri *reques
 			writeError(w, err)
 			return
 		}
+		if err := reservedMetadata(ri.Resource, obj, existing); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	if dry {
 		if rv := obj.GetResourceVersion(); rv != "" && rv != existing.GetResourceVersion() {
@@ -308,6 +316,44 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, ri *reques
 		deleted = existing
 	}
 	writeObject(w, http.StatusOK, ri.Resource, deleted)
+}
+
+// reservedAnnotations and reservedLabels are Bosun's own marks: Git sync and preview
+// environments set them (through the store, never through the API); an object given them by
+// hand would be taken for a Git-managed one and pruned by the next sync.
+var (
+	reservedAnnotations = []string{resource.AnnotationSource, resource.AnnotationSourceLine,
+		resource.AnnotationCommit, resource.AnnotationAppliedHash}
+	reservedLabels = []string{resource.LabelPreview}
+)
+
+// reservedMetadata refuses a create, or an update of existing, that sets or changes one of
+// Bosun's reserved annotations or labels.
+func reservedMetadata(res *resource.Resource, obj, existing metav1.Object) error {
+	var errs field.ErrorList
+	check := func(kind string, want map[string]string, keys []string, had map[string]string) {
+		for _, k := range keys {
+			v, ok := want[k]
+			if !ok {
+				continue
+			}
+			if old, was := had[k]; was && old == v {
+				continue // unchanged: an update that sends back what it read
+			}
+			errs = append(errs, field.Forbidden(field.NewPath("metadata", kind).Key(k),
+				"set by Bosun's Git sync, not through the API; remove it (an object carrying it would be taken for one declared in Git and pruned)"))
+		}
+	}
+	var hadAnn, hadLabels map[string]string
+	if existing != nil {
+		hadAnn, hadLabels = existing.GetAnnotations(), existing.GetLabels()
+	}
+	check("annotations", obj.GetAnnotations(), reservedAnnotations, hadAnn)
+	check("labels", obj.GetLabels(), reservedLabels, hadLabels)
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(res.GroupVersionKind().GroupKind(), obj.GetName(), errs)
 }
 
 // gitRule refuses spec and metadata writes to objects that Git manages, naming the file to edit.

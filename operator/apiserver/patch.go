@@ -62,6 +62,12 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, ri *request
 			writeError(w, err)
 			return
 		}
+		if ri.Subresource == "" {
+			if err := reservedMetadata(ri.Resource, patched, existing); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
 		// A patch that names a resourceVersion is a precondition; otherwise it applies to the
 		// version just read and is retried on a race.
 		pinned := patched.GetResourceVersion() != existing.GetResourceVersion()
