@@ -20,6 +20,13 @@ import (
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 )
 
+// The range of Cluster.spec.nodeCIDRMaskSize: a node's pod CIDR is at most a /16 and at least a
+// /28 (14 pod addresses).
+const (
+	MinNodeCIDRMaskSize = 16
+	MaxNodeCIDRMaskSize = 28
+)
+
 // NodeLeaseRenewInterval is how often agents renew their node's Lease, as the kubelet does.
 const NodeLeaseRenewInterval = 10 * time.Second
 
@@ -34,8 +41,14 @@ func validateCluster(c *bosunv1.Cluster) field.ErrorList {
 	p := field.NewPath("spec")
 	pod, podErrs := parseIPv4CIDR(c.Spec.PodCIDR, p.Child("podCIDR"))
 	errs = append(errs, podErrs...)
-	if pod.IsValid() && pod.Bits() > 24 {
-		errs = append(errs, field.Invalid(p.Child("podCIDR"), c.Spec.PodCIDR, "must be /24 or larger: it is split into one /24 per node"))
+	mask := int(c.Spec.NodeCIDRMaskSize)
+	if mask < MinNodeCIDRMaskSize || mask > MaxNodeCIDRMaskSize {
+		errs = append(errs, field.Invalid(p.Child("nodeCIDRMaskSize"), c.Spec.NodeCIDRMaskSize, fmt.Sprintf(
+			"must be between %d and %d: each node gets one /%d of podCIDR (24, the default, leaves 254 pod addresses per node)",
+			MinNodeCIDRMaskSize, MaxNodeCIDRMaskSize, mask)))
+	} else if pod.IsValid() && pod.Bits() > mask {
+		errs = append(errs, field.Invalid(p.Child("podCIDR"), c.Spec.PodCIDR, fmt.Sprintf(
+			"must be /%d or larger: it is split into one /%d per node (spec.nodeCIDRMaskSize)", mask, mask)))
 	}
 	svc, svcErrs := parseIPv4CIDR(c.Spec.ServiceCIDR, p.Child("serviceCIDR"))
 	errs = append(errs, svcErrs...)
@@ -198,8 +211,8 @@ func validateMachine(m *bosunv1.Machine) field.ErrorList {
 	if s.PodCIDR != "" {
 		pr, perrs := parseIPv4CIDR(s.PodCIDR, p.Child("podCIDR"))
 		errs = append(errs, perrs...)
-		if pr.IsValid() && pr.Bits() != 24 {
-			errs = append(errs, field.Invalid(p.Child("podCIDR"), s.PodCIDR, "must be a /24"))
+		if pr.IsValid() && pr.Masked() != pr {
+			errs = append(errs, field.Invalid(p.Child("podCIDR"), s.PodCIDR, fmt.Sprintf("must be a network address (%s)", pr.Masked())))
 		}
 	}
 	return errs
@@ -268,8 +281,12 @@ func (l *loader) checkMachines(cluster *bosunv1.Cluster) {
 			l.errs = append(l.errs, o.doc.errorf("spec.proxyJump.hostKey",
 				"Required value: pin the jump host's SSH host key (ssh-keyscan -t ed25519 %s), or set spec.trustOnFirstUse: true in %s", j.Address, clusterFile))
 		}
-		if pr, err := netip.ParsePrefix(m.Spec.PodCIDR); err == nil && podCIDR.IsValid() && !podCIDR.Contains(pr.Addr()) {
-			l.errs = append(l.errs, o.doc.errorf("spec.podCIDR", "Invalid value: %q: must be inside the cluster's podCIDR %s", m.Spec.PodCIDR, cluster.Spec.PodCIDR))
+		if pr, err := netip.ParsePrefix(m.Spec.PodCIDR); err == nil && podCIDR.IsValid() {
+			if !podCIDR.Contains(pr.Addr()) {
+				l.errs = append(l.errs, o.doc.errorf("spec.podCIDR", "Invalid value: %q: must be inside the cluster's podCIDR %s", m.Spec.PodCIDR, cluster.Spec.PodCIDR))
+			} else if mask := int(cluster.Spec.NodeCIDRMaskSize); pr.Bits() != mask {
+				l.errs = append(l.errs, o.doc.errorf("spec.podCIDR", "Invalid value: %q: must be a /%d, the size of every node's pod CIDR (%s spec.nodeCIDRMaskSize)", m.Spec.PodCIDR, mask, clusterFile))
+			}
 		}
 		at := fmt.Sprintf("%s:%d", m.Spec.Address, m.Spec.Port)
 		if prev, dup := addrs[at]; dup {

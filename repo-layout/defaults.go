@@ -15,6 +15,7 @@ import (
 // Cluster defaults, as documented in DESIGN.md.
 const (
 	DefaultPodCIDR                = "10.244.0.0/16"
+	DefaultNodeCIDRMaskSize       = 24
 	DefaultServiceCIDR            = "10.96.0.0/16"
 	DefaultClusterDomain          = "cluster.local"
 	DefaultNodeMonitorGracePeriod = 40 * time.Second
@@ -110,6 +111,9 @@ func defaultCluster(c *bosunv1.Cluster) {
 	s := &c.Spec
 	if s.PodCIDR == "" {
 		s.PodCIDR = DefaultPodCIDR
+	}
+	if s.NodeCIDRMaskSize == 0 {
+		s.NodeCIDRMaskSize = DefaultNodeCIDRMaskSize
 	}
 	if s.ServiceCIDR == "" {
 		s.ServiceCIDR = DefaultServiceCIDR

@@ -139,7 +139,7 @@ spec:
 		TypeMeta:   metav1.TypeMeta{APIVersion: "bosun.dev/v1alpha1", Kind: "Cluster"},
 		ObjectMeta: metav1.ObjectMeta{Name: "default"},
 		Spec: bosunv1.ClusterSpec{
-			PodCIDR: "10.244.0.0/16", ServiceCIDR: "10.96.0.0/16", ClusterDomain: "cluster.local",
+			PodCIDR: "10.244.0.0/16", NodeCIDRMaskSize: 24, ServiceCIDR: "10.96.0.0/16", ClusterDomain: "cluster.local",
 			NodeMonitorGracePeriod: &metav1.Duration{Duration: 40 * time.Second},
 			PodEvictionTimeout:     &metav1.Duration{Duration: 300 * time.Second},
 			Upgrade:                bosunv1.UpgradePolicy{MaxUnavailable: 1},

@@ -362,12 +362,27 @@ func TestLoadErrors(t *testing.T) {
 			files: map[string]string{"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n" +
 				"  podCIDR: 10.0.0.0/25\n  serviceCIDR: 10.0.0.0/8\n  clusterDomain: Cluster_Local\n  podEvictionTimeout: 5\n  proxyMode: ipvs\n"},
 			want: []string{
-				`bosun.yaml:5: spec.podCIDR: Invalid value: "10.0.0.0/25": must be /24 or larger: it is split into one /24 per node`,
+				`bosun.yaml:5: spec.podCIDR: Invalid value: "10.0.0.0/25": must be /24 or larger: it is split into one /24 per node (spec.nodeCIDRMaskSize)`,
 				`bosun.yaml:6: spec.serviceCIDR: Invalid value: "10.0.0.0/8": overlaps podCIDR 10.0.0.0/25`,
 				`bosun.yaml:7: spec.clusterDomain: Invalid value: "Cluster_Local": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
 				"bosun.yaml:8: spec.podEvictionTimeout: Invalid value: 5: must be a duration such as 40s or 5m",
 				`bosun.yaml:9: spec.proxyMode: Unsupported value: "ipvs": supported values: "iptables", "nftables"`,
 			},
+		},
+		{
+			name: "node CIDR mask size",
+			files: map[string]string{
+				"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n" +
+					"  podCIDR: 10.244.0.0/22\n  nodeCIDRMaskSize: 26\n",
+				"machines/a.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: a}\nspec: {address: 192.0.2.1, hostKey: \"SHA256:" + strings.Repeat("A", 43) + "\", podCIDR: 10.244.1.0/24}\n",
+				"machines/b.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: b}\nspec: {address: 192.0.2.2, hostKey: \"SHA256:" + strings.Repeat("A", 43) + "\", podCIDR: 10.244.1.64/26}\n",
+			},
+			want: []string{`machines/a.yaml:4: spec.podCIDR: Invalid value: "10.244.1.0/24": must be a /26, the size of every node's pod CIDR (bosun.yaml spec.nodeCIDRMaskSize)`},
+		},
+		{
+			name:  "node CIDR mask size out of range",
+			files: map[string]string{"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec:\n  nodeCIDRMaskSize: 30\n"},
+			want:  []string{"bosun.yaml:5: spec.nodeCIDRMaskSize: Invalid value: 30: must be between 16 and 28: each node gets one /30 of podCIDR (24, the default, leaves 254 pod addresses per node)"},
 		},
 		{
 			name: "webhook secret reference fields",

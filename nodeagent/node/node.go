@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -238,6 +239,16 @@ func (r *Registrar) labels() map[string]string {
 	return l
 }
 
+// PodsFor is how many pods a node with pod CIDR podCIDR can run: MaxPods, or fewer when the
+// CIDR holds fewer addresses (less its network, gateway and broadcast addresses).
+func PodsFor(podCIDR string) int64 {
+	p, err := netip.ParsePrefix(podCIDR)
+	if err != nil || !p.Addr().Is4() {
+		return MaxPods
+	}
+	return min(MaxPods, int64(1)<<(32-p.Bits())-3)
+}
+
 // UpdateStatus writes the Node's full status: capacity, addresses, node info, conditions.
 func (r *Registrar) UpdateStatus(ctx context.Context) error {
 	si, err := r.cfg.ReadSystemInfo()
@@ -257,17 +268,18 @@ func (r *Registrar) UpdateStatus(ctx context.Context) error {
 		}
 		now := metav1.NewTime(r.cfg.Clock.Now())
 		st := &cur.Status
+		maxPods := PodsFor(cur.Spec.PodCIDR)
 		st.Capacity = corev1.ResourceList{
 			corev1.ResourceCPU:              *resource.NewQuantity(int64(si.CPUs), resource.DecimalSI),
 			corev1.ResourceMemory:           *resource.NewQuantity(si.MemoryBytes, resource.BinarySI),
-			corev1.ResourcePods:             *resource.NewQuantity(MaxPods, resource.DecimalSI),
+			corev1.ResourcePods:             *resource.NewQuantity(maxPods, resource.DecimalSI),
 			corev1.ResourceEphemeralStorage: *resource.NewQuantity(si.DiskBytes, resource.BinarySI),
 		}
 		// Allocatable keeps the eviction thresholds back, as the kubelet does.
 		st.Allocatable = corev1.ResourceList{
 			corev1.ResourceCPU:              *resource.NewQuantity(int64(si.CPUs), resource.DecimalSI),
 			corev1.ResourceMemory:           *resource.NewQuantity(max(0, si.MemoryBytes-r.cfg.MemoryThreshold), resource.BinarySI),
-			corev1.ResourcePods:             *resource.NewQuantity(MaxPods, resource.DecimalSI),
+			corev1.ResourcePods:             *resource.NewQuantity(maxPods, resource.DecimalSI),
 			corev1.ResourceEphemeralStorage: *resource.NewQuantity(int64(float64(si.DiskBytes)*(1-r.cfg.DiskFraction)), resource.BinarySI),
 		}
 		st.Addresses = nil

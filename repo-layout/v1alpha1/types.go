@@ -27,8 +27,11 @@ type Cluster struct {
 
 // ClusterSpec is the desired cluster configuration.
 type ClusterSpec struct {
-	// PodCIDR is split into one /24 per node.
+	// PodCIDR is split into one subnet per node, of NodeCIDRMaskSize bits.
 	PodCIDR string `json:"podCIDR,omitempty"`
+	// NodeCIDRMaskSize is the prefix length of each node's pod CIDR (default 24: 254 pod
+	// addresses per node), as kube-controller-manager's --node-cidr-mask-size.
+	NodeCIDRMaskSize int32 `json:"nodeCIDRMaskSize,omitempty"`
 	// ServiceCIDR is where ClusterIPs are allocated from.
 	ServiceCIDR   string `json:"serviceCIDR,omitempty"`
 	ClusterDomain string `json:"clusterDomain,omitempty"`

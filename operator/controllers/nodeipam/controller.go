@@ -9,6 +9,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/controllers"
+	repolayout "github.com/bosun-gitops/bosun/repo-layout"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,7 +71,10 @@ func (ic *Controller) Name() string { return Name }
 // Run rebuilds the allocations from the stored nodes, then assigns CIDRs until ctx ends.
 func (ic *Controller) Run(ctx context.Context) error {
 	spec := ic.c.Cluster().Spec
-	nodeBits := 24
+	nodeBits := int(spec.NodeCIDRMaskSize)
+	if nodeBits == 0 {
+		nodeBits = repolayout.DefaultNodeCIDRMaskSize
+	}
 	alloc, err := NewAllocator(spec.PodCIDR, nodeBits)
 	if err == nil && alloc.cluster.Addr().Is6() {
 		alloc, err = NewAllocator(spec.PodCIDR, 64)

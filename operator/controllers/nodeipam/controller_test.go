@@ -3,6 +3,7 @@ package nodeipam_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,6 +157,35 @@ func TestFullRange(t *testing.T) {
 			if c.Type == corev1.NodeNetworkUnavailable && c.Status != corev1.ConditionFalse {
 				return fmt.Errorf("condition still %+v", c)
 			}
+		}
+		return nil
+	})
+}
+
+// TestNodeCIDRMaskSize: bosun.yaml's nodeCIDRMaskSize sets the size of every node's pod CIDR.
+func TestNodeCIDRMaskSize(t *testing.T) {
+	env := controllertest.New(t, nil)
+	env.MustCreate(resource.Clusters, &bosunv1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "c"},
+		Spec: bosunv1.ClusterSpec{PodCIDR: "10.9.0.0/24", NodeCIDRMaskSize: 26}})
+	for _, n := range []string{"n1", "n2", "n3", "n4", "n5"} {
+		env.MustCreate(resource.Nodes, node(n, ""))
+	}
+	env.Start(map[string]controllers.Constructor{nodeipam.Name: nodeipam.New})
+	env.Eventually(20*time.Second, "four /26 assigned, the fifth node left without", func() error {
+		got, err := cidrs(env)
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, n := range []string{"n1", "n2", "n3", "n4"} {
+			c := got[n]
+			if !strings.HasSuffix(c, "/26") || !strings.HasPrefix(c, "10.9.0.") || seen[c] {
+				return fmt.Errorf("%s has %q; got %v", n, c, got)
+			}
+			seen[c] = true
+		}
+		if got["n5"] != "" {
+			return fmt.Errorf("n5 got %s from a full /24 of four /26", got["n5"])
 		}
 		return nil
 	})

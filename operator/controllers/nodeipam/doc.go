@@ -1,5 +1,5 @@
-// Package nodeipam gives every node a pod CIDR: one /24 (IPv6: /64) of the cluster's pod CIDR,
-// the lowest free one, written to the node's spec.podCIDR and spec.podCIDRs, as Kubernetes'
+// Package nodeipam gives every node a pod CIDR: one /nodeCIDRMaskSize (bosun.yaml, default 24;
+// IPv6: /64) of the cluster's pod CIDR, the lowest free one, written to the node's spec.podCIDR and spec.podCIDRs, as Kubernetes'
 // range allocator does.
 //
 //	Cluster.spec.podCIDR 10.244.0.0/16 ──split──> 10.244.0.0/24, 10.244.1.0/24, ...
