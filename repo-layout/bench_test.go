@@ -3,7 +3,9 @@ package repolayout
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // benchFiles returns n Deployments, 10 per file, in 10 declared namespaces: the shape of Git
@@ -75,4 +77,40 @@ func BenchmarkLoadTree(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkParse parses and validates the 10 000 Deployments of benchFiles from memory: the
+// loader's CPU work without reading a Git tree.
+func BenchmarkParse(b *testing.B) {
+	files := benchFiles(10000)
+	src := memSource{}
+	for name, content := range files {
+		src[name] = []byte(content)
+	}
+	b.ReportAllocs()
+	cpu := processCPU(b)
+	for b.Loop() {
+		l := &loader{src: src}
+		for name, data := range src {
+			if err := l.loadFile(name, name, entry{name: name, kind: kindFile, size: int64(len(data))}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		l.parseFiles()
+		set := l.finish()
+		if len(l.errs) > 0 || len(set.Objects) != 10010 {
+			b.Fatalf("%d objects, errors: %v", len(set.Objects), l.errs)
+		}
+	}
+	b.ReportMetric(float64((processCPU(b)-cpu).Milliseconds())/float64(b.N), "cpu-ms/op")
+}
+
+// processCPU returns the CPU time (user and system) the process has used: on a shared machine
+// it varies less than wall time.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -285,15 +285,11 @@ func checkCustomTypes(doc document) (ErrorList, []string) {
 		}
 	}
 	for _, pod := range podSpecPrefixes(doc) {
-		for _, c := range []string{"containers", "initContainers", "ephemeralContainers"} {
-			matchPaths(doc.value, pod+c+"[*].resources.limits.*", quantity)
-			matchPaths(doc.value, pod+c+"[*].resources.requests.*", quantity)
-			matchPaths(doc.value, pod+c+"[*].env[*].valueFrom.resourceFieldRef.divisor", quantity)
+		patterns, ok := quantityPatterns[pod]
+		if !ok {
+			patterns = podQuantityPatterns(pod)
 		}
-		matchPaths(doc.value, pod+"volumes[*].emptyDir.sizeLimit", quantity)
-		matchPaths(doc.value, pod+"volumes[*].downwardAPI.items[*].resourceFieldRef.divisor", quantity)
-		matchPaths(doc.value, pod+"volumes[*].projected.sources[*].downwardAPI.items[*].resourceFieldRef.divisor", quantity)
-		matchPaths(doc.value, pod+"overhead.*", quantity)
+		patterns.match(doc.value, func(_ int, p string, v any) { quantity(p, v) })
 	}
 	if kind, _ := doc.value["kind"].(string); kind == "Cluster" {
 		for _, f := range []string{"spec.nodeMonitorGracePeriod", "spec.podEvictionTimeout"} {
@@ -316,6 +312,30 @@ func checkCustomTypes(doc document) (ErrorList, []string) {
 		})
 	}
 	return errs, bad
+}
+
+// quantityPatterns are the paths of the quantities of a pod spec, compiled for each place where
+// podSpecPrefixes finds one.
+var quantityPatterns = map[string]patternSet{
+	"spec.":               podQuantityPatterns("spec."),
+	"spec.template.spec.": podQuantityPatterns("spec.template.spec."),
+}
+
+// podQuantityPatterns returns the paths of the quantities of the pod spec at prefix pod.
+func podQuantityPatterns(pod string) patternSet {
+	var paths []string
+	for _, c := range []string{"containers", "initContainers", "ephemeralContainers"} {
+		paths = append(paths,
+			pod+c+"[*].resources.limits.*",
+			pod+c+"[*].resources.requests.*",
+			pod+c+"[*].env[*].valueFrom.resourceFieldRef.divisor")
+	}
+	paths = append(paths,
+		pod+"volumes[*].emptyDir.sizeLimit",
+		pod+"volumes[*].downwardAPI.items[*].resourceFieldRef.divisor",
+		pod+"volumes[*].projected.sources[*].downwardAPI.items[*].resourceFieldRef.divisor",
+		pod+"overhead.*")
+	return newPatternSet(paths)
 }
 
 // withoutPaths returns the JSON document raw without the values at paths.

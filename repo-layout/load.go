@@ -72,6 +72,10 @@ type loader struct {
 	// cache holds the results of files already parsed (by path and blob hash); nil when the
 	// source has no content hashes. used collects the entries this load needed.
 	cache, used map[fileKey]*fileResult
+	// queue takes the files to parse to the workers while the walk reads the next ones (nil
+	// when no workers run); parsing counts the workers.
+	queue   chan *fileTask
+	parsing sync.WaitGroup
 }
 
 // loadedObject is a decoded object with the document it came from, for cross-object checks.
@@ -119,6 +123,8 @@ func loadWith(src source, cache map[fileKey]*fileResult) (*Set, map[fileKey]*fil
 	if err := l.loadIgnore(); err != nil {
 		return nil, nil, err
 	}
+	l.startParsing()
+	defer l.stopParsing() // when the walk fails
 	if err := l.walk("", "", false); err != nil {
 		return nil, nil, err
 	}
@@ -131,33 +137,45 @@ func loadWith(src source, cache map[fileKey]*fileResult) (*Set, map[fileKey]*fil
 	return set, l.used, nil
 }
 
-// parseFiles parses the files that the cache did not hold, GOMAXPROCS at a time, then merges
-// every file's result in walk order.
-func (l *loader) parseFiles() {
-	var todo []*fileTask
-	for _, f := range l.files {
-		if f.result == nil {
-			todo = append(todo, f)
-		}
-	}
-	workers := min(runtime.GOMAXPROCS(0), len(todo))
-	next := make(chan *fileTask)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
+// startParsing starts GOMAXPROCS workers that parse the files loadFile queues, so that parsing
+// overlaps reading the rest of the tree.
+func (l *loader) startParsing() {
+	l.queue = make(chan *fileTask, 64)
+	for range runtime.GOMAXPROCS(0) {
+		l.parsing.Add(1)
 		go func() {
-			defer wg.Done()
-			for f := range next {
+			defer l.parsing.Done()
+			for f := range l.queue {
 				f.result = parseFile(f.shown, f.data)
 				f.data = nil
 			}
 		}()
 	}
-	for _, f := range todo {
-		next <- f
+}
+
+// stopParsing waits for the workers to parse what was queued; it does nothing when none run.
+func (l *loader) stopParsing() {
+	if l.queue == nil {
+		return
 	}
-	close(next)
-	wg.Wait()
+	close(l.queue)
+	l.parsing.Wait()
+	l.queue = nil
+}
+
+// parseFiles waits for the workers to parse what loadFile queued or, when none ran during the
+// walk, parses the files that the cache did not hold, GOMAXPROCS at a time; then it merges
+// every file's result in walk order.
+func (l *loader) parseFiles() {
+	if l.queue == nil {
+		l.startParsing()
+		for _, f := range l.files {
+			if f.result == nil {
+				l.queue <- f
+			}
+		}
+	}
+	l.stopParsing()
 
 	for _, f := range l.files {
 		if l.used != nil && !f.key.hash.IsZero() {
@@ -364,7 +382,11 @@ func (l *loader) loadFile(real, shown string, e entry) error {
 		l.addError(shown, 0, "", "file is over the 1 MiB limit; split it into several files")
 		return nil
 	}
-	l.files = append(l.files, &fileTask{shown: shown, data: data, key: key})
+	f := &fileTask{shown: shown, data: data, key: key}
+	l.files = append(l.files, f)
+	if l.queue != nil {
+		l.queue <- f
+	}
 	return nil
 }
 

@@ -157,6 +157,15 @@ func newDocument(file string, n *yaml.Node) (*document, ErrorList) {
 
 // documentFromNode decodes a mapping node into a document.
 func documentFromNode(file string, root *yaml.Node, prefix string) (*document, ErrorList) {
+	if m, raw, ok := convertPlain(root); ok {
+		return &document{file: file, line: root.Line, node: root, value: m, raw: raw, prefix: prefix}, nil
+	}
+	return documentFromNodeGeneral(file, root, prefix)
+}
+
+// documentFromNodeGeneral is documentFromNode for any YAML: yaml.v3 decodes the tree (aliases,
+// merge keys, tags), toJSONValue makes it JSON data and encoding/json encodes it.
+func documentFromNodeGeneral(file string, root *yaml.Node, prefix string) (*document, ErrorList) {
 	var v any
 	if err := root.Decode(&v); err != nil {
 		var te *yaml.TypeError

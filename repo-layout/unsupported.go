@@ -133,6 +133,20 @@ var unsupportedByKind = map[string][]unsupportedField{
 	"Service":   serviceUnsupported,
 }
 
+// unsupportedPatterns holds the paths of unsupportedByKind, per kind, for one walk of a
+// document; the index of a pattern is that of its field.
+var unsupportedPatterns = func() map[string]patternSet {
+	out := make(map[string]patternSet, len(unsupportedByKind))
+	for kind, fields := range unsupportedByKind {
+		paths := make([]string, len(fields))
+		for i, f := range fields {
+			paths[i] = f.path
+		}
+		out[kind] = newPatternSet(paths)
+	}
+	return out
+}()
+
 func prefixed(prefix string, fields []unsupportedField) []unsupportedField {
 	out := make([]unsupportedField, 0, len(fields))
 	for _, f := range fields {
@@ -145,38 +159,38 @@ func prefixed(prefix string, fields []unsupportedField) []unsupportedField {
 // checkUnsupported reports every unsupported field the document sets.
 func checkUnsupported(doc document, r *bosunres.Resource) ErrorList {
 	var errs ErrorList
-	for _, f := range unsupportedByKind[r.Kind] {
-		matchPaths(doc.value, f.path, func(p string, v any) {
-			switch {
-			case f.onlyKeys != nil:
-				m, ok := v.(map[string]any)
-				if !ok {
-					return
-				}
-				keys := make([]string, 0, len(m))
-				for k := range m {
-					keys = append(keys, k)
-				}
-				sort.Strings(keys)
-				for _, k := range keys {
-					if !contains(f.onlyKeys, k) && !isEmptyValue(m[k]) {
-						supported := slices.DeleteFunc(slices.Clone(f.onlyKeys), func(k string) bool { return k == "name" })
-						errs = append(errs, doc.errorf(joinKey(p, k), "Unsupported: Bosun does not implement %s yet (supported: %s)",
-							k, strings.Join(supported, ", ")))
-					}
-				}
-			case f.allowed != nil:
-				s := fmt.Sprint(v)
-				if v == nil || contains(f.allowed, s) {
-					return
-				}
-				errs = append(errs, doc.errorf(p, "Unsupported value: %q: Bosun does not implement it yet (supported: %s)",
-					s, strings.Join(quoteAll(f.allowed), ", ")))
-			case !isEmptyValue(v):
-				errs = append(errs, doc.errorf(p, "Unsupported: Bosun does not implement this field yet; remove it"))
+	fields := unsupportedByKind[r.Kind]
+	unsupportedPatterns[r.Kind].match(doc.value, func(i int, p string, v any) {
+		f := fields[i]
+		switch {
+		case f.onlyKeys != nil:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return
 			}
-		})
-	}
+			keys := make([]string, 0, len(m))
+			for k := range m {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				if !contains(f.onlyKeys, k) && !isEmptyValue(m[k]) {
+					supported := slices.DeleteFunc(slices.Clone(f.onlyKeys), func(k string) bool { return k == "name" })
+					errs = append(errs, doc.errorf(joinKey(p, k), "Unsupported: Bosun does not implement %s yet (supported: %s)",
+						k, strings.Join(supported, ", ")))
+				}
+			}
+		case f.allowed != nil:
+			s := fmt.Sprint(v)
+			if v == nil || contains(f.allowed, s) {
+				return
+			}
+			errs = append(errs, doc.errorf(p, "Unsupported value: %q: Bosun does not implement it yet (supported: %s)",
+				s, strings.Join(quoteAll(f.allowed), ", ")))
+		case !isEmptyValue(v):
+			errs = append(errs, doc.errorf(p, "Unsupported: Bosun does not implement this field yet; remove it"))
+		}
+	})
 	return errs
 }
 
@@ -223,16 +237,120 @@ func isEmptyValue(v any) bool {
 	return false
 }
 
-// matchPaths calls fn for every value of v at pattern, with the concrete field path. Patterns
-// are keys separated by dots, "*" for every key of an object and "[*]" for every list element.
-// The path string is only built for a match: most patterns match nothing in most documents.
-func matchPaths(v any, pattern string, fn func(path string, v any)) {
-	var steps [16]pathStep
-	matchPattern(v, pattern, steps[:0], fn)
+// patternSet is a set of path patterns matched in one walk of a document. A pattern is keys
+// separated by dots, "*" for every key of an object and "[*]" for every list element
+// ("spec.containers[*].ports[*].protocol", "metadata.labels.*"). Patterns that share a prefix
+// share its walk: a document is walked once for all the unsupported fields of its kind.
+type patternSet struct{ root *patternNode }
+
+// patternNode is where some patterns stand after the segments that lead to it.
+type patternNode struct {
+	ends    []int          // the patterns that end here, by index
+	keys    []patternChild // children by a key of an object
+	anyKey  *patternNode   // "*"
+	anyElem *patternNode   // "[*]"
 }
 
-// pathStep is one step walked by matchPattern: an object key (bracketed when matched by "*")
-// or a list index.
+type patternChild struct {
+	key  string
+	node *patternNode
+}
+
+func newPatternSet(patterns []string) patternSet {
+	root := &patternNode{}
+	for i, p := range patterns {
+		n := root
+		for p != "" {
+			var seg string
+			seg, p = nextSegment(p)
+			n = n.child(seg)
+		}
+		n.ends = append(n.ends, i)
+	}
+	return patternSet{root}
+}
+
+func (n *patternNode) child(seg string) *patternNode {
+	next := func(c **patternNode) *patternNode {
+		if *c == nil {
+			*c = &patternNode{}
+		}
+		return *c
+	}
+	switch seg {
+	case "*":
+		return next(&n.anyKey)
+	case "[*]":
+		return next(&n.anyElem)
+	}
+	for _, c := range n.keys {
+		if c.key == seg {
+			return c.node
+		}
+	}
+	c := &patternNode{}
+	n.keys = append(n.keys, patternChild{seg, c})
+	return c
+}
+
+// match calls fn for every value of v at one of the patterns, with the pattern's index and the
+// concrete field path. The path string is only built for a match: most patterns match nothing
+// in most documents.
+func (s patternSet) match(v any, fn func(i int, path string, v any)) {
+	if s.root == nil {
+		return // the empty set
+	}
+	var steps [16]pathStep
+	s.root.match(v, steps[:0], fn)
+}
+
+func (n *patternNode) match(v any, steps []pathStep, fn func(int, string, any)) {
+	if len(n.ends) > 0 {
+		path := renderSteps(steps)
+		for _, i := range n.ends {
+			fn(i, path, v)
+		}
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		for _, c := range n.keys {
+			if e, ok := t[c.key]; ok {
+				c.node.match(e, append(steps, pathStep{key: c.key, index: -1}), fn)
+			}
+		}
+		if n.anyElem != nil {
+			// In an object, "[*]" names a key like any other.
+			if e, ok := t["[*]"]; ok {
+				n.anyElem.match(e, append(steps, pathStep{key: "[*]", index: -1}), fn)
+			}
+		}
+		if n.anyKey != nil {
+			keys := make([]string, 0, len(t))
+			for k := range t {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				n.anyKey.match(t[k], append(steps, pathStep{key: k, bracketed: true}), fn)
+			}
+		}
+	case []any:
+		if n.anyElem != nil {
+			for i, e := range t {
+				n.anyElem.match(e, append(steps, pathStep{index: i}), fn)
+			}
+		}
+	}
+}
+
+// matchPaths calls fn for every value of v at pattern (see patternSet), with the concrete
+// field path.
+func matchPaths(v any, pattern string, fn func(path string, v any)) {
+	newPatternSet([]string{pattern}).match(v, func(_ int, p string, v any) { fn(p, v) })
+}
+
+// pathStep is one step walked by a match: an object key (bracketed when matched by "*") or a
+// list index.
 type pathStep struct {
 	key       string
 	index     int
@@ -249,37 +367,6 @@ func nextSegment(p string) (seg, rest string) {
 		seg, rest = p, ""
 	}
 	return seg, strings.TrimPrefix(rest, ".")
-}
-
-func matchPattern(v any, pattern string, steps []pathStep, fn func(string, any)) {
-	if pattern == "" {
-		fn(renderSteps(steps), v)
-		return
-	}
-	seg, rest := nextSegment(pattern)
-	switch t := v.(type) {
-	case map[string]any:
-		if seg == "*" {
-			keys := make([]string, 0, len(t))
-			for k := range t {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				matchPattern(t[k], rest, append(steps, pathStep{key: k, bracketed: true}), fn)
-			}
-			return
-		}
-		if e, ok := t[seg]; ok {
-			matchPattern(e, rest, append(steps, pathStep{key: seg, index: -1}), fn)
-		}
-	case []any:
-		if seg == "[*]" {
-			for i, e := range t {
-				matchPattern(e, rest, append(steps, pathStep{index: i}), fn)
-			}
-		}
-	}
 }
 
 func renderSteps(steps []pathStep) string {

@@ -1,6 +1,8 @@
 package gitsync
 
 import (
+	"maps"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -28,12 +30,27 @@ var keepLiveFields = map[*resource.Resource]func(want, live resource.Object){
 // carries over what Git does not own: identity, ownerReferences, finalizers, controller
 // annotations and the per-kind allocated fields. Status is left to the store (Update keeps it).
 func prepare(d *desired, live resource.Object, commit string) resource.Object {
-	obj := d.obj.DeepCopyObject().(resource.Object) // the loader's objects are shared
+	return stamp(d.obj.DeepCopyObject().(resource.Object), d, live, commit) // the loader's objects are shared
+}
+
+// prepareCreate is prepare for an object that Git creates and that only Store.Batch sees: the
+// copy is shallow, sharing the nested fields of the loader's object, because Batch never
+// modifies an op's object (it writes a copy of it). A deep copy here would be thrown away at
+// once, and a large first sync makes thousands.
+func prepareCreate(d *desired, commit string) resource.Object {
+	v := reflect.ValueOf(d.obj).Elem()
+	c := reflect.New(v.Type())
+	c.Elem().Set(v)
+	return stamp(c.Interface().(resource.Object), d, nil, commit)
+}
+
+// stamp makes prepare's changes to obj, a copy of d.obj. Without live it sets top-level fields
+// only and replaces the annotations map rather than writing to it, so obj may share d.obj's
+// nested fields; with live, the per-kind hooks write nested fields: obj must be a deep copy.
+func stamp(obj resource.Object, d *desired, live resource.Object, commit string) resource.Object {
 	d.res.SetTypeMeta(obj)
-	ann := obj.GetAnnotations()
-	if ann == nil {
-		ann = make(map[string]string, 4)
-	}
+	ann := make(map[string]string, len(obj.GetAnnotations())+4)
+	maps.Copy(ann, obj.GetAnnotations())
 	ann[resource.AnnotationSource] = d.file
 	ann[resource.AnnotationSourceLine] = strconv.Itoa(d.line)
 	ann[resource.AnnotationCommit] = commit

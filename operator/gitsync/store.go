@@ -230,7 +230,7 @@ func (n *applyCounts) add(a action) {
 func (s *Syncer) opFor(c change, commit string) store.Op {
 	switch c.action {
 	case actCreate:
-		return store.Op{Type: store.OpCreate, Resource: c.res, Object: prepare(c.want, nil, commit)}
+		return store.Op{Type: store.OpCreate, Resource: c.res, Object: prepareCreate(c.want, commit)}
 	case actDelete:
 		return store.Op{Type: store.OpDelete, Resource: c.res, Object: c.live}
 	default:

@@ -52,7 +52,7 @@ const (
 	OpUpdateWithStatus
 )
 
-// Op is one write in a Batch.
+// Op is one write in a Batch. Batch never modifies Object: what it writes and returns is a copy.
 type Op struct {
 	Type     OpType
 	Resource *resource.Resource

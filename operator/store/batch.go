@@ -14,13 +14,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Batch applies many writes with few round trips: it reads the current state of updated and
-// deleted objects in transactions of Gets, prepares every write, groups them into transactions
-// of at most MaxTxnOps operations and MaxTxnBytes bytes and commits up to BatchConcurrency of
-// them at once. A transaction whose compares fail (a conflict or a concurrent writer) is redone
-// op by op, so that every op gets its own result. Ops on distinct keys are independent: there
-// is no all-or-nothing across the batch. Several ops on the same key run one after another, in
-// order, after the others.
+// Batch applies many writes with few round trips. The ops on distinct keys are cut into chunks
+// of at most MaxTxnOps, and up to BatchConcurrency chunks run at once, each on its own: it reads
+// the current state of its updates and deletes in one transaction of Gets, prepares its writes
+// and commits them in transactions of at most MaxTxnBytes bytes. One chunk's encoding thus
+// overlaps other chunks' round trips to etcd. A transaction whose compares fail (a conflict or a
+// concurrent writer) is redone op by op, so that every op gets its own result. Ops on distinct
+// keys are independent: there is no all-or-nothing across the batch. Several ops on the same key
+// run one after another, in order, after the others.
 func (s *Store) Batch(ctx context.Context, ops []Op) []OpResult {
 	results := make([]OpResult, len(ops))
 	keys := make([]string, len(ops))
@@ -45,22 +46,41 @@ func (s *Store) Batch(ctx context.Context, ops []Op) []OpResult {
 			parallel = append(parallel, i)
 		}
 	}
+	b := &batch{s: s, ops: ops, keys: keys, results: results, plans: make([]*plan, len(ops))}
+	s.forChunks(len(parallel), s.opts.MaxTxnOps, func(lo, hi int) {
+		b.run(ctx, parallel[lo:hi])
+	})
+	for _, i := range sequential {
+		results[i] = s.runOne(ctx, ops[i])
+	}
+	return results
+}
 
+// batch is one Batch call; its chunks write to distinct indices of results and plans.
+type batch struct {
+	s       *Store
+	ops     []Op
+	keys    []string
+	results []OpResult
+	plans   []*plan
+}
+
+// run reads, prepares and commits the ops at indices chunk (at most MaxTxnOps of them).
+func (b *batch) run(ctx context.Context, chunk []int) {
+	s, ops, results := b.s, b.ops, b.results
 	// Read the current state of every update and delete.
-	var reads []int
-	for _, i := range parallel {
+	current := make(map[int]*kvState)
+	var reads []clientv3.Op
+	var readIdx []int
+	for _, i := range chunk {
 		if ops[i].Type != OpCreate {
-			reads = append(reads, i)
+			reads = append(reads, clientv3.OpGet(b.keys[i]))
+			readIdx = append(readIdx, i)
 		}
 	}
-	current := make([]*kvState, len(ops))
-	s.forChunks(len(reads), s.opts.MaxTxnOps, func(lo, hi int) {
-		txnOps := make([]clientv3.Op, 0, hi-lo)
-		for _, i := range reads[lo:hi] {
-			txnOps = append(txnOps, clientv3.OpGet(keys[i]))
-		}
-		resp, err := s.client.Txn(ctx).Then(txnOps...).Commit()
-		for j, i := range reads[lo:hi] {
+	if len(reads) > 0 {
+		resp, err := s.client.Txn(ctx).Then(reads...).Commit()
+		for j, i := range readIdx {
 			if err != nil {
 				results[i].Err = etcdError("reading objects for a batch", err)
 				continue
@@ -72,58 +92,44 @@ func (s *Store) Batch(ctx context.Context, ops []Op) []OpResult {
 			}
 			current[i] = st
 		}
-	})
+	}
 
-	// Prepare the writes, in parallel: encoding dominates a batch of creates.
-	plans := make([]*plan, len(ops))
-	s.forChunks(len(parallel), 64, func(lo, hi int) {
-		for _, i := range parallel[lo:hi] {
-			if results[i].Err != nil {
-				continue
-			}
-			p, res, err := s.planOp(ops[i], keys[i], current[i])
-			switch {
-			case err != nil:
-				results[i].Err = err
-			case p == nil:
-				results[i] = res
-			case p.noop:
-				results[i].Object = p.obj
-			default:
-				plans[i] = p
-			}
+	// Prepare the writes: encoding dominates a batch of creates.
+	for _, i := range chunk {
+		if results[i].Err != nil {
+			continue
 		}
-	})
+		p, res, err := s.planOp(ops[i], b.keys[i], current[i])
+		switch {
+		case err != nil:
+			results[i].Err = err
+		case p == nil:
+			results[i] = res
+		case p.noop:
+			results[i].Object = p.obj
+		default:
+			b.plans[i] = p
+		}
+	}
 
-	// Group into transactions within etcd's limits and commit them.
-	var groups [][]int
+	// Commit them in transactions within etcd's limits.
 	var group []int
 	bytes := 0
-	for _, i := range parallel {
-		p := plans[i]
+	for _, i := range chunk {
+		p := b.plans[i]
 		if p == nil {
 			continue
 		}
 		if len(group) > 0 && (len(group)+1 > s.opts.MaxTxnOps || bytes+p.size > s.opts.MaxTxnBytes) {
-			groups = append(groups, group)
+			s.commitGroup(ctx, ops, b.plans, results, group)
 			group, bytes = nil, 0
 		}
 		group = append(group, i)
 		bytes += p.size
 	}
 	if len(group) > 0 {
-		groups = append(groups, group)
+		s.commitGroup(ctx, ops, b.plans, results, group)
 	}
-	s.forChunks(len(groups), 1, func(lo, hi int) {
-		for _, g := range groups[lo:hi] {
-			s.commitGroup(ctx, ops, plans, results, g)
-		}
-	})
-
-	for _, i := range sequential {
-		results[i] = s.runOne(ctx, ops[i])
-	}
-	return results
 }
 
 // kvState is a key's stored value and ModRevision (rev 0: absent).

@@ -23,6 +23,15 @@ func configMap(i int, size int) *corev1.ConfigMap {
 	}
 }
 
+// opObjects returns deep copies of the objects of ops.
+func opObjects(ops []store.Op) []resource.Object {
+	out := make([]resource.Object, len(ops))
+	for i, op := range ops {
+		out[i] = op.Object.DeepCopyObject().(resource.Object)
+	}
+	return out
+}
+
 // outcome summarises an OpResult: "ok", "ok-nil" or the error's reason.
 func outcome(r store.OpResult) string {
 	if r.Err != nil {
@@ -57,7 +66,11 @@ func TestBatch(t *testing.T) {
 			want[i] = string(metav1.StatusReasonAlreadyExists)
 		}
 	}
+	before := opObjects(ops)
 	results := s.Batch(ctx, ops)
+	if diff := cmp.Diff(before, opObjects(ops)); diff != "" {
+		t.Errorf("Batch modified the ops' objects (-before +after):\n%s", diff)
+	}
 	got := make([]string, n)
 	for i, r := range results {
 		got[i] = outcome(r)
@@ -130,7 +143,11 @@ func TestBatch(t *testing.T) {
 		store.Op{Type: store.OpUpdate, Resource: resource.ConfigMaps, Object: second})
 	want = append(want, "ok", "ok")
 
+	before = opObjects(ops)
 	results2 := s.Batch(ctx, ops)
+	if diff := cmp.Diff(before, opObjects(ops)); diff != "" {
+		t.Errorf("Batch modified the ops' objects (-before +after):\n%s", diff)
+	}
 	got = got[:0]
 	for _, r := range results2 {
 		got = append(got, outcome(r))

@@ -167,22 +167,25 @@ func (w *watcher) transform(ev *clientv3.Event) (Event, bool, error) {
 			return Event{}, false, err
 		}
 	}
-	if ev.PrevKv != nil {
-		// The old state, stamped with the event's revision as Kubernetes does.
+	hadPrev := ev.PrevKv != nil || ev.Type == mvccpb.DELETE
+	switch {
+	case ev.PrevKv != nil && (ev.Type == mvccpb.DELETE || !w.m.everything()):
+		// The old state, stamped with the event's revision as Kubernetes does. A watch
+		// without selectors only needs it for deletes: an update is MODIFIED whatever it was.
 		if prev, err = decode(w.res, ev.PrevKv.Value, rev); err != nil {
 			return Event{}, false, err
 		}
-	} else if ev.Type == mvccpb.DELETE {
+	case ev.PrevKv == nil && ev.Type == mvccpb.DELETE:
 		prev = w.objectFromKey(string(ev.Kv.Key), rev)
 	}
 	curMatch := cur != nil && w.m.matches(cur)
-	prevMatch := prev != nil && (w.m.everything() || w.m.matches(prev))
+	prevMatch := hadPrev && (w.m.everything() || w.m.matches(prev))
 	switch {
 	case ev.Type == mvccpb.DELETE:
 		if prevMatch {
 			return Event{Type: watch.Deleted, Object: prev}, true, nil
 		}
-	case prev == nil || ev.IsCreate():
+	case !hadPrev || ev.IsCreate():
 		if curMatch {
 			return Event{Type: watch.Added, Object: cur}, true, nil
 		}
