@@ -58,7 +58,15 @@ type Config struct {
 	AgentPlainHTTPRegistries []string
 	// Identity names this operator in leader election (default hostname-pid).
 	Identity string
-	Logger   *slog.Logger
+	// DebugListen, if set, serves net/http/pprof on this loopback host:port.
+	DebugListen string
+	// MemoryLimit, when above 0, is the Go runtime's soft memory limit for the process in bytes
+	// (debug.SetMemoryLimit): the garbage collector runs more often as the process nears it.
+	MemoryLimit int64
+	// GCPercent, when above 0, is the garbage collector's heap growth target (GOGC): a
+	// collection starts once the heap has grown by this percentage of what the last one kept.
+	GCPercent int
+	Logger    *slog.Logger
 }
 
 // Validate checks the configuration and fills in defaults; errors name the flag to fix.
@@ -94,6 +102,15 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("--listen %q: want host:port, for example 127.0.0.1:6443", c.Listen)
+	}
+	if err := validateDebugListen(c.DebugListen); err != nil {
+		return err
+	}
+	if c.MemoryLimit < 0 {
+		return fmt.Errorf("--memory-limit %d is negative: use a size such as 512Mi, or 0 for no limit", c.MemoryLimit)
+	}
+	if c.GCPercent < 0 {
+		return fmt.Errorf("--gc-percent %d is negative: use a percentage such as 100 (Go's default)", c.GCPercent)
 	}
 	if c.AdvertiseAddress != "" && net.ParseIP(c.AdvertiseAddress) == nil {
 		return fmt.Errorf("--advertise-address %q: want an IP address the machines can reach", c.AdvertiseAddress)

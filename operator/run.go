@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/bosun-gitops/bosun/operator/preview"
 	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/bosun-gitops/bosun/operator/webhook"
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"golang.org/x/crypto/ssh"
@@ -46,11 +48,15 @@ type Operator struct {
 	plans *plan.Handler
 
 	signer ssh.Signer
+	// metrics is served on the API server's /metrics: the Go runtime, the process, the API
+	// server's requests and, while leading, Git sync.
+	metrics *prometheus.Registry
 
-	mu       sync.Mutex
-	server   *apiserver.Server
-	store    *store.Store
-	previews *preview.Manager // the leader's, while it leads
+	mu        sync.Mutex
+	server    *apiserver.Server
+	store     *store.Store
+	previews  *preview.Manager // the leader's, while it leads
+	debugAddr net.Addr         // the profiling endpoint's, if on
 }
 
 // New returns an operator for a validated configuration.
@@ -58,7 +64,7 @@ func New(cfg Config) (*Operator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Operator{cfg: cfg, ready: make(chan struct{})}, nil
+	return &Operator{cfg: cfg, ready: make(chan struct{}), metrics: newMetricsRegistry()}, nil
 }
 
 // Run is New followed by Operator.Run.
@@ -80,6 +86,14 @@ func (o *Operator) Server() *apiserver.Server {
 	return o.server
 }
 
+// DebugAddr returns the address of the profiling endpoint (Config.DebugListen) once Ready is
+// closed; nil when it is off.
+func (o *Operator) DebugAddr() net.Addr {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.debugAddr
+}
+
 // Store returns the object store once Ready is closed.
 func (o *Operator) Store() *store.Store {
 	o.mu.Lock()
@@ -93,6 +107,28 @@ func (o *Operator) Run(ctx context.Context) error {
 	log := cfg.Logger.With("component", "operator")
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("creating data dir: %w", err)
+	}
+
+	applyGCSettings(cfg, log)
+	rctx, stopRelease := context.WithCancel(ctx)
+	defer stopRelease()
+	go releaseWhenIdle(rctx, log)
+	if cfg.DebugListen != "" {
+		// Listening before etcd starts lets a profile cover the start-up too.
+		debug, err := listenDebug(cfg.DebugListen, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		o.mu.Lock()
+		o.debugAddr = debug.Addr()
+		o.mu.Unlock()
+		dctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			if err := debug.Run(dctx); err != nil {
+				log.Error("profiling endpoint stopped", "err", err)
+			}
+		}()
 	}
 
 	client, closeEtcd, err := o.connectEtcd(ctx)
@@ -122,6 +158,7 @@ func (o *Operator) Run(ctx context.Context) error {
 		ServerNames: serverNames(cfg),
 		Store:       st,
 		Logger:      cfg.Logger,
+		Metrics:     o.metrics,
 		Hooks:       hooks,
 		Plans:       plans,
 	})
@@ -234,6 +271,12 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 	}, st, cfg.Logger)
 	if err != nil {
 		return err
+	}
+	if err := syncer.Register(o.metrics); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if !errors.As(err, &dup) {
+			return fmt.Errorf("registering the Git sync metrics: %w", err)
+		}
 	}
 	pr.start(lctx, syncer)
 	ctrls, recorder, err := buildControllers(st, cfg.Logger, map[string]controllers.Constructor{

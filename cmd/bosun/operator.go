@@ -10,6 +10,7 @@ import (
 	"github.com/bosun-gitops/bosun/operator/preview"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 type logFlags struct{ format, level string }
@@ -36,6 +37,43 @@ func addOperatorFlags(fs *pflag.FlagSet, cfg *operator.Config, endpoints *string
 	fs.StringVar(&cfg.SSHKeyFile, "ssh-key", "", "private key for ssh:// repositories")
 	fs.StringVar(&cfg.KnownHostsFile, "known-hosts", "", "known_hosts file that ssh:// repositories are checked against")
 	fs.StringVar(tokenFile, "git-token-file", "", "file holding a token for https:// repositories (or set $BOSUN_GIT_TOKEN)")
+	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "serve Go profiles (net/http/pprof, no credentials) on this loopback host:port, for example 127.0.0.1:6060 (default off)")
+	limit := &memoryLimitValue{n: &cfg.MemoryLimit}
+	_ = limit.Set("auto")
+	fs.Var(limit, "memory-limit", "soft memory limit of the process, for example 512Mi: the garbage collector works harder near it; "+
+		"auto: 90% of the cgroup's memory limit if there is one, else none ($GOMEMLIMIT when set); 0: none (unless $GOMEMLIMIT sets one)")
+	fs.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent(), "garbage collection target: collect once the heap grew by this percentage of what the last collection kept "+
+		"(lower: less memory, more CPU; Go's default is 100; $GOGC when set)")
+}
+
+// defaultGCPercent is --gc-percent's default: 0 (keep $GOGC) when $GOGC is set.
+func defaultGCPercent() int {
+	if os.Getenv("GOGC") != "" {
+		return 0
+	}
+	return operator.DefaultGCPercent
+}
+
+// memoryLimitValue is --memory-limit: a size (512Mi, 1G, bytes), "auto" or 0.
+type memoryLimitValue struct {
+	n *int64
+	s string
+}
+
+func (v *memoryLimitValue) String() string { return v.s }
+func (v *memoryLimitValue) Type() string   { return "size" }
+
+func (v *memoryLimitValue) Set(s string) error {
+	if s == "auto" {
+		*v.n, v.s = operator.AutoMemoryLimit(), s
+		return nil
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() < 0 {
+		return fmt.Errorf("want a size such as 512Mi or 1G, auto, or 0 for no limit")
+	}
+	*v.n, v.s = q.Value(), s
+	return nil
 }
 
 // finishOperatorConfig applies what flags alone cannot: the endpoint list, the token source and

@@ -24,7 +24,8 @@ type Controller interface {
 }
 
 // Context is what every controller is built from. Controllers must register the informers they
-// need (Informers.For) in their constructor, before the factory starts.
+// need (Informers.For, or Informers.ForMetadata for a controller that reads only metadata) in
+// their constructor, before the factory starts: one informer per kind is shared by all.
 type Context struct {
 	Store     *store.Store
 	Informers *informer.Factory

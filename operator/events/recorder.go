@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/lru"
@@ -90,12 +91,42 @@ type pendingEvent struct {
 	count int32
 }
 
-// storedEvent is the last written state of an Event and the repeats not written yet because
-// its object ran out of tokens.
+// storedEvent is what an update of a written Event needs beyond the new occurrence (whose
+// aggregation key names the same object, type, reason and message), and the repeats not written
+// yet because its object ran out of tokens. It keeps these few fields rather than the Event:
+// the recorder remembers up to cacheSize events.
 type storedEvent struct {
-	ev                        *corev1.Event
+	name, uid  string
+	involvedRV string // InvolvedObject.ResourceVersion of the first occurrence
+	count      int32
+	first      metav1.Time
+	// carriedEv is the latest held-back repeat, kept only while carried > 0.
+	carriedEv                 *corev1.Event
 	carried                   int32
 	carriedFirst, carriedLast metav1.Time
+}
+
+func newStoredEvent(ev *corev1.Event) *storedEvent {
+	s := &storedEvent{}
+	s.update(ev)
+	return s
+}
+
+// update takes the written state of ev.
+func (s *storedEvent) update(ev *corev1.Event) {
+	s.name, s.uid = ev.Name, string(ev.UID)
+	s.involvedRV = ev.InvolvedObject.ResourceVersion
+	s.count, s.first = ev.Count, ev.FirstTimestamp
+}
+
+// written is the Event as last written, rebuilt from like, an occurrence with the same
+// aggregation key.
+func (s *storedEvent) written(like *corev1.Event) *corev1.Event {
+	ev := like.DeepCopy()
+	ev.Name, ev.UID = s.name, types.UID(s.uid)
+	ev.InvolvedObject.ResourceVersion = s.involvedRV
+	ev.Count, ev.FirstTimestamp = s.count, s.first
+	return ev
 }
 
 // drops counts events lost since the last drop report.
@@ -176,6 +207,7 @@ func (r *StoreRecorder) Eventf(obj resource.Object, eventType, reason, format st
 			}
 			s.carried++
 			s.carriedLast = now
+			s.carriedEv = ev
 			r.carried[key] = true
 		} else {
 			r.drops.rateLimited++
@@ -286,9 +318,9 @@ func (r *StoreRecorder) take(n int) []write {
 		w := write{key: key, ev: p.ev, count: p.count}
 		if s, ok := r.stored.Get(key); ok {
 			s := s.(*storedEvent)
-			w.prev = s.ev
+			w.prev = s.written(p.ev)
 			w.count += s.carried // repeats the rate limit held back go along
-			s.carried = 0
+			s.carried, s.carriedEv = 0, nil
 			delete(r.carried, key)
 		}
 		ws = append(ws, w)
@@ -311,10 +343,10 @@ func (r *StoreRecorder) queueCarried() {
 			continue // written with the pending entry, which take adds the carried count to
 		}
 		s := v.(*storedEvent)
-		ev := s.ev.DeepCopy()
+		ev := s.written(s.carriedEv)
 		ev.FirstTimestamp, ev.LastTimestamp = s.carriedFirst, s.carriedLast // used if it expired
 		r.pending[key] = &pendingEvent{ev: ev, count: s.carried}
-		s.carried = 0
+		s.carried, s.carriedEv = 0, nil
 		r.order = append(r.order, key)
 	}
 }
@@ -388,10 +420,10 @@ func (r *StoreRecorder) remember(key string, ev *corev1.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if v, ok := r.stored.Get(key); ok {
-		v.(*storedEvent).ev = ev // keep what was carried meanwhile
+		v.(*storedEvent).update(ev) // keep what was carried meanwhile
 		return
 	}
-	r.stored.Add(key, &storedEvent{ev: ev})
+	r.stored.Add(key, newStoredEvent(ev))
 }
 
 // reportDrops logs the events dropped since the last report, as one line.

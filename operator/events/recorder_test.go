@@ -300,3 +300,64 @@ func TestRecorderRepeatedEventCounts(t *testing.T) {
 		t.Errorf("unexpected log line: %s", rec.Message)
 	}
 }
+
+// TestRecorderUpdateKeepsFirstOccurrence: a repeat updates the stored Event in place — same
+// name and uid, firstTimestamp and the involved object's resourceVersion of the first
+// occurrence, lastTimestamp and count of the latest — including repeats held back by the rate
+// limit and written at housekeeping. The recorder rebuilds these from the few fields it keeps.
+func TestRecorderUpdateKeepsFirstOccurrence(t *testing.T) {
+	st := storetest.NewStore(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakeClock(t0)
+	r := NewRecorder(st, "scheduler", slog.Default(), clk)
+	ctx := context.Background()
+	pod := testPod(3)
+	pod.ResourceVersion = "10"
+	r.Eventf(pod, corev1.EventTypeWarning, "FailedScheduling", "0/0 nodes are available")
+	r.flush(ctx)
+	first := storedEvents(t, st)
+	if len(first) != 1 {
+		t.Fatalf("%d events stored, want 1", len(first))
+	}
+
+	check := func(when string, count int32, last time.Time) {
+		t.Helper()
+		var list []*corev1.Event
+		for _, ev := range storedEvents(t, st) {
+			if ev.Message == first[0].Message {
+				list = append(list, ev)
+			}
+		}
+		if len(list) != 1 {
+			t.Fatalf("%s: %d events with message %q stored, want 1", when, len(list), first[0].Message)
+		}
+		got, want := list[0], first[0]
+		if got.Name != want.Name || got.UID != want.UID || !got.FirstTimestamp.Equal(&want.FirstTimestamp) ||
+			got.InvolvedObject.ResourceVersion != "10" || got.Count != count || !got.LastTimestamp.Time.Equal(last) ||
+			got.Message != want.Message || got.Source != want.Source || got.ReportingController != want.ReportingController {
+			t.Errorf("%s: event = name %s uid %s first %v involvedRV %s count %d last %v; want name %s uid %s first %v involvedRV 10 count %d last %v",
+				when, got.Name, got.UID, got.FirstTimestamp, got.InvolvedObject.ResourceVersion, got.Count, got.LastTimestamp,
+				want.Name, want.UID, want.FirstTimestamp, count, last)
+		}
+	}
+	clk.Step(time.Minute)
+	pod.ResourceVersion = "11"
+	r.Eventf(pod, corev1.EventTypeWarning, "FailedScheduling", "0/0 nodes are available")
+	r.flush(ctx)
+	check("after a repeat", 2, clk.Now())
+
+	// Spend the object's tokens on other events, so that the next repeats are carried.
+	for i := range spamBurst {
+		r.Eventf(pod, corev1.EventTypeWarning, "FailedScheduling", "other %d", i)
+	}
+	r.flush(ctx)
+	clk.Step(time.Minute)
+	for range 3 {
+		r.Eventf(pod, corev1.EventTypeWarning, "FailedScheduling", "0/0 nodes are available")
+	}
+	r.flush(ctx)
+	check("with the repeats carried", 2, t0.Add(time.Minute))
+	r.queueCarried()
+	r.flush(ctx)
+	check("after housekeeping wrote the carried repeats", 5, clk.Now())
+}

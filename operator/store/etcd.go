@@ -79,6 +79,10 @@ const maxSocketPath = 107
 // for its cluster membership, but nothing dials it since there are no other members.
 const noPeerURL = "http://localhost:2380"
 
+// singleMemberCatchUpEntries is the raft log a single member keeps in memory after each of
+// etcd's in-memory snapshots (taken every 100 entries).
+const singleMemberCatchUpEntries = 100
+
 // Etcd is a running embedded etcd member and a client connected to it.
 type Etcd struct {
 	server    *embed.Etcd
@@ -223,6 +227,12 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 	ec.WatchProgressNotifyInterval = cfg.ProgressNotifyInterval
 	if ec.WatchProgressNotifyInterval <= 0 {
 		ec.WatchProgressNotifyInterval = time.Minute
+	}
+	if cfg.InitialCluster == "" {
+		// etcd keeps SnapshotCatchUpEntries raft entries in memory (5 000 by default, each a
+		// whole write: a Git sync's batches hold megabytes) so that a slow follower can catch up
+		// without a snapshot. A single member has no followers.
+		ec.SnapshotCatchUpEntries = singleMemberCatchUpEntries
 	}
 	// NewConfig leaves this at 0, which logs every request as "expensive".
 	ec.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration

@@ -100,11 +100,22 @@ func (ctl *Controller) enqueueServicesOf(obj any, oldLabels map[string]string) {
 		if len(svc.Spec.Selector) == 0 {
 			continue
 		}
-		sel := labels.SelectorFromValidatedSet(svc.Spec.Selector)
-		if sel.Matches(labels.Set(pod.Labels)) || (oldLabels != nil && sel.Matches(labels.Set(oldLabels))) {
+		if selects(svc.Spec.Selector, pod.Labels) || (oldLabels != nil && selects(svc.Spec.Selector, oldLabels)) {
 			ctl.queue.Add(svc.Namespace + "/" + svc.Name)
 		}
 	}
+}
+
+// selects tells whether a Service selector matches a pod's labels, as
+// labels.SelectorFromValidatedSet(selector).Matches does, without building the selector: every
+// pod event checks every Service of its namespace.
+func selects(selector, podLabels map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := podLabels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 func (ctl *Controller) onPodUpdate(oldObj, newObj any) {

@@ -74,7 +74,12 @@ func NewWithOptions(opts Options) controllers.Constructor {
 			if res == resource.Events {
 				continue // events carry no owners and expire on their own
 			}
-			inf := c.Informers.For(res)
+			// The collector reads metadata only: kinds that no other controller reads in full
+			// (ConfigMaps, Secrets) are cached without their data. Pod GC reads pods.
+			inf := c.Informers.ForMetadata(res)
+			if res == resource.Pods {
+				inf = c.Informers.For(res)
+			}
 			if _, ok := inf.GetIndexer().GetIndexers()[byOwnerIndex]; !ok {
 				if err := inf.AddIndexers(cache.Indexers{byOwnerIndex: ownerUIDs}); err != nil {
 					return nil, fmt.Errorf("adding owner index to %s: %w", res, err)
@@ -325,11 +330,36 @@ func (gc *Collector) ownerState(ctx context.Context, ref metav1.OwnerReference, 
 	return state(live), nil
 }
 
+// full returns the whole of obj, which an update writes: the cache may hold its metadata alone
+// (see New). The stored object must be the version the collector decided on, as an update of the
+// cached object would require.
+func (gc *Collector) full(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error) {
+	if _, ok := obj.(*metav1.PartialObjectMetadata); !ok {
+		return obj, nil
+	}
+	live, err := gc.c.Store.Get(ctx, res, obj.GetNamespace(), obj.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if live.GetUID() != obj.GetUID() || live.GetResourceVersion() != obj.GetResourceVersion() {
+		return nil, apierrors.NewConflict(res.GroupResource(), obj.GetName(),
+			fmt.Errorf("changed since the garbage collector read it (resourceVersion %s, now %s)", obj.GetResourceVersion(), live.GetResourceVersion()))
+	}
+	return live, nil
+}
+
 // deleteDependent deletes obj, in foreground when its owner waits in foreground and obj has
 // dependents of its own.
 func (gc *Collector) deleteDependent(ctx context.Context, res *resource.Resource, obj resource.Object, foreground bool) error {
 	if foreground && len(gc.dependents(obj.GetUID())) > 0 && !hasFinalizer(obj, metav1.FinalizerDeleteDependents) {
-		next := obj.DeepCopyObject().(resource.Object)
+		whole, err := gc.full(ctx, res, obj)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("adding foregroundDeletion to %s %s: %w", res, obj.GetName(), err)
+		}
+		next := whole.DeepCopyObject().(resource.Object)
 		next.SetFinalizers(append(next.GetFinalizers(), metav1.FinalizerDeleteDependents))
 		updated, err := gc.c.Store.Update(ctx, res, next)
 		if err != nil {
@@ -373,7 +403,14 @@ func (gc *Collector) removeOwnerRefs(ctx context.Context, res *resource.Resource
 	if len(refs) == len(obj.GetOwnerReferences()) {
 		return nil
 	}
-	next := obj.DeepCopyObject().(resource.Object)
+	whole, err := gc.full(ctx, res, obj)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing owner references from %s %s/%s: %w", res, obj.GetNamespace(), obj.GetName(), err)
+	}
+	next := whole.DeepCopyObject().(resource.Object)
 	next.SetOwnerReferences(refs)
 	if _, err := gc.c.Store.Update(ctx, res, next); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing owner references from %s %s/%s: %w", res, obj.GetNamespace(), obj.GetName(), err)
@@ -451,7 +488,14 @@ func (gc *Collector) deleteDependentsInForeground(ctx context.Context, res *reso
 }
 
 func (gc *Collector) removeFinalizer(ctx context.Context, res *resource.Resource, obj resource.Object, f string) error {
-	next := obj.DeepCopyObject().(resource.Object)
+	whole, err := gc.full(ctx, res, obj)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing finalizer %s from %s %s: %w", f, res, obj.GetName(), err)
+	}
+	next := whole.DeepCopyObject().(resource.Object)
 	next.SetFinalizers(withoutFinalizer(next.GetFinalizers(), f))
 	if _, err := gc.c.Store.Update(ctx, res, next); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer %s from %s %s: %w", f, res, obj.GetName(), err)

@@ -207,3 +207,41 @@ func TestPodGC(t *testing.T) {
 	env.Eventually(20*time.Second, "oldest finished pods and the orphan deleted",
 		want(env, resource.Pods, []string{"done-3", "running", "unbound"}))
 }
+
+// TestMetadataCachedDependents: the collector caches ConfigMaps and Secrets as metadata only;
+// removing a dangling owner reference still writes the whole object (its data survives), and a
+// dependent of a deleted owner is collected.
+func TestMetadataCachedDependents(t *testing.T) {
+	env := controllertest.New(t, nil)
+	start(env, gc.Options{})
+	gone := env.MustCreate(resource.Deployments, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "gone"}})
+	keep := env.MustCreate(resource.Deployments, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "keep"}})
+	env.MustCreate(resource.ConfigMaps, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "shared",
+			OwnerReferences: []metav1.OwnerReference{ownerRef(resource.Deployments, gone, false), ownerRef(resource.Deployments, keep, false)}},
+		Data: map[string]string{"settings.yaml": "level: info\n"},
+	})
+	env.MustCreate(resource.Secrets, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "token",
+			OwnerReferences: []metav1.OwnerReference{ownerRef(resource.Deployments, gone, true)}},
+		Data: map[string][]byte{"token": []byte("s3cr3t")},
+	})
+	if _, err := env.Store.Delete(env.Ctx, resource.Deployments, "default", "gone", store.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env.Eventually(20*time.Second, "the secret of the deleted owner collected", want(env, resource.Secrets, []string{}))
+	env.Eventually(20*time.Second, "the dangling reference removed, the data kept", func() error {
+		obj, err := env.Store.Get(env.Ctx, resource.ConfigMaps, "default", "shared")
+		if err != nil {
+			return err
+		}
+		cm := obj.(*corev1.ConfigMap)
+		if refs := cm.OwnerReferences; len(refs) != 1 || refs[0].Name != "keep" {
+			return fmt.Errorf("owner references %+v", refs)
+		}
+		if cm.Data["settings.yaml"] != "level: info\n" {
+			return fmt.Errorf("data %v, want settings.yaml kept", cm.Data)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,190 @@
+package operator
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultGCPercent is `bosun operator`'s --gc-percent.
+const DefaultGCPercent = 100
+
+// AutoMemoryLimit is the soft memory limit `--memory-limit auto` picks: 90% of the memory limit
+// of the process's cgroup (a systemd MemoryMax=, a container's limit), so that the garbage
+// collector, not the kernel's OOM killer, reacts first; 0 (none) outside such a cgroup, or when
+// $GOMEMLIMIT is set (the Go runtime applies it).
+func AutoMemoryLimit() int64 {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return 0
+	}
+	if n, ok := cgroupMemoryLimit(); ok {
+		return n / 10 * 9
+	}
+	return 0
+}
+
+// applyGCSettings sets the process's garbage collector parameters from cfg.
+func applyGCSettings(cfg Config, log *slog.Logger) {
+	if cfg.GCPercent > 0 {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	limit := "none"
+	if n := debug.SetMemoryLimit(-1); n != math.MaxInt64 {
+		limit = formatBytes(n)
+	}
+	gogc := strconv.Itoa(cfg.GCPercent)
+	if cfg.GCPercent == 0 {
+		if gogc = os.Getenv("GOGC"); gogc == "" {
+			gogc = "100"
+		}
+	}
+	log.Info("garbage collector", "gcPercent", gogc, "memoryLimit", limit)
+}
+
+// cgroupMemoryLimit returns the memory limit of the cgroup this process runs in (cgroup v2's
+// memory.max, or v1's memory.limit_in_bytes), and false when there is none.
+func cgroupMemoryLimit() (int64, bool) {
+	return cgroupMemoryLimitAt("/proc/self/cgroup", "/sys/fs/cgroup")
+}
+
+// cgroupMemoryLimitAt is cgroupMemoryLimit reading the process's cgroup file procCgroup and the
+// cgroup file system mounted at root.
+func cgroupMemoryLimitAt(procCgroup, root string) (int64, bool) {
+	f, err := os.Open(procCgroup)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var v1, v2 string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "hierarchy-ID:controller-list:cgroup-path"
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			v2 = parts[2]
+		case strings.Contains(","+parts[1]+",", ",memory,"):
+			v1 = parts[2]
+		}
+	}
+	candidates := []string{}
+	if v1 != "" {
+		candidates = append(candidates,
+			filepath.Join(root, "memory", v1, "memory.limit_in_bytes"),
+			filepath.Join(root, "memory", "memory.limit_in_bytes")) // a container sees its cgroup as the root
+	}
+	if v2 != "" {
+		candidates = append(candidates, filepath.Join(root, v2, "memory.max"), filepath.Join(root, "memory.max"))
+	}
+	for _, p := range candidates {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		s := strings.TrimSpace(string(b))
+		if s == "max" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 || n >= math.MaxInt64/2 { // v1 reports "no limit" as a huge number
+			return 0, false
+		}
+		return n, true
+	}
+	return 0, false
+}
+
+// formatBytes prints n in MiB for logs.
+func formatBytes(n int64) string {
+	return fmt.Sprintf("%dMiB", n>>20)
+}
+
+// Idle release: see releaseWhenIdle.
+const (
+	idleCheckInterval = 10 * time.Second
+	// idleAllocBytes is what the process may allocate in an idle check interval: an operator at
+	// rest renews its lease and little else.
+	idleAllocBytes = 8 << 20
+	// releaseMinBytes is the least reclaimable heap worth a collection to hand back.
+	releaseMinBytes = 32 << 20
+)
+
+// releaseWhenIdle hands the heap's garbage and free pages back to the OS once the process goes
+// idle after a burst of work (a large sync, the controllers' fan-out). Between collections the
+// Go runtime keeps the heap at up to twice what is live (GOGC=100), and at rest nothing triggers
+// the next collection, so the resident size would stay at that peak. The cost is one collection
+// per burst: after one, the heap must take releaseMinBytes of new garbage to be released again.
+func releaseWhenIdle(ctx context.Context, log *slog.Logger) {
+	r := &idleReleaser{read: heapState, free: debug.FreeOSMemory, log: log}
+	t := time.NewTicker(idleCheckInterval)
+	defer t.Stop()
+	r.check() // the baseline
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			r.check()
+		}
+	}
+}
+
+// idleReleaser decides, one check interval at a time, when to hand memory back.
+type idleReleaser struct {
+	read func() (allocs, reclaimable uint64)
+	free func()
+	log  *slog.Logger
+	last uint64 // allocs at the previous check
+	seen bool
+}
+
+// check reads the heap and frees memory if the process allocated little since the previous
+// check and a collection would hand back enough; it reports whether it did.
+func (r *idleReleaser) check() bool {
+	allocs, reclaimable := r.read()
+	idle := r.seen && allocs-r.last <= idleAllocBytes
+	r.last, r.seen = allocs, true
+	if !idle || reclaimable < releaseMinBytes {
+		return false
+	}
+	start := time.Now()
+	r.free()
+	allocs, left := r.read()
+	r.last = allocs // the collection's own allocations are not the process's work
+	r.log.Debug("idle: returned the heap's free memory to the OS", "reclaimable", formatBytes(int64(reclaimable)),
+		"left", formatBytes(int64(left)), "took", time.Since(start).Round(time.Millisecond))
+	return true
+}
+
+// heapState reads the bytes allocated so far and the heap memory that a collection would hand
+// back: dead objects, unused span space and free pages not yet released, less what is live.
+func heapState() (allocs, reclaimable uint64) {
+	s := []metrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
+	metrics.Read(s)
+	held := s[1].Value.Uint64() + s[2].Value.Uint64() + s[3].Value.Uint64()
+	if live := s[4].Value.Uint64(); held > live {
+		reclaimable = held - live
+	}
+	return s[0].Value.Uint64(), reclaimable
+}
