@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,24 +24,6 @@ const (
 	upUID    = 65534 // nobody
 	otherUID = 65533
 )
-
-// syncBuffer is an io.Writer safe to read while a process writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // asUser runs commands as uid (root's test) or as the current user (cred nil).
 type asUser struct {
@@ -103,7 +83,7 @@ func TestUpWithoutRoot(t *testing.T) {
 	}
 
 	port := freePort(t)
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	up := user.command(base, bin, "up", "--data-dir", dataDir, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--interval", "1h")
 	up.Stdout, up.Stderr = out, out
 	if err := up.Start(); err != nil {

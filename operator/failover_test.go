@@ -1,7 +1,6 @@
 package operator
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -49,27 +48,9 @@ func TestHelperOperator(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer that a child's output goroutine and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type childOperator struct {
 	cmd *exec.Cmd
-	log *syncBuffer
+	log *testutil.SyncBuffer
 }
 
 func startChildOperator(t *testing.T, identity, etcd, repo string) *childOperator {
@@ -83,7 +64,7 @@ func startChildOperator(t *testing.T, identity, etcd, repo string) *childOperato
 		"BOSUN_TEST_IDENTITY="+identity,
 	)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c := &childOperator{cmd: cmd, log: &syncBuffer{}}
+	c := &childOperator{cmd: cmd, log: &testutil.SyncBuffer{}}
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -13,12 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/bosun-gitops/bosun/internal/testutil"
 	"github.com/bosun-gitops/bosun/operator/simnodes"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -470,25 +470,7 @@ func waitComment(t *testing.T, g *giteaServer, number int, want ...string) strin
 // operatorProc is a `bosun operator` in its own process group.
 type operatorProc struct {
 	cmd *exec.Cmd
-	log *syncBuffer
-}
-
-// syncBuffer is the operator's output, read while the process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	log *testutil.SyncBuffer
 }
 
 // operatorsStarted numbers the operators' log files.
@@ -498,7 +480,7 @@ func startOperator(t *testing.T, bin, dataDir string, args ...string) *operatorP
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"operator", "--data-dir", dataDir}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
