@@ -147,14 +147,13 @@ func (mc *Controller) noteWritten(m *bosunv1.Machine) {
 	mc.written[m.Name] = rv
 }
 
-// staleCache says whether the cached machine is older than the last status a job wrote.
-func (mc *Controller) staleCache(m *bosunv1.Machine) bool {
+// staleCacheLocked says whether the cached machine is older than the last status a job wrote.
+// mc.mu is held.
+func (mc *Controller) staleCacheLocked(m *bosunv1.Machine) bool {
 	rv, err := strconv.ParseInt(m.ResourceVersion, 10, 64)
 	if err != nil {
 		return false
 	}
-	mc.mu.Lock()
-	defer mc.mu.Unlock()
 	w, ok := mc.written[m.Name]
 	if ok && rv >= w {
 		delete(mc.written, m.Name)
@@ -295,7 +294,13 @@ func (mc *Controller) reconcile(ctx context.Context, key string) (controllers.Re
 		return controllers.Result{}, err
 	}
 	m := obj.(*bosunv1.Machine)
-	if mc.staleCache(m) {
+	// The running job and the staleness of m are looked at under one lock: a job that ends
+	// between the two looks would otherwise leave m, read before its last write, looking like a
+	// machine that still needs the bootstrap that just completed.
+	mc.mu.Lock()
+	j, stale := mc.jobs[m.Name], mc.staleCacheLocked(m)
+	mc.mu.Unlock()
+	if j == nil && stale {
 		// The watch event of the job's last write is on its way and enqueues the machine again.
 		return controllers.Result{RequeueAfter: time.Second}, nil
 	}
@@ -312,9 +317,6 @@ func (mc *Controller) reconcile(ctx context.Context, key string) (controllers.Re
 		return controllers.Result{}, mc.addFinalizer(ctx, m.Name)
 	}
 	want := mc.specHash(m)
-	mc.mu.Lock()
-	j := mc.jobs[m.Name]
-	mc.mu.Unlock()
 	if j != nil {
 		if j.hash != want && j.hash != "retire" {
 			mc.log.Info("machine spec changed during bootstrap; restarting it", "machine", m.Name)

@@ -16,14 +16,14 @@ func TestStaleCache(t *testing.T) {
 		return &bosunv1.Machine{ObjectMeta: metav1.ObjectMeta{Name: "m1", ResourceVersion: rv}}
 	}
 	var got []bool
-	got = append(got, mc.staleCache(at("5"))) // nothing written yet
+	got = append(got, mc.staleCacheLocked(at("5"))) // nothing written yet
 	mc.noteWritten(at("10"))
-	got = append(got, mc.staleCache(at("9")), mc.staleCache(at("10")), mc.staleCache(at("9")))
+	got = append(got, mc.staleCacheLocked(at("9")), mc.staleCacheLocked(at("10")), mc.staleCacheLocked(at("9")))
 	mc.noteWritten(at("20"))
-	got = append(got, mc.staleCache(at("25")), mc.staleCache(at("11")))
+	got = append(got, mc.staleCacheLocked(at("25")), mc.staleCacheLocked(at("11")))
 	want := []bool{false, true, false, false, false, false}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("staleCache (-want +got):\n%s", diff)
+		t.Errorf("staleCacheLocked (-want +got):\n%s", diff)
 	}
 }
 
