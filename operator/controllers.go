@@ -39,8 +39,9 @@ func Controllers() map[string]controllers.Constructor {
 }
 
 // buildControllers wires the shared informers, the event recorder and every controller.
-// extra adds constructors that need more than the shared Context (the machine controller).
-func buildControllers(st *store.Store, log *slog.Logger, extra map[string]controllers.Constructor) (*controllers.Set, *events.StoreRecorder, error) {
+// extra adds constructors that need more than the shared Context (the machine controller). The
+// factory is returned for readers of the controllers' caches (the health tracker).
+func buildControllers(st *store.Store, log *slog.Logger, extra map[string]controllers.Constructor) (*controllers.Set, *events.StoreRecorder, *informer.Factory, error) {
 	factory := informer.NewFactory(st, 0)
 	clk := clock.RealClock{}
 	recorder := events.NewRecorder(st, "bosun-operator", log, clk)
@@ -57,7 +58,7 @@ func buildControllers(st *store.Store, log *slog.Logger, extra map[string]contro
 	maps.Copy(all, extra)
 	set, err := controllers.Build(c, all)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return set, recorder, nil
+	return set, recorder, factory, nil
 }

@@ -136,9 +136,9 @@ type prLeader struct {
 	forge    *forge.Integration
 }
 
-func (o *Operator) newPullRequestLeader(st *store.Store) *prLeader {
+func (o *Operator) newPullRequestLeader(st *store.Store, cache health.Cache) *prLeader {
 	pr := &prLeader{o: o, st: st}
-	tc := health.TrackerConfig{Store: st, Logger: o.cfg.Logger}
+	tc := health.TrackerConfig{Store: st, Cache: cache, Logger: o.cfg.Logger}
 	if p := o.forgeProvider(); p != nil {
 		pr.provider = p
 		pr.forge = forge.NewIntegration(forge.IntegrationConfig{Provider: p, Repo: o.cfg.ForgeRepo, Branch: o.cfg.Branch, Logger: o.cfg.Logger})

@@ -256,7 +256,13 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go renewLeaderLease(lctx, client, session, election, st, identity, log)
-	pr := o.newPullRequestLeader(st)
+	ctrls, recorder, factory, err := buildControllers(st, cfg.Logger, map[string]controllers.Constructor{
+		machine.Name: machine.NewConstructor(o.machineOptions()),
+	})
+	if err != nil {
+		return err
+	}
+	pr := o.newPullRequestLeader(st, factory.Lookup)
 	syncer, err := gitsync.New(gitsync.Config{
 		OnSynced:       pr.onSynced,
 		Repo:           cfg.Repo,
@@ -279,12 +285,6 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 		}
 	}
 	pr.start(lctx, syncer)
-	ctrls, recorder, err := buildControllers(st, cfg.Logger, map[string]controllers.Constructor{
-		machine.Name: machine.NewConstructor(o.machineOptions()),
-	})
-	if err != nil {
-		return err
-	}
 	errc := make(chan error, 4)
 	go func() { errc <- syncer.Run(lctx) }()
 	go func() { errc <- st.RunCompactor(lctx, cfg.CompactInterval, cfg.CompactKeep) }()

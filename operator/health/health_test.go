@@ -286,3 +286,55 @@ func TestTrackerSameCommit(t *testing.T) {
 		t.Errorf("settled (-want +got):\n%s", diff)
 	}
 }
+
+// countingStore is a fakeStore that counts the reads of workloads.
+type countingStore struct {
+	*fakeStore
+	mu    sync.Mutex
+	reads int
+}
+
+func (c *countingStore) Get(ctx context.Context, res *resource.Resource, ns, name string) (resource.Object, error) {
+	if res != resource.GitSyncs {
+		c.mu.Lock()
+		c.reads++
+		c.mu.Unlock()
+	}
+	return c.fakeStore.Get(ctx, res, ns, name)
+}
+
+// TestAssessFromCache: a cached object that carries the assessed commit is assessed without a
+// read of the store; one from an older commit (the cache has not seen the apply yet) or one the
+// cache lacks is read from the store, whose answer counts.
+func TestAssessFromCache(t *testing.T) {
+	withCommit := func(d *appsv1.Deployment, commit string) *appsv1.Deployment {
+		d.Annotations = map[string]string{resource.AnnotationCommit: commit}
+		return d
+	}
+	stored := withCommit(dep(2, 1, 3, 0, 0, 3), "c2") // the apply of c2, not yet rolled out
+	tests := []struct {
+		name      string
+		cached    resource.Object
+		want      bosunv1.HealthStatusCode
+		wantReads int
+	}{
+		{"cache carries the commit", withCommit(dep(2, 2, 3, 3, 3, 3), "c2"), bosunv1.HealthHealthy, 0},
+		{"cache behind the apply", withCommit(dep(1, 1, 3, 3, 3, 3), "c1"), bosunv1.HealthProgressing, 1},
+		{"cache lacks the object", nil, bosunv1.HealthProgressing, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &countingStore{fakeStore: &fakeStore{objs: map[string]resource.Object{"Deployment/shop/web": stored}}}
+			tr := NewTracker(TrackerConfig{Store: st, Cache: func(res *resource.Resource, ns, name string) (resource.Object, bool) {
+				if res != resource.Deployments || ns != "shop" || name != "web" {
+					t.Errorf("cache asked for %s %s/%s", res.Kind, ns, name)
+				}
+				return tt.cached, true
+			}})
+			h := tr.Assess(context.Background(), "c2", []gitsync.ObjectRef{webRef})
+			if h.Status != tt.want || st.reads != tt.wantReads {
+				t.Errorf("health %s (%s) after %d store reads, want %s after %d", h.Status, h.Message, st.reads, tt.want, tt.wantReads)
+			}
+		})
+	}
+}

@@ -29,9 +29,19 @@ type Settled func(ctx context.Context, commit string, h bosunv1.CommitHealth)
 // older commit's health will never be known. It runs on a goroutine of its own.
 type Superseded func(ctx context.Context, commit, newer string, h bosunv1.CommitHealth)
 
+// Cache looks an object up in an informer cache: cached is false when res has no cache, obj nil
+// when the cache does not hold the object.
+type Cache func(res *resource.Resource, namespace, name string) (obj resource.Object, cached bool)
+
 // TrackerConfig configures a Tracker.
 type TrackerConfig struct {
 	Store Store
+	// Cache, when set, serves the objects of the kinds it caches instead of a read from Store
+	// on every assessment: a rollout of thousands of workloads would otherwise decode each of
+	// them from etcd twice a second. A cached object counts only once it carries the assessed
+	// commit (the bosun.dev/commit annotation that the apply wrote); before that, and for an
+	// object the cache lacks, the store is read.
+	Cache Cache
 	// GitSync names the GitSync object whose status.health is written ("default").
 	GitSync string
 	// Interval between assessments (default 500ms); Timeout gives up on a rollout that neither
@@ -282,7 +292,7 @@ func (t *Tracker) Assess(ctx context.Context, commit string, refs []gitsync.Obje
 	h := bosunv1.CommitHealth{Commit: commit, Status: bosunv1.HealthHealthy}
 	var worst string
 	for _, ref := range refs {
-		obj, err := t.cfg.Store.Get(ctx, ref.Resource, ref.Namespace, ref.Name)
+		obj, err := t.get(ctx, commit, ref)
 		var r Result
 		switch {
 		case apierrors.IsNotFound(err):
@@ -307,6 +317,18 @@ func (t *Tracker) Assess(ctx context.Context, commit string, refs []gitsync.Obje
 		h.Message = fmt.Sprintf("all %d changed workloads are available", len(refs))
 	}
 	return h
+}
+
+// get reads the object ref names as the commit applied it or later: from the cache when the
+// cached object carries commit, else from the store.
+func (t *Tracker) get(ctx context.Context, commit string, ref gitsync.ObjectRef) (resource.Object, error) {
+	if t.cfg.Cache != nil {
+		obj, cached := t.cfg.Cache(ref.Resource, ref.Namespace, ref.Name)
+		if cached && obj != nil && obj.GetAnnotations()[resource.AnnotationCommit] == commit {
+			return obj, nil
+		}
+	}
+	return t.cfg.Store.Get(ctx, ref.Resource, ref.Namespace, ref.Name)
 }
 
 // record writes h into the GitSync status (read-modify-write, retried on conflicts with the

@@ -119,6 +119,35 @@ func toMetadata(res *resource.Resource) cache.TransformFunc {
 	}
 }
 
+// Lookup returns the typed object res/namespace/name from the factory's cache of res. cached is
+// false when the factory has no synced informer of res with typed objects (none was asked for,
+// it caches metadata alone, or it has not synced); obj is nil when the cache lacks the object.
+// Unlike For, it never creates an informer.
+func (f *Factory) Lookup(res *resource.Resource, namespace, name string) (obj resource.Object, cached bool) {
+	f.mu.Lock()
+	inf, ok := f.informers[res]
+	if ok && f.metadataOnly[res] {
+		inf, ok = f.late[res]
+	}
+	f.mu.Unlock()
+	if !ok || !inf.HasSynced() {
+		return nil, false
+	}
+	key := name
+	if res.Namespaced {
+		key = namespace + "/" + name
+	}
+	item, exists, err := inf.GetIndexer().GetByKey(key)
+	if err != nil || !exists {
+		return nil, true
+	}
+	o, ok := item.(resource.Object)
+	if !ok {
+		return nil, false
+	}
+	return o, true
+}
+
 // Start runs every informer created so far, and any created later, until ctx ends.
 func (f *Factory) Start(ctx context.Context) {
 	f.mu.Lock()

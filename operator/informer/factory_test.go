@@ -114,3 +114,47 @@ func isMetadata(obj any) bool {
 	_, ok := obj.(*metav1.PartialObjectMetadata)
 	return ok
 }
+
+// TestLookup: Lookup serves typed objects from a synced informer, says "not cached" for kinds
+// with no informer or a metadata-only one, and never creates an informer.
+func TestLookup(t *testing.T) {
+	st := storetest.NewStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := st.Create(ctx, resource.Pods, pod("a", "p1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Create(ctx, resource.ConfigMaps, configMap("c1")); err != nil {
+		t.Fatal(err)
+	}
+	f := NewFactory(st, 0)
+	f.For(resource.Pods)
+	f.ForMetadata(resource.ConfigMaps)
+	if _, cached := f.Lookup(resource.Pods, "a", "p1"); cached {
+		t.Error("Lookup before the informer synced says cached")
+	}
+	f.Start(ctx)
+	if !f.WaitForCacheSync(ctx) {
+		t.Fatal("caches did not sync")
+	}
+	if obj, cached := f.Lookup(resource.Pods, "a", "p1"); !cached || obj == nil {
+		t.Errorf("Lookup(pod a/p1) = %v, %v; want the pod, cached", obj, cached)
+	} else if _, typed := obj.(*corev1.Pod); !typed {
+		t.Errorf("Lookup(pod a/p1) returned %T, want *corev1.Pod", obj)
+	}
+	if obj, cached := f.Lookup(resource.Pods, "a", "missing"); !cached || obj != nil {
+		t.Errorf("Lookup(pod a/missing) = %v, %v; want nil, cached", obj, cached)
+	}
+	if _, cached := f.Lookup(resource.ConfigMaps, "a", "c1"); cached {
+		t.Error("Lookup of a metadata-only kind says cached")
+	}
+	if _, cached := f.Lookup(resource.Services, "a", "s"); cached {
+		t.Error("Lookup of a kind without an informer says cached")
+	}
+	f.mu.Lock()
+	_, created := f.informers[resource.Services]
+	f.mu.Unlock()
+	if created {
+		t.Error("Lookup created an informer")
+	}
+}
