@@ -100,7 +100,8 @@ func (b *binder) bind(ctx context.Context, batch []*bindRequest) {
 	ops := make([]store.Op, len(batch))
 	for i, r := range batch {
 		pods[i] = b.bindingFor(r.qp.pod, r.node)
-		ops[i] = store.Op{Type: store.OpUpdateWithStatus, Resource: resource.Pods, Object: pods[i]}
+		// The pod as the informer holds it: the store writes against it without a read.
+		ops[i] = store.Op{Type: store.OpUpdateWithStatus, Resource: resource.Pods, Object: pods[i], Base: r.qp.pod}
 	}
 	if s.beforeBind != nil {
 		s.beforeBind(ctx, pods)

@@ -57,6 +57,24 @@ type Op struct {
 	Type     OpType
 	Resource *resource.Resource
 	Object   resource.Object // for OpDelete only namespace, name and resourceVersion are read
+	// Base, for an update, is the stored object that Object was made from, at Object's
+	// resourceVersion (an informer's copy, which the store does not modify). With it the
+	// store neither reads nor decodes the stored value: it writes with that resourceVersion as
+	// the precondition, so a changed object still fails with Conflict. An update with a Base
+	// is written even when it changes nothing.
+	Base resource.Object
+}
+
+// base returns op's Base when the store can write op against it without reading.
+func (op Op) base() resource.Object {
+	if op.Base == nil || op.Type != OpUpdate && op.Type != OpUpdateWithStatus {
+		return nil
+	}
+	rv := op.Object.GetResourceVersion()
+	if rv == "" || op.Base.GetResourceVersion() != rv || op.Base.GetUID() == "" {
+		return nil
+	}
+	return op.Base
 }
 
 // OpResult is the outcome of one Op of a Batch, in the same position.

@@ -73,7 +73,7 @@ func (b *batch) run(ctx context.Context, chunk []int) {
 	var reads []clientv3.Op
 	var readIdx []int
 	for _, i := range chunk {
-		if ops[i].Type != OpCreate {
+		if ops[i].Type != OpCreate && ops[i].base() == nil {
 			reads = append(reads, clientv3.OpGet(b.keys[i]))
 			readIdx = append(readIdx, i)
 		}
@@ -165,17 +165,24 @@ func (s *Store) planOp(op Op, key string, st *kvState) (*plan, OpResult, error) 
 		p, err := s.planCreate(res, op.Object)
 		return p, OpResult{}, err
 	case OpUpdate, OpUpdateWithStatus:
-		if st.rev == 0 {
-			return nil, OpResult{}, apierrors.NewNotFound(res.GroupResource(), op.Object.GetName())
-		}
-		cur, err := decode(res, st.value, st.rev)
-		if err != nil {
-			return nil, OpResult{}, err
+		var cur resource.Object
+		var raw []byte
+		if base := op.base(); base != nil {
+			cur = base.DeepCopyObject().(resource.Object) // the precondition checks it is current
+		} else {
+			if st.rev == 0 {
+				return nil, OpResult{}, apierrors.NewNotFound(res.GroupResource(), op.Object.GetName())
+			}
+			var err error
+			if cur, err = decode(res, st.value, st.rev); err != nil {
+				return nil, OpResult{}, err
+			}
+			raw = st.value
 		}
 		if op.Type == OpUpdateWithStatus && res.HasStatus {
 			setStatus(cur, op.Object) // planUpdate keeps cur's status: make it the new one
 		}
-		p, err := s.planUpdate(res, key, cur, st.value, op.Object, false)
+		p, err := s.planUpdate(res, key, cur, raw, op.Object, false)
 		return p, OpResult{}, err
 	default: // OpDelete
 		if st.rev == 0 {

@@ -187,3 +187,79 @@ func TestBatch(t *testing.T) {
 		t.Errorf("size limit results (-want +got):\n%s", diff)
 	}
 }
+
+// TestBatchUpdateFromBase: updates made from a Base (an informer's copy) are written without a
+// read when the Base is current, fail with Conflict when the object changed since, keep what
+// only the stored object has (uid, creation time, status for OpUpdate) and leave the Base as
+// it was.
+func TestBatchUpdateFromBase(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.NewStore(t)
+	pod := func(name string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: name},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}
+	}
+	var bases []*corev1.Pod
+	for _, name := range []string{"fresh", "changed", "status"} {
+		obj, err := s.Create(ctx, resource.Pods, pod(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bases = append(bases, obj.(*corev1.Pod))
+	}
+	// "changed" is written by someone else after its Base was read.
+	other := bases[1].DeepCopy()
+	other.Labels = map[string]string{"by": "someone else"}
+	if _, err := s.Update(ctx, resource.Pods, other); err != nil {
+		t.Fatal(err)
+	}
+	// "status" has a status the Base knows; an OpUpdate keeps it, whatever Object says.
+	bases[2].Status.Phase = corev1.PodRunning
+	st, err := s.UpdateStatus(ctx, resource.Pods, bases[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bases[2] = st.(*corev1.Pod)
+	frozen := []*corev1.Pod{bases[0].DeepCopy(), bases[1].DeepCopy(), bases[2].DeepCopy()}
+
+	bound := func(b *corev1.Pod) *corev1.Pod {
+		p := b.DeepCopy()
+		p.Spec.NodeName = "n1"
+		p.Status.Phase = corev1.PodUnknown
+		return p
+	}
+	results := s.Batch(ctx, []store.Op{
+		{Type: store.OpUpdateWithStatus, Resource: resource.Pods, Object: bound(bases[0]), Base: bases[0]},
+		{Type: store.OpUpdateWithStatus, Resource: resource.Pods, Object: bound(bases[1]), Base: bases[1]},
+		{Type: store.OpUpdate, Resource: resource.Pods, Object: bound(bases[2]), Base: bases[2]},
+	})
+	got := []string{outcome(results[0]), outcome(results[1]), outcome(results[2])}
+	if diff := cmp.Diff([]string{"ok", string(metav1.StatusReasonConflict), "ok"}, got); diff != "" {
+		t.Fatalf("results (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(frozen, bases); diff != "" {
+		t.Errorf("Batch modified the bases (-before +after):\n%s", diff)
+	}
+	for i, name := range []string{"fresh", "changed", "status"} {
+		obj, err := s.Get(ctx, resource.Pods, "a", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := obj.(*corev1.Pod)
+		wantNode, wantPhase := "n1", corev1.PodUnknown
+		switch name {
+		case "changed":
+			wantNode, wantPhase = "", frozen[i].Status.Phase
+		case "status":
+			wantPhase = corev1.PodRunning
+		}
+		if p.Spec.NodeName != wantNode || p.Status.Phase != wantPhase || p.UID != frozen[i].UID ||
+			!p.CreationTimestamp.Equal(&frozen[i].CreationTimestamp) {
+			t.Errorf("stored pod %s: node %q phase %q uid %s created %v; want node %q phase %q uid %s created %v", name,
+				p.Spec.NodeName, p.Status.Phase, p.UID, p.CreationTimestamp, wantNode, wantPhase, frozen[i].UID, frozen[i].CreationTimestamp)
+		}
+		if results[i].Err == nil && results[i].Object.GetResourceVersion() != p.ResourceVersion {
+			t.Errorf("result %s has resourceVersion %s, stored %s", name, results[i].Object.GetResourceVersion(), p.ResourceVersion)
+		}
+	}
+}
