@@ -15,5 +15,7 @@
 //
 // BOSUN_BENCH_REPLICAS sets the Deployments' replicas (default 1; 0 keeps Pods and their Events
 // out of the store); BOSUN_BENCH_ETCD=external runs etcd in the benchmark's process instead of
-// embedded in the operator, to tell the operator's own memory from etcd's.
+// embedded in the operator, to tell the operator's own memory from etcd's;
+// BOSUN_BENCH_HEAP_PROFILE=FILE saves the operator's heap profile as FILE-<objects> when its RSS
+// is measured (through --debug-listen).
 package bench

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,6 +195,7 @@ type env struct {
 	op         *e2eutil.Operator
 	clients    e2eutil.Clients
 	replicas   int
+	debugURL   string // the operator's --debug-listen, when a heap profile is asked for
 }
 
 func benchOperator(b *testing.B, bin string, n, replicas int) {
@@ -321,12 +324,19 @@ func startEnv(b *testing.B, ctx context.Context, bin string) *env {
 	}
 	b.Setenv("GODEBUG", godebug)
 	args := []string{"--repo", repo.Bare, "--listen", listen, "--interval", "1h"}
+	var debugURL string
+	if os.Getenv("BOSUN_BENCH_HEAP_PROFILE") != "" {
+		// printRSS saves a heap profile there: what the live heap is made of.
+		debug := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(b, "127.0.0.1"))
+		args = append(args, "--debug-listen", debug)
+		debugURL = "http://" + debug
+	}
 	if os.Getenv("BOSUN_BENCH_ETCD") == "external" {
 		// To tell the operator's own memory from its embedded etcd's: etcd in this process.
 		args = append(args, "--etcd-endpoints", strings.Join(storetest.NewEtcd(b).Endpoints(), ","))
 	}
 	op := e2eutil.StartOperator(b, bin, dataDir, args...)
-	e := &env{b: b, bin: bin, repo: repo, dataDir: dataDir, kubeconfig: filepath.Join(dataDir, "admin.kubeconfig"), op: op}
+	e := &env{b: b, bin: bin, repo: repo, dataDir: dataDir, kubeconfig: filepath.Join(dataDir, "admin.kubeconfig"), op: op, debugURL: debugURL}
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	e.clients = e2eutil.NewClients(b, wctx, dataDir)
@@ -473,8 +483,33 @@ func (e *env) printRSS(n int) {
 			db = fmt.Sprintf("etcd db file %.0f MB", float64(fi.Size())/(1<<20))
 		}
 	}
+	if path := os.Getenv("BOSUN_BENCH_HEAP_PROFILE"); path != "" && e.debugURL != "" {
+		e.saveHeapProfile(fmt.Sprintf("%s-%d", path, n))
+	}
 	fmt.Printf("bench: operator-rss-%d %.0f MB (RssAnon %.0f MB, RssFile %.0f MB, VmHWM %.0f MB; %s; %s; goal < 150 MB)\n",
 		n, mb(kb["VmRSS"]), mb(kb["RssAnon"]), mb(kb["RssFile"]), mb(kb["VmHWM"]), heap, db)
+}
+
+// saveHeapProfile writes the operator's heap profile (after a GC) to path.
+func (e *env) saveHeapProfile(path string) {
+	resp, err := http.Get(e.debugURL + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		e.b.Errorf("reading the operator's heap profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, data)
+	}
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
+	}
+	if err != nil {
+		e.b.Errorf("saving the operator's heap profile: %v", err)
+		return
+	}
+	fmt.Printf("bench-note: heap profile in %s (go tool pprof %s)\n", path, path)
 }
 
 // gcTrace matches a GODEBUG=gctrace=1 line's heap figures: before->after->live MB, goal.
