@@ -81,7 +81,7 @@ func (s *Scheduler) schedulePodLocked(ctx context.Context, state *framework.Cycl
 	if !s.fwk.HasScorePlugins() {
 		return feasible[rand.IntN(len(feasible))].Name(), nil
 	}
-	scores, st := s.fwk.RunScorePlugins(ctx, state, pod, feasible)
+	scores, st := s.fwk.RunScorePlugins(ctx, state, pod, feasible, &s.scoreBuf)
 	if !st.IsSuccess() {
 		return "", st.AsError()
 	}
@@ -97,7 +97,10 @@ func (s *Scheduler) findFeasibleLocked(ctx context.Context, state *framework.Cyc
 		return nil, nil
 	}
 	want := numFeasibleNodesToFind(s.cfg.PercentageOfNodesToScore, n)
-	feasible := make([]*framework.NodeInfo, 0, want)
+	if cap(s.feasibleBuf) < want {
+		s.feasibleBuf = make([]*framework.NodeInfo, 0, want)
+	}
+	feasible := s.feasibleBuf[:0]
 	start := s.nextStart % n
 	processed := 0
 	for ; processed < n && len(feasible) < want; processed++ {

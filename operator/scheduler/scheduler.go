@@ -77,6 +77,9 @@ type Scheduler struct {
 	// nextStart is where the next cycle starts looking through the nodes (rotated so that every
 	// node gets its turn when only a sample is evaluated).
 	nextStart int
+	// feasibleBuf and scoreBuf are reused by every cycle (under cache.mu, as nextStart).
+	feasibleBuf []*framework.NodeInfo
+	scoreBuf    framework.ScoreBuffer
 	// beforeBind, when set (tests), runs before each batch of binds is written.
 	beforeBind func(ctx context.Context, pods []*corev1.Pod)
 }

@@ -113,12 +113,15 @@ func (f *Framework) RunFilterPlugins(ctx context.Context, state *CycleState, pod
 
 // RunScorePlugins scores nodes with every Score plugin, normalises each plugin's scores, checks
 // they lie in [MinNodeScore, MaxNodeScore] and returns the weighted sums in node order.
-func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pod *corev1.Pod, nodes []*NodeInfo) (NodeScoreList, *Status) {
-	total := make(NodeScoreList, len(nodes))
-	for i, n := range nodes {
-		total[i].Name = n.Name()
+func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pod *corev1.Pod, nodes []*NodeInfo, buf *ScoreBuffer) (NodeScoreList, *Status) {
+	if buf == nil {
+		buf = &ScoreBuffer{}
 	}
-	scores := make(NodeScoreList, len(nodes))
+	total := buf.total.take(len(nodes))
+	for i, n := range nodes {
+		total[i] = NodeScore{Name: n.Name()}
+	}
+	scores := buf.scores.take(len(nodes))
 	for _, p := range f.scores {
 		for i, n := range nodes {
 			s, st := p.Score(ctx, state, pod, n)
@@ -143,6 +146,25 @@ func (f *Framework) RunScorePlugins(ctx context.Context, state *CycleState, pod 
 		}
 	}
 	return total, nil
+}
+
+// ScoreBuffer holds the score lists of RunScorePlugins for reuse by the next call: scheduling
+// thousands of pods would otherwise allocate two lists of every feasible node per pod. Not safe
+// for concurrent use; a list RunScorePlugins returned is valid until the buffer's next use.
+type ScoreBuffer struct {
+	total, scores scoreList
+}
+
+type scoreList NodeScoreList
+
+// take returns the list with n zeroed entries, growing it when needed.
+func (l *scoreList) take(n int) NodeScoreList {
+	if cap(*l) < n {
+		*l = make(scoreList, n)
+	}
+	*l = (*l)[:n]
+	clear(*l)
+	return NodeScoreList(*l)
 }
 
 // Diagnosis records why nodes were rejected in one scheduling attempt.

@@ -97,7 +97,7 @@ func TestFrameworkRunsPlugins(t *testing.T) {
 	if diff := cmp.Diff([]string{"a::", "b:first:first says no", "c:second:second says no"}, got); diff != "" {
 		t.Errorf("filter (-want +got):\n%s", diff)
 	}
-	scores, st := f.RunScorePlugins(context.Background(), NewCycleState(), &corev1.Pod{}, nodes("a", "b", "c"))
+	scores, st := f.RunScorePlugins(context.Background(), NewCycleState(), &corev1.Pod{}, nodes("a", "b", "c"), nil)
 	if !st.IsSuccess() {
 		t.Fatal(st.AsError())
 	}
@@ -112,7 +112,7 @@ func TestFrameworkRunsPlugins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, st := f.RunScorePlugins(context.Background(), NewCycleState(), &corev1.Pod{}, nodes("a")); st.Code() != Error {
+	if _, st := f.RunScorePlugins(context.Background(), NewCycleState(), &corev1.Pod{}, nodes("a"), nil); st.Code() != Error {
 		t.Errorf("out-of-range score: %v, want an Error status", st.Code())
 	}
 	if _, err := New(reg, []PluginConfig{{Name: "missing"}}); err == nil {
