@@ -9,11 +9,9 @@ import (
 	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/store"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -69,32 +67,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request, ri *requestI
 		writeError(w, err)
 		return
 	}
-	list, err := toList(ri.Resource, lr)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, list)
-}
-
-// toList builds the typed <Kind>List of a store page.
-func toList(res *resource.Resource, lr *store.ListResult) (runtime.Object, error) {
-	list := res.NewList()
-	items := make([]runtime.Object, len(lr.Items))
-	for i, o := range lr.Items {
-		items[i] = o
-	}
-	if err := meta.SetList(list, items); err != nil {
-		return nil, fmt.Errorf("building %s: %w", res.ListKind, err)
-	}
-	lm, err := meta.ListAccessor(list)
-	if err != nil {
-		return nil, fmt.Errorf("building %s: %w", res.ListKind, err)
-	}
-	lm.SetResourceVersion(strconv.FormatInt(lr.ResourceVersion, 10))
-	lm.SetContinue(lr.Continue)
-	list.GetObjectKind().SetGroupVersionKind(res.GroupVersion().WithKind(res.ListKind))
-	return list, nil
+	writeList(w, ri.Resource, lr)
 }
 
 // dryRun reports whether the request asks for dryRun=All; other values are refused.

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/operator/store"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -55,6 +57,41 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	w.Write(data)
 	w.Write([]byte("\n"))
+}
+
+// writeList answers with the <Kind>List of a store page, as encoding the typed list would, but
+// item by item: the JSON of a list of thousands of objects is never held in memory whole (the
+// Kubernetes API server streams its list responses too). An item that fails to encode ends
+// the response early, which the client sees as a truncated body.
+func writeList(w http.ResponseWriter, res *resource.Resource, lr *store.ListResult) {
+	head, err := json.Marshal(struct {
+		metav1.TypeMeta
+		metav1.ListMeta `json:"metadata"`
+	}{
+		metav1.TypeMeta{Kind: res.ListKind, APIVersion: res.APIVersion()},
+		metav1.ListMeta{ResourceVersion: strconv.FormatInt(lr.ResourceVersion, 10), Continue: lr.Continue},
+	})
+	if err != nil {
+		writeError(w, fmt.Errorf("encoding the %s: %w", res.ListKind, err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.Write(head[:len(head)-1]) // without its closing brace
+	bw.WriteString(`,"items":[`)
+	for i, item := range lr.Items {
+		data, err := json.Marshal(item)
+		if err != nil {
+			return
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(data)
+	}
+	bw.WriteString("]}\n")
+	bw.Flush()
 }
 
 // writeObject answers with obj, its apiVersion and kind set.
