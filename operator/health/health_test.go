@@ -338,3 +338,20 @@ func TestAssessFromCache(t *testing.T) {
 		})
 	}
 }
+
+// TestNextInterval: the wait doubles while assessments find nothing new, up to ten times the
+// base, and drops back to the base on a change.
+func TestNextInterval(t *testing.T) {
+	base := 500 * time.Millisecond
+	var got []time.Duration
+	d := base
+	for _, changed := range []bool{true, false, false, false, false, false, true, false} {
+		d = nextInterval(d, base, changed)
+		got = append(got, d)
+	}
+	ms := time.Millisecond
+	want := []time.Duration{500 * ms, 1000 * ms, 2000 * ms, 4000 * ms, 5000 * ms, 5000 * ms, 500 * ms, 1000 * ms}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("intervals (-want +got):\n%s", diff)
+	}
+}

@@ -44,8 +44,9 @@ type TrackerConfig struct {
 	Cache Cache
 	// GitSync names the GitSync object whose status.health is written ("default").
 	GitSync string
-	// Interval between assessments (default 500ms); Timeout gives up on a rollout that neither
-	// becomes Healthy nor Degraded (default 10m).
+	// Interval between assessments (default 500ms), stretched up to ten times while they
+	// find nothing new (a rollout waiting on nodes, say); Timeout gives up on a rollout that
+	// neither becomes Healthy nor Degraded (default 10m).
 	Interval, Timeout time.Duration
 	// OnProgress is called once when tracking of a commit starts; OnSettled when it ends;
 	// OnSuperseded instead of OnSettled when a newer commit ends it.
@@ -54,6 +55,19 @@ type TrackerConfig struct {
 	OnSuperseded Superseded
 	Logger       *slog.Logger
 }
+
+// nextInterval is the wait before the next assessment: base after one that found something
+// new, else twice the last wait, up to maxIntervalFactor times base.
+func nextInterval(last, base time.Duration, changed bool) time.Duration {
+	if changed {
+		return base
+	}
+	return min(2*last, maxIntervalFactor*base)
+}
+
+// maxIntervalFactor bounds how far the interval between assessments stretches while nothing
+// changes: a rollout stuck for minutes is looked at every 5 s by default, not every 500 ms.
+const maxIntervalFactor = 10
 
 // postTimeout bounds a callback that runs after the tracking's own context ended.
 const postTimeout = 30 * time.Second
@@ -220,14 +234,16 @@ func (t *Tracker) track(ctx context.Context, r gitsync.SyncReport, resumed *bosu
 	if resumed != nil {
 		h = *resumed
 	}
-	ticker := time.NewTicker(t.cfg.Interval)
-	defer ticker.Stop()
+	interval := t.cfg.Interval
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
 	for first := true; ; first = false {
 		next := t.Assess(ctx, r.Commit, refs)
 		if ctx.Err() != nil {
 			t.ended(ctx, r.Commit, h)
 			return
 		}
+		interval = nextInterval(interval, t.cfg.Interval, first || next.Status != h.Status || next.Message != h.Message)
 		h = next
 		if h.Status != last {
 			last = h.Status
@@ -246,11 +262,12 @@ func (t *Tracker) track(ctx context.Context, r gitsync.SyncReport, resumed *bosu
 			t.settle(ctx, r.Commit, h)
 			return
 		}
+		timer.Reset(interval)
 		select {
 		case <-ctx.Done():
 			t.ended(ctx, r.Commit, h)
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		}
 	}
 }
