@@ -42,7 +42,7 @@ func TestApplyLeavesTheLoadersObjectsAlone(t *testing.T) {
 				d.hash += "-changed" // every object is updated
 			}
 		}
-		current, err := listLive(ctx, st)
+		current, err := listLive(ctx, st, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -75,7 +75,7 @@ func PlanSet(ctx context.Context, st Reader, set *repolayout.Set, dir, commit st
 	if err != nil {
 		return nil, err
 	}
-	live, err := listLive(ctx, st)
+	live, err := listLive(ctx, st, nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading live objects: %w", err)
 	}

@@ -45,10 +45,11 @@ const fullListThreshold = 200
 const getConcurrency = 8
 
 // listLive reads the metadata of every stored object of every kind that the repository may
-// declare: managed objects form the inventory to prune, unmanaged ones may be adopted. Kinds
-// are listed in parallel. Metadata (name, annotations with the applied hash, resourceVersion)
-// is all the plan needs; the few objects it updates are read in full by fullLive.
-func listLive(ctx context.Context, st Reader) (map[objKey]resource.Object, error) {
+// declare, but the kinds in skip: managed objects form the inventory to prune, unmanaged ones
+// may be adopted. Kinds are listed in parallel. Metadata (name, annotations with the applied
+// hash, resourceVersion) is all the plan needs; the few objects it updates are read in full
+// by fullLive.
+func listLive(ctx context.Context, st Reader, skip map[*resource.Resource]bool) (map[objKey]resource.Object, error) {
 	var (
 		mu   sync.Mutex
 		live = make(map[objKey]resource.Object)
@@ -56,7 +57,7 @@ func listLive(ctx context.Context, st Reader) (map[objKey]resource.Object, error
 		wg   sync.WaitGroup
 	)
 	for _, res := range resource.All {
-		if !res.InRepo {
+		if !res.InRepo || skip[res] {
 			continue
 		}
 		wg.Add(1)

@@ -43,7 +43,7 @@ func TestFullLive(t *testing.T) {
 		{"list", fullByList},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			live, err := listLive(ctx, st)
+			live, err := listLive(ctx, st, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

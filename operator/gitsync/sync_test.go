@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -485,5 +486,101 @@ func TestConfigValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// listCounter counts the kinds a sync lists.
+type listCounter struct {
+	*store.Store
+	listed map[string]int
+}
+
+func (c *listCounter) ListMetadata(ctx context.Context, res *resource.Resource, ns string) ([]*metav1.PartialObjectMetadata, int64, error) {
+	c.listed[res.Resource]++ // syncs run one at a time
+	return c.Store.ListMetadata(ctx, res, ns)
+}
+
+// take returns the kinds listed since the last take, sorted.
+func (c *listCounter) take() []string {
+	out := keysOf(c.listed)
+	clear(c.listed)
+	return out
+}
+
+func keysOf(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestSyncListsManagedKinds: after a complete apply, a sync lists only the kinds Git manages
+// or the commit declares, and still prunes the last object of a kind removed from Git and
+// adopts an object of a kind Git starts declaring.
+func TestSyncListsManagedKinds(t *testing.T) {
+	st := &listCounter{Store: storetest.NewStore(t), listed: map[string]int{}}
+	ctx := context.Background()
+	f := newGitFixture(t)
+	f.write("apps/ns.yaml", namespace("apps"))
+	f.write("apps/config.yaml", configMap("apps", "one", "1"))
+	f.write("apps/web.yaml", deployment("apps", "web", 1))
+	f.commitPush("first", "main")
+	s, err := New(Config{Repo: f.bare, WorkDir: t.TempDir(), Interval: time.Hour}, st, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.take(); !slices.Contains(got, "pods") || !slices.Contains(got, "replicasets") {
+		t.Errorf("the first sync of a process listed %v, want every kind", got)
+	}
+	// A pod nobody declares (a controller's, say).
+	if _, err := st.Create(ctx, resource.Pods, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "solo"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	f.write("apps/config.yaml", configMap("apps", "one", "2"))
+	f.commitPush("edit", "main")
+	res, err := s.SyncOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"clusters", "configmaps", "deployments", "namespaces"}
+	if diff := cmp.Diff(want, st.take()); diff != "" || res.Counts.Updated != 1 {
+		t.Errorf("kinds listed by the second sync (-want +got):\n%s\ncounts %+v", diff, res.Counts)
+	}
+
+	// The last Deployment leaves Git: its kind is still listed, and it is pruned.
+	f.remove("apps/web.yaml")
+	f.commitPush("remove web", "main")
+	if res, err = s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, st.take()); diff != "" || res.Counts.Deleted != 1 {
+		t.Errorf("kinds listed when the last Deployment left Git (-want +got):\n%s\ncounts %+v", diff, res.Counts)
+	}
+	if _, err := st.Get(ctx, resource.Deployments, "apps", "web"); err == nil {
+		t.Error("deployment apps/web was not pruned")
+	}
+
+	// Git declares the pod that exists: Pods are listed and it is adopted, not created twice.
+	f.write("apps/solo.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: solo\n  namespace: apps\nspec:\n  containers:\n  - name: c\n    image: busybox\n")
+	f.commitPush("declare solo", "main")
+	if res, err = s.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"clusters", "configmaps", "namespaces", "pods"}, st.take()); diff != "" {
+		t.Errorf("kinds listed when Git declares a Pod (-want +got):\n%s", diff)
+	}
+	if res.Counts.Created != 0 || res.Counts.Updated != 1 {
+		t.Errorf("counts when Git declares an existing pod: %+v, want it adopted (updated)", res.Counts)
+	}
+	pod, err := st.Get(ctx, resource.Pods, "apps", "solo")
+	if err != nil || pod.GetAnnotations()[resource.AnnotationSource] != "apps/solo.yaml" {
+		t.Errorf("pod apps/solo after the sync: %v, annotations %v", err, pod)
 	}
 }

@@ -40,6 +40,12 @@ type Syncer struct {
 	ensured     bool
 	lastApplied string // commit this process applied completely
 	handled     string // last spec.syncRequested acted on
+	// managedKinds are the kinds of the objects Git manages since this process's last
+	// complete apply (nil: unknown, after a failed apply or before the first). Only syncs
+	// create managed objects (the API refuses the annotations that mark them), so a kind
+	// outside it that the next commit does not declare either has nothing to prune or adopt
+	// and is not listed: the Pods and ReplicaSets of a fleet, typically.
+	managedKinds map[*resource.Resource]bool
 }
 
 // Result is what one sync did.
@@ -217,8 +223,9 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		return nil, s.fail(ctx, start, request, &info, err.Error(), err)
 	}
 	set = nil // let the loader's copies go: the desired objects are all we keep
+	kinds := kindsOf(want)
 
-	live, err := listLive(ctx, s.st)
+	live, err := listLive(ctx, s.st, s.unlisted(kinds))
 	if err != nil {
 		return nil, s.fail(ctx, start, request, &info, fmt.Sprintf("reading live objects: %v; will retry", err), err)
 	}
@@ -248,7 +255,9 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 	n, err := s.apply(ctx, p, info.SHA)
 	t.lap("apply")
 	s.countApplied(n)
+	s.managedKinds = kinds // what Git manages now, pruned objects gone
 	if err != nil {
+		s.managedKinds = nil // some writes may be missing: list every kind next time
 		msg := fmt.Sprintf("applying commit %s: %v; will retry on the next sync", shortSHA(info.SHA), err)
 		return nil, s.fail(ctx, start, request, &info, msg, err)
 	}
@@ -288,6 +297,30 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		debug.FreeOSMemory()
 	}
 	return res, nil
+}
+
+// kindsOf returns the kinds of want.
+func kindsOf(want []*desired) map[*resource.Resource]bool {
+	kinds := map[*resource.Resource]bool{}
+	for _, d := range want {
+		kinds[d.res] = true
+	}
+	return kinds
+}
+
+// unlisted returns the kinds a sync of a commit declaring kinds need not list: those with no
+// managed objects since the last complete apply that the commit does not declare either.
+func (s *Syncer) unlisted(kinds map[*resource.Resource]bool) map[*resource.Resource]bool {
+	if s.managedKinds == nil {
+		return nil
+	}
+	skip := map[*resource.Resource]bool{}
+	for _, res := range resource.All {
+		if res.InRepo && !kinds[res] && !s.managedKinds[res] {
+			skip[res] = true
+		}
+	}
+	return skip
 }
 
 func (s *Syncer) countApplied(n applyCounts) {
