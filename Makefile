@@ -69,8 +69,9 @@ bench-e2e-run:
 	@BOSUN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -tags e2e -run '^$$' -bench . -benchtime 1x -timeout 20m ./e2e/bench/ > bin/bench-e2e.log 2>&1; rc=$$?; \
 		grep -E '^(bench|Benchmark|ok|FAIL|---)' bin/bench-e2e.log; echo "full output: bin/bench-e2e.log"; exit $$rc
 
-fuzz: ## fuzz the repository loader for 60s
+fuzz: ## fuzz the repository loader, and its fast YAML parser against yaml.v3, for 60s each
 	$(GO) test -run '^$$' -fuzz FuzzLoadFile -fuzztime 60s ./repo-layout/
+	$(GO) test -run '^$$' -fuzz FuzzFastParse -fuzztime 60s ./repo-layout/
 
 GITEA_VERSION ?= 1.26.0
 GITEA_DIR     ?= $(HOME)/.cache/bosun/gitea-$(GITEA_VERSION)

@@ -99,9 +99,21 @@ func splitDocuments(file string, data []byte, isJSON bool) ([]document, ErrorLis
 			return nil, ErrorList{{File: file, Line: line, Reason: "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")}}
 		}
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []document
 	var errs ErrorList
+	if !isJSON {
+		if roots, ok := fastParseDocuments(data); ok {
+			for _, root := range roots {
+				doc, derrs := newDocument(file, root)
+				errs = append(errs, derrs...)
+				if doc != nil {
+					docs = append(docs, *doc)
+				}
+			}
+			return docs, errs
+		}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
 		var n yaml.Node
 		err := dec.Decode(&n)
