@@ -6,6 +6,10 @@
 //	    ─> GitSync status.health ─> OnSettled(commit, Healthy|Degraded) (forge: bosun/deploy)
 //	    a newer commit first ─> OnSuperseded(commit, newer)             (forge: bosun/deploy error)
 //	after a restart, a sync that wrote nothing ─> status.health of that commit kept or resumed
+//
+// Assess reads each object from the controllers' informer caches once the cached copy carries
+// the commit (from the store before that), every 500 ms while something changes and up to
+// every 5 s while nothing does.
 package health
 
 import (
