@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -489,19 +490,24 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// listCounter counts the kinds a sync lists.
+// listCounter counts the kinds a sync lists (in parallel).
 type listCounter struct {
 	*store.Store
+	mu     sync.Mutex
 	listed map[string]int
 }
 
 func (c *listCounter) ListMetadata(ctx context.Context, res *resource.Resource, ns string) ([]*metav1.PartialObjectMetadata, int64, error) {
-	c.listed[res.Resource]++ // syncs run one at a time
+	c.mu.Lock()
+	c.listed[res.Resource]++
+	c.mu.Unlock()
 	return c.Store.ListMetadata(ctx, res, ns)
 }
 
 // take returns the kinds listed since the last take, sorted.
 func (c *listCounter) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	out := keysOf(c.listed)
 	clear(c.listed)
 	return out
