@@ -24,6 +24,22 @@ type Object interface {
 	runtime.Object
 }
 
+// ShallowCopy returns a new object of obj's type holding obj's fields: its struct fields
+// (metadata, a pod's status) are copies, its maps, slices and pointers shared, so setting a
+// top-level or metadata scalar on the copy leaves obj as it was. Unstructured objects, whose
+// metadata lives in a map, are deep-copied.
+func ShallowCopy(obj Object) Object {
+	v := reflect.ValueOf(obj)
+	if _, unstructured := obj.(runtime.Unstructured); !unstructured && v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
+		c := reflect.New(v.Elem().Type())
+		c.Elem().Set(v.Elem())
+		if out, ok := c.Interface().(Object); ok {
+			return out
+		}
+	}
+	return obj.DeepCopyObject().(Object)
+}
+
 // Resource describes one kind.
 type Resource struct {
 	Group    string

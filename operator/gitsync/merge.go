@@ -2,7 +2,6 @@ package gitsync
 
 import (
 	"maps"
-	"reflect"
 	"strconv"
 	"strings"
 
@@ -38,10 +37,7 @@ func prepare(d *desired, live resource.Object, commit string) resource.Object {
 // modifies an op's object (it writes a copy of it). A deep copy here would be thrown away at
 // once, and a large first sync makes thousands.
 func prepareCreate(d *desired, commit string) resource.Object {
-	v := reflect.ValueOf(d.obj).Elem()
-	c := reflect.New(v.Type())
-	c.Elem().Set(v)
-	return stamp(c.Interface().(resource.Object), d, nil, commit)
+	return stamp(resource.ShallowCopy(d.obj), d, nil, commit)
 }
 
 // stamp makes prepare's changes to obj, a copy of d.obj. Without live it sets top-level fields

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -195,23 +193,6 @@ func parseRV(res *resource.Resource, name, rv string) (int64, error) {
 
 func copyObject(obj resource.Object) resource.Object {
 	return obj.DeepCopyObject().(resource.Object)
-}
-
-// shallowCopy returns a new object of obj's type with obj's fields: its struct fields (metadata,
-// a pod's status) are copies, its maps, slices and pointers shared. Unstructured objects, whose
-// metadata lives in a map, are deep-copied.
-func shallowCopy(obj resource.Object) resource.Object {
-	v := reflect.ValueOf(obj)
-	if _, unstructured := obj.(runtime.Unstructured); unstructured || v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return copyObject(obj)
-	}
-	c := reflect.New(v.Elem().Type())
-	c.Elem().Set(v.Elem())
-	out, ok := c.Interface().(resource.Object)
-	if !ok {
-		return copyObject(obj)
-	}
-	return out
 }
 
 // storageError is the StatusError served to clients for an etcd failure; it also unwraps to the

@@ -74,7 +74,7 @@ func (s *Store) Create(ctx context.Context, res *resource.Resource, obj resource
 func (s *Store) planCreate(res *resource.Resource, in resource.Object) (*plan, error) {
 	// A copy of the top-level struct: only metadata's scalar fields and a pod's phase are set
 	// below, and a deep copy of every object was a third of the CPU of a large Git sync's apply.
-	obj := shallowCopy(in)
+	obj := resource.ShallowCopy(in)
 	if obj.GetName() == "" && obj.GetGenerateName() != "" {
 		base := obj.GetGenerateName()
 		if len(base) > generateNameMaxBaseLen {
