@@ -1,7 +1,6 @@
 package repolayout
 
 import (
-	"bytes"
 	"regexp"
 	"strconv"
 	"strings"
@@ -623,12 +622,4 @@ func isCanonicalInt(s string) bool {
 // looksLikeTimestamp is yaml.v3's quick check before it tries timestamps: four digits and "-".
 func looksLikeTimestamp(s string) bool {
 	return len(s) > 4 && s[4] == '-' && strings.Trim(s[:4], "0123456789") == ""
-}
-
-// fastParseDocuments is fastParse for splitDocuments: the documents of data, or ok false.
-func fastParseDocuments(data []byte) ([]*yaml.Node, bool) {
-	if bytes.Contains(data, []byte("\n...")) || bytes.HasPrefix(data, []byte("...")) {
-		return nil, false
-	}
-	return fastParse(data)
 }

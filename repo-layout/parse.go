@@ -102,7 +102,7 @@ func splitDocuments(file string, data []byte, isJSON bool) ([]document, ErrorLis
 	var docs []document
 	var errs ErrorList
 	if !isJSON {
-		if roots, ok := fastParseDocuments(data); ok {
+		if roots, ok := fastParse(data); ok {
 			for _, root := range roots {
 				doc, derrs := newDocument(file, root)
 				errs = append(errs, derrs...)
