@@ -247,9 +247,9 @@ func benchOperator(b *testing.B, bin string, n, replicas int) {
 	if n == 10000 {
 		// Before the benchmark's own lists of every object through the API (printStore), whose
 		// responses the operator builds in memory.
-		e.printRSS(n, "the controllers quiet")
+		e.printRSS(n, "", "the controllers quiet")
 		time.Sleep(idleWait)
-		e.printRSS(n, fmt.Sprintf("%.0f s later, idle", idleWait.Seconds()))
+		e.printRSS(n, "-idle", fmt.Sprintf("%.0f s later, idle", idleWait.Seconds()))
 	}
 	e.printStore(ctx, n, settled, quiet)
 
@@ -464,8 +464,9 @@ func (e *env) printStore(ctx context.Context, n int, settled time.Duration, quie
 // long enough for the operator's idle memory release (two of its 10 s checks).
 const idleWait = 25 * time.Second
 
-// printRSS prints the operator process's resident memory from /proc; when says at what point.
-func (e *env) printRSS(n int, when string) {
+// printRSS prints the operator process's resident memory from /proc as operator-rss-N<suffix>;
+// when says at what point.
+func (e *env) printRSS(n int, suffix, when string) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.op.Pid()))
 	if err != nil {
 		e.b.Fatalf("reading the operator's memory: %v", err)
@@ -493,12 +494,9 @@ func (e *env) printRSS(n int, when string) {
 			db = fmt.Sprintf("etcd db file %.0f MB", float64(fi.Size())/(1<<20))
 		}
 	}
-	name := fmt.Sprintf("operator-rss-%d", n)
-	if strings.Contains(when, "idle") {
-		name += "-idle"
-	}
+	name := fmt.Sprintf("operator-rss-%d%s", n, suffix)
 	if path := os.Getenv("BOSUN_BENCH_HEAP_PROFILE"); path != "" && e.debugURL != "" {
-		e.saveHeapProfile(path + "-" + strings.TrimPrefix(name, "operator-rss-"))
+		e.saveHeapProfile(fmt.Sprintf("%s-%d%s", path, n, suffix))
 	}
 	fmt.Printf("bench: %s %.0f MB (%s; RssAnon %.0f MB, RssFile %.0f MB, VmHWM %.0f MB; %s; %s; goal < 150 MB)\n",
 		name, mb(kb["VmRSS"]), when, mb(kb["RssAnon"]), mb(kb["RssFile"]), mb(kb["VmHWM"]), heap, db)
