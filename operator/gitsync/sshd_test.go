@@ -11,12 +11,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/internal/testutil"
 	"github.com/bosun-gitops/bosun/operator/store/storetest"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	"github.com/google/go-cmp/cmp"
@@ -103,7 +103,7 @@ func startSSHD(t *testing.T, authorized ssh.PublicKey) *sshServer {
 func runSSHD(t *testing.T, sshd, cfg, addr string) error {
 	script := `mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0755 /run/sshd && exec "$0" -D -e -f "$1"`
 	cmd := exec.Command("sh", "-c", script, sshd, cfg)
-	log := &lockedBuffer{}
+	log := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Unshareflags: syscall.CLONE_NEWNS}
 	if err := cmd.Start(); err != nil {
@@ -166,23 +166,6 @@ func accountLocked(name string) (bool, error) {
 		}
 	}
 	return false, errors.New("no shadow entry")
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func writeKnownHosts(t *testing.T, file, host string, key ssh.PublicKey) {
