@@ -52,14 +52,19 @@ func BenchmarkPodStart(b *testing.B) {
 	}
 
 	b.ResetTimer()
+	before := agentTimings(b, c)
 	var one []time.Duration
 	for i := range seq {
 		d := startPods(b, c, ref, fmt.Sprintf("seq-%d", i), 1)
 		one = append(one, d...)
 	}
+	afterSeq := agentTimings(b, c)
 	deletePods(b, c)
+	beforeBurst := agentTimings(b, c)
 	many := startPods(b, c, ref, "burst", burst)
 	b.StopTimer()
+	printTimings("sequential", before, afterSeq)
+	printTimings("50-burst", beforeBurst, agentTimings(b, c))
 	time.Sleep(3 * time.Second)
 	with50, err := c.AgentRSS()
 	if err != nil {
@@ -91,6 +96,66 @@ func BenchmarkPodStart(b *testing.B) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// timing is a histogram's sum (seconds) and count.
+type timing struct{ sum, count float64 }
+
+// agentTimings reads the agent's pod start and runtime operation histograms from its /metrics,
+// keyed by operation ("pod_start" for the whole start).
+func agentTimings(b *testing.B, c *agenttest.Cluster) map[string]timing {
+	b.Helper()
+	text, err := c.AgentMetrics()
+	if err != nil {
+		b.Fatalf("reading the agent's metrics: %v", err)
+	}
+	out := map[string]timing{}
+	for _, l := range strings.Split(text, "\n") {
+		name, rest, ok := strings.Cut(l, " ")
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscanf(rest, "%g", &v); err != nil {
+			continue
+		}
+		key := ""
+		switch {
+		case strings.HasPrefix(name, "bosun_agent_pod_start_duration_seconds_"):
+			key = "pod_start"
+		case strings.HasPrefix(name, "bosun_agent_runtime_operations_duration_seconds_"):
+			_, op, _ := strings.Cut(name, `operation="`)
+			key, _, _ = strings.Cut(op, `"`)
+		default:
+			continue
+		}
+		t := out[key]
+		switch {
+		case strings.Contains(name, "_sum"):
+			t.sum = v
+		case strings.Contains(name, "_count"):
+			t.count = v
+		}
+		out[key] = t
+	}
+	if out["pod_start"].count == 0 && len(out) == 0 {
+		b.Fatalf("the agent's metrics have no pod timings:\n%s", text)
+	}
+	return out
+}
+
+// printTimings prints the mean of each agent timing between two scrapes: where a pod start's
+// time goes inside the agent.
+func printTimings(phase string, before, after map[string]timing) {
+	var parts []string
+	for _, op := range []string{"pod_start", "network_setup", "image", "create_container", "start_container", "status_update"} {
+		n := after[op].count - before[op].count
+		if n == 0 {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f ms ×%.0f", op, (after[op].sum-before[op].sum)*1000/n, n))
+	}
+	fmt.Printf("bench: agent-timings-%s mean: %s\n", phase, strings.Join(parts, ", "))
+}
 
 // startPods creates n pods bound to the node at once and returns, per pod, the time from its
 // creation to the first Running status the watch delivers.

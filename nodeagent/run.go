@@ -59,7 +59,9 @@ type PodEnv struct {
 		Eventf(pod *corev1.Pod, eventType, reason, messageFmt string, args ...any)
 	}
 	Allocatable corev1.ResourceList
-	Logger      *slog.Logger
+	// Metrics is the registry served on the debug endpoint's /metrics.
+	Metrics prometheus.Registerer
+	Logger  *slog.Logger
 }
 
 // Deps are the parts built by other packages; nil fields fall back to defaults.
@@ -277,7 +279,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		mgr, err = a.deps.NewPodManager(ctx, PodEnv{
 			Config: a.cfg, Client: client, NodeIP: nodeIP, PodCIDR: cidr,
 			Status: apiStatusWriter{client}, Objects: apiObjects{client}, Recorder: events,
-			Allocatable: n.Status.Allocatable, Logger: a.log,
+			Allocatable: n.Status.Allocatable, Metrics: reg, Logger: a.log,
 		})
 		if err != nil {
 			return fmt.Errorf("starting pod workers: %w", err)
@@ -303,7 +305,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	close(a.ready)
-	a.log.Info("agent ready", "logs", ln.Addr().String(), "nodeIP", nodeIP)
+	debug := "off"
+	if addr := a.DebugAddr(); addr != nil {
+		debug = addr.String()
+	}
+	a.log.Info("agent ready", "logs", ln.Addr().String(), "debug", debug, "nodeIP", nodeIP)
 
 	t := time.NewTicker(resyncPeriod)
 	defer t.Stop()

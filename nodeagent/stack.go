@@ -95,7 +95,7 @@ func NewNodeStack(ctx context.Context, env PodEnv) (PodManager, error) {
 		NodeName: cfg.NodeName, DataDir: cfg.DataDir,
 		Runtime: rt, Network: nw, Status: env.Status, Objects: env.Objects, Recorder: env.Recorder,
 		ClusterDNS: []string{gw.Addr().String()}, ClusterDomain: cfg.ClusterDomain,
-		NodeIP: env.NodeIP, NodeAllocatable: env.Allocatable, Logger: log,
+		NodeIP: env.NodeIP, NodeAllocatable: env.Allocatable, Metrics: pods.NewMetrics(env.Metrics), Logger: log,
 	})
 	if err != nil {
 		rt.Close()

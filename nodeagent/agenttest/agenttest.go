@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -331,6 +332,38 @@ func (c *Cluster) StartAgent() {
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("agent not ready after 2m:\n%s", c.AgentLog(40))
 	}
+}
+
+// AgentMetrics fetches the running agent's /metrics (Prometheus text format) from the debug
+// address its "agent ready" log line names.
+func (c *Cluster) AgentMetrics() (string, error) {
+	var addr string
+	for _, l := range strings.Split(c.AgentLog(100000), "\n") {
+		if !strings.Contains(l, `msg="agent ready"`) {
+			continue
+		}
+		for _, f := range strings.Fields(l) {
+			if v, ok := strings.CutPrefix(f, "debug="); ok {
+				addr = v // the last start's
+			}
+		}
+	}
+	if addr == "" || addr == "off" {
+		return "", fmt.Errorf("the agent's log names no debug address")
+	}
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	return string(body), nil
 }
 
 // AgentPid is the running agent's process id (0 when none).

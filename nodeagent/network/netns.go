@@ -31,6 +31,10 @@ func pinNetns(path string) error {
 			errc <- fmt.Errorf("unshare(CLONE_NEWNET): %w", err)
 			return
 		}
+		if err := loopbackUp(); err != nil {
+			errc <- err
+			return
+		}
 		src := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
 		if err := unix.Mount(src, path, "none", unix.MS_BIND, ""); err != nil {
 			errc <- fmt.Errorf("bind-mounting %s onto %s: %w", src, path, err)
@@ -41,6 +45,28 @@ func pinNetns(path string) error {
 	if err := <-errc; err != nil {
 		_ = os.Remove(path)
 		return err
+	}
+	return nil
+}
+
+// loopbackUp sets lo up in the calling thread's network namespace: what CNI's loopback plugin
+// does, without a plugin exec on each pod start.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("setting lo up: socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return fmt.Errorf("setting lo up: %w", err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("setting lo up: reading its flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("setting lo up: %w", err)
 	}
 	return nil
 }

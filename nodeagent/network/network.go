@@ -1,9 +1,9 @@
 // Package network implements pods.Network: one network namespace per pod, created and pinned by
-// the agent under its run dir, wired with CNI (bridge + host-local IPAM in the node's pod CIDR +
-// portmap for hostPorts + loopback). Containers join the pinned namespace, so the pod's network
+// the agent under its run dir, with lo up, wired with CNI (bridge + host-local IPAM in the node's
+// pod CIDR + portmap for hostPorts). Containers join the pinned namespace, so the pod's network
 // outlives any one container and CNI DEL always finds the namespace it set up.
 //
-//	SetupPod:    unshare+bind-mount <RunDir>/netns/<uid> ──> CNI ADD (bridge, portmap, loopback)
+//	SetupPod:    unshare+lo up+bind-mount <RunDir>/netns/<uid> ──> CNI ADD (bridge, portmap)
 //	TeardownPod: CNI DEL (cached config: IP released, masquerade/hostPort rules gone) ──> umount, rm
 package network
 
@@ -167,8 +167,9 @@ func hasConflist(dir string) bool {
 }
 
 // Conflist generates the CNI configuration for the node's pod CIDR: a bridge that is the pods'
-// gateway and masquerades their traffic leaving the pod CIDR, host-local IPAM, portmap for
-// hostPorts and loopback.
+// gateway and masquerades their traffic leaving the pod CIDR, host-local IPAM and portmap for
+// hostPorts. There is no loopback plugin: SetupPod sets lo up itself when it creates the
+// namespace (one plugin exec less per pod start).
 func Conflist(cfg Config) ([]byte, error) {
 	cfg = cfg.withDefaults()
 	_, subnet, err := net.ParseCIDR(cfg.PodCIDR)
@@ -201,7 +202,6 @@ func Conflist(cfg Config) ([]byte, error) {
 				"capabilities": map[string]bool{"portMappings": true},
 				"snat":         true,
 			},
-			map[string]any{"type": "loopback"},
 		},
 	}
 	return json.MarshalIndent(conf, "", "  ")

@@ -29,11 +29,14 @@ func TestConflist(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`"subnet": "10.244.3.0/24"`, `"gateway": "10.244.3.1"`, `"bridge": "bosun0"`,
-		`"ipMasq": true`, `"hairpinMode": true`, `"portMappings": true`, `"type": "loopback"`, `"mtu": 1450`,
+		`"ipMasq": true`, `"hairpinMode": true`, `"portMappings": true`, `"mtu": 1450`,
 		`"dataDir": "/var/lib/bosun/ipam"`} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("conflist lacks %s:\n%s", want, data)
 		}
+	}
+	if strings.Contains(string(data), `"loopback"`) {
+		t.Errorf("conflist has a loopback plugin; SetupPod sets lo up itself:\n%s", data)
 	}
 	if _, err := Conflist(Config{PodCIDR: "nope"}); err == nil {
 		t.Error("invalid pod CIDR accepted")

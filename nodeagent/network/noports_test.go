@@ -34,9 +34,9 @@ func TestWithoutPlugin(t *testing.T) {
 		typ  string
 		want []string
 	}{
-		{"portmap", []string{"bridge", "loopback"}},
-		{"loopback", []string{"bridge", "portmap"}},
-		{"none", []string{"bridge", "portmap", "loopback"}},
+		{"portmap", []string{"bridge"}},
+		{"bridge", []string{"portmap"}},
+		{"none", []string{"bridge", "portmap"}},
 	}
 	for _, tt := range tests {
 		got := withoutPlugin(list, tt.typ)
@@ -47,7 +47,7 @@ func TestWithoutPlugin(t *testing.T) {
 			t.Errorf("without %s: name %q version %q", tt.typ, got.Name, got.CNIVersion)
 		}
 	}
-	if diff := cmp.Diff([]string{"bridge", "portmap", "loopback"}, pluginTypes(list)); diff != "" {
+	if diff := cmp.Diff([]string{"bridge", "portmap"}, pluginTypes(list)); diff != "" {
 		t.Errorf("original list changed (-want +got):\n%s", diff)
 	}
 }

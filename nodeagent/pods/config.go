@@ -62,6 +62,9 @@ type ManagerConfig struct {
 	// NodeAllocatable answers resourceFieldRef env vars of containers without limits.
 	NodeAllocatable corev1.ResourceList
 
+	// Metrics receives the workers' timings; nil = unregistered metrics.
+	Metrics *Metrics
+
 	Clock  clock.WithTicker // clock.RealClock{} when nil
 	Logger *slog.Logger     // slog.Default() when nil
 }
@@ -111,6 +114,9 @@ func (c *ManagerConfig) setDefaults() {
 	}
 	if c.Mounter == nil {
 		c.Mounter = sysMounter{}
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/bosun-gitops/bosun/nodeagent/pods"
 	"github.com/bosun-gitops/bosun/nodeagent/pods/podstest"
 )
@@ -32,9 +34,11 @@ type harness struct {
 	rec     *podstest.Recorder
 	mounter *podstest.Mounter
 	dataDir string
-	m       *pods.Manager
-	cancel  context.CancelFunc
-	done    chan error
+	// reg holds the running Manager's metrics (a new registry per start).
+	reg    *prometheus.Registry
+	m      *pods.Manager
+	cancel context.CancelFunc
+	done   chan error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -58,10 +62,12 @@ func (h *harness) start() {
 	if h.network != nil {
 		network = h.network
 	}
+	reg := prometheus.NewRegistry()
+	h.reg = reg
 	m, err := pods.NewManager(pods.ManagerConfig{
 		NodeName: "node-1", DataDir: h.dataDir, Runtime: h.rt, Network: network, Status: h.status,
 		Objects: h.objects, Recorder: h.rec, Mounter: h.mounter, ClusterDNS: []string{"10.96.0.10"},
-		NodeIP: "192.168.1.10", Clock: h.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		NodeIP: "192.168.1.10", Metrics: pods.NewMetrics(reg), Clock: h.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -177,4 +183,27 @@ func cid(pod *corev1.Pod, container string, restart int32) string {
 
 func metav1ObjectMeta(ns, name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: ns, Name: name}
+}
+
+// metricCounts returns the observation counts of the running Manager's histograms, keyed
+// "pod_start" and by operation.
+func (h *harness) metricCounts() map[string]uint64 {
+	h.t.Helper()
+	families, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := "pod_start"
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "operation" {
+					key = l.GetValue()
+				}
+			}
+			out[key] = m.GetHistogram().GetSampleCount()
+		}
+	}
+	return out
 }

@@ -344,7 +344,10 @@ func (w *podWorker) updateStatus(ctx context.Context, pod *corev1.Pod) {
 	}
 	out := pod.DeepCopy()
 	out.Status = st
-	if err := w.m.cfg.Status.UpdatePodStatus(ctx, out); err != nil {
+	began := w.m.clock.Now()
+	err := w.m.cfg.Status.UpdatePodStatus(ctx, out)
+	w.m.cfg.Metrics.observe(opStatusUpdate, w.m.clock.Since(began))
+	if err != nil {
 		w.log.Warn("writing pod status", "err", err)
 		w.wakeAt(now.Add(statusMinInterval))
 		return
@@ -355,4 +358,8 @@ func (w *podWorker) updateStatus(ctx context.Context, pod *corev1.Pod) {
 	w.lastWritten = &st
 	w.writtenOver = pod.ResourceVersion
 	w.lastWriteAt = now
+	if st.Phase == corev1.PodRunning && !w.startTimed {
+		w.startTimed = true
+		w.m.cfg.Metrics.podStart.Observe(w.m.clock.Since(w.seen).Seconds())
+	}
 }

@@ -94,6 +94,10 @@ type podWorker struct {
 	// writtenOver is the resourceVersion of the pod copy the last status write replaced: while
 	// the informer still hands that copy, lastWritten stands for the API's status.
 	writtenOver string
+	// seen is when the worker was created; startTimed is set once the pod's first Running status
+	// was written (or the pod ran before this worker), for the pod start metric.
+	seen       time.Time
+	startTimed bool
 }
 
 func newPodWorker(m *Manager, pod *corev1.Pod) *podWorker {
@@ -109,6 +113,8 @@ func newPodWorker(m *Manager, pod *corev1.Pod) *podWorker {
 		pullBackoff:  newBackoff(),
 		lastWritten:  pod.Status.DeepCopy(),
 		startTime:    pod.Status.StartTime,
+		seen:         m.clock.Now(),
+		startTimed:   pod.Status.Phase != "" && pod.Status.Phase != corev1.PodPending,
 	}
 	return w
 }
@@ -427,7 +433,9 @@ func (w *podWorker) beginNetwork(ctx context.Context, pod *corev1.Pod) bool {
 	ns := &netSetup{done: make(chan struct{})}
 	go func() {
 		defer close(ns.done)
+		began := w.m.clock.Now()
 		ns.pn, ns.err = w.m.cfg.Network.SetupPod(ctx, podRef(pod), ports)
+		w.m.cfg.Metrics.observe(opNetworkSetup, w.m.clock.Since(began))
 	}()
 	w.pendingNet = ns
 	return true
@@ -504,7 +512,9 @@ func (w *podWorker) ensureNetwork(ctx context.Context, pod *corev1.Pod) bool {
 		w.podIP, w.netReady = w.m.cfg.NodeIP, true
 		return true
 	}
+	began := w.m.clock.Now()
 	pn, err := w.m.cfg.Network.SetupPod(ctx, podRef(pod), hostPorts(pod))
+	w.m.cfg.Metrics.observe(opNetworkSetup, w.m.clock.Since(began))
 	if err != nil {
 		w.networkFailed(pod, err)
 		return false
@@ -585,7 +595,9 @@ func (w *podWorker) createAndStart(ctx context.Context, pod *corev1.Pod, c *core
 	if r.id == "" && r.waiting == nil {
 		r.waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
 	}
+	began := w.m.clock.Now()
 	image, ok := w.ensureImage(ctx, pod, c, r)
+	w.m.cfg.Metrics.observe(opImage, w.m.clock.Since(began))
 	if !ok {
 		return false
 	}
@@ -612,6 +624,7 @@ func (w *podWorker) createAndStart(ctx context.Context, pod *corev1.Pod, c *core
 		}
 	}
 	rt := w.m.cfg.Runtime
+	began = w.m.clock.Now()
 	err = rt.CreateContainer(ctx, spec)
 	if errors.Is(err, ErrContainerExists) { // a leftover of a crashed agent
 		if rerr := rt.RemoveContainer(ctx, spec.ID); rerr != nil {
@@ -619,6 +632,7 @@ func (w *podWorker) createAndStart(ctx context.Context, pod *corev1.Pod, c *core
 		}
 		err = rt.CreateContainer(ctx, spec)
 	}
+	w.m.cfg.Metrics.observe(opCreateContainer, w.m.clock.Since(began))
 	if err != nil {
 		r.waiting = &corev1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
 		w.event(pod, corev1.EventTypeWarning, "Failed", "Error: %v", err)
@@ -651,7 +665,10 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, r *ctrRun) bool 
 	if !w.awaitNetwork(pod) {
 		return false
 	}
-	if err := w.m.cfg.Runtime.StartContainer(ctx, r.id); err != nil {
+	began := w.m.clock.Now()
+	err := w.m.cfg.Runtime.StartContainer(ctx, r.id)
+	w.m.cfg.Metrics.observe(opStartContainer, w.m.clock.Since(began))
+	if err != nil {
 		now := w.m.clock.Now()
 		r.startFailed = true
 		r.status = ContainerStatus{ID: r.id, Labels: r.status.Labels, State: StateExited, ExitCode: 128,

@@ -58,6 +58,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 		return fmt.Errorf("creating container %s: %w: %w", spec.ID, pods.ErrContainerExists, err)
 	}
 	if err != nil {
+		r.forgetImage(name)
 		return fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}
 	r.log.Debug("created container", "id", spec.ID, "image", name)

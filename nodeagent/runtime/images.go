@@ -33,10 +33,14 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 	}
 	if policy != pods.PullAlways {
 		// Fast path without the pull lock: a present, unpacked image (the common case) needs
-		// no serialization, which matters when many pods of one image start at once.
+		// no serialization, which matters when many pods of one image start at once. An image
+		// seen unpacked before, whose name still points at the same digest, costs one lookup.
 		if img, err := r.client.GetImage(ctx, name); err == nil {
+			if info, ok := r.knownImage(name, img); ok {
+				return info, nil
+			}
 			if ok, err := img.IsUnpacked(ctx, r.cfg.Snapshotter); err == nil && ok {
-				return imageInfo(ctx, img)
+				return r.rememberImage(ctx, img)
 			}
 		}
 	}
@@ -51,7 +55,7 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 			if err := r.ensureUnpacked(ctx, img); err != nil {
 				return pods.ImageInfo{}, err
 			}
-			return imageInfo(ctx, img)
+			return r.rememberImage(ctx, img)
 		case !errdefs.IsNotFound(err):
 			return pods.ImageInfo{}, fmt.Errorf("looking up image %s: %w", name, err)
 		case policy == pods.PullNever:
@@ -62,7 +66,47 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 	if err != nil {
 		return pods.ImageInfo{}, err
 	}
-	return imageInfo(ctx, img)
+	return r.rememberImage(ctx, img)
+}
+
+// knownImage is an image EnsureImage found present and unpacked: the digest its name pointed at
+// then, and its defaults.
+type knownImage struct {
+	digest string
+	info   pods.ImageInfo
+}
+
+// knownImage returns the cached defaults of img when its name still points at the digest they
+// were read from: a re-tagged or re-pulled name reads its config again, a deleted image is not
+// found by GetImage in the first place.
+func (r *Runtime) knownImage(name string, img containerd.Image) (pods.ImageInfo, bool) {
+	r.knownMu.Lock()
+	defer r.knownMu.Unlock()
+	k, ok := r.known[name]
+	if !ok || k.digest != img.Target().Digest.String() {
+		return pods.ImageInfo{}, false
+	}
+	return k.info, true
+}
+
+// rememberImage reads the defaults of a present, unpacked image and caches them for knownImage.
+func (r *Runtime) rememberImage(ctx context.Context, img containerd.Image) (pods.ImageInfo, error) {
+	info, err := imageInfo(ctx, img)
+	if err != nil {
+		return info, err
+	}
+	r.knownMu.Lock()
+	r.known[img.Name()] = knownImage{digest: img.Target().Digest.String(), info: info}
+	r.knownMu.Unlock()
+	return info, nil
+}
+
+// forgetImage drops name from the cache, after a container of it could not be created (its
+// snapshots may have been removed behind containerd's image record).
+func (r *Runtime) forgetImage(name string) {
+	r.knownMu.Lock()
+	delete(r.known, name)
+	r.knownMu.Unlock()
 }
 
 // NormalizeRef turns a Kubernetes image reference ("busybox", "reg:5000/app:v1") into the fully
@@ -298,9 +342,11 @@ func (r *Runtime) ImportArchive(ctx context.Context, path string) ([]string, err
 	}
 	var names []string
 	for _, i := range imgs {
-		img := containerd.NewImage(r.client, i)
-		if err := r.ensureUnpacked(ctx, img); err != nil {
-			return nil, fmt.Errorf("importing %s: %w", path, err)
+		// Unpack even when the layers are unpacked already (another image shares them): it is
+		// what labels this image's config as the snapshot's owner, without which containerd's
+		// garbage collector removes the snapshot once no other image holds it.
+		if err := containerd.NewImage(r.client, i).Unpack(ctx, r.cfg.Snapshotter); err != nil {
+			return nil, fmt.Errorf("importing %s: unpacking %s: %w", path, i.Name, err)
 		}
 		names = append(names, i.Name)
 	}

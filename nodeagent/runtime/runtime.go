@@ -78,6 +78,10 @@ type Runtime struct {
 	pullMu    sync.Mutex
 	pullLocks map[string]*sync.Mutex
 
+	// known caches what EnsureImage learned of present, unpacked images (see knownImage).
+	knownMu sync.Mutex
+	known   map[string]knownImage
+
 	// execSeq makes exec process IDs unique within this Runtime.
 	execSeq atomic.Uint64
 
@@ -105,6 +109,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		client:    client,
 		log:       cfg.Logger.With("component", "runtime"),
 		pullLocks: map[string]*sync.Mutex{},
+		known:     map[string]knownImage{},
 		oomDone:   make(chan struct{}),
 	}
 	if cfg.ImportDir != "" {

@@ -125,6 +125,33 @@ func BuildBusybox(ref string) (*Image, error) {
 	return img, nil
 }
 
+// WithCmd returns a copy of the image whose config has cmd as its Cmd: the same layer under
+// another config and manifest digest, as a rebuilt tag would be.
+func (img *Image) WithCmd(cmd ...string) (*Image, error) {
+	var config map[string]any
+	if err := json.Unmarshal(img.Config.Data, &config); err != nil {
+		return nil, err
+	}
+	config["config"].(map[string]any)["Cmd"] = cmd
+	configJSON, err := json.Marshal(config)
+	if err != nil {
+		return nil, err
+	}
+	out := &Image{Ref: img.Ref, Layer: img.Layer, Config: newBlob(MediaTypeConfig, configJSON)}
+	manifest := map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     MediaTypeManifest,
+		"config":        descriptor(out.Config, nil),
+		"layers":        []any{descriptor(out.Layer, nil)},
+	}
+	manifestJSON, err := json.Marshal(manifest)
+	if err != nil {
+		return nil, err
+	}
+	out.Manifest = newBlob(MediaTypeManifest, manifestJSON)
+	return out, nil
+}
+
 // WriteBusybox writes an OCI image archive of the busybox image named ref (for example
 // "bosun.local/busybox:latest") to w; `ctr import` and containerd's Go client import it.
 func WriteBusybox(w io.Writer, ref string) error {

@@ -1,0 +1,91 @@
+package runtime_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containerd/containerd/errdefs"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/bosun-gitops/bosun/internal/testutil/images"
+	"github.com/bosun-gitops/bosun/nodeagent/pods"
+)
+
+// TestEnsureImageCacheFollowsContainerd checks that the defaults EnsureImage caches for present
+// images never outlive what they were read from: a name re-pointed at another image reads the
+// new config, and an image whose unpacked snapshot was removed behind its record is unpacked
+// again after the container create that found it missing.
+func TestEnsureImageCacheFollowsContainerd(t *testing.T) {
+	r, _, ref := withImage(t)
+	ctx := context.Background()
+	first, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(images.DefaultCmd(), first.Cmd); diff != "" {
+		t.Fatalf("first Cmd (-want +got):\n%s", diff)
+	}
+
+	t.Run("re-pointed name", func(t *testing.T) {
+		base, err := images.BuildBusybox(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rebuilt, err := base.WithCmd("echo", "rebuilt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "rebuilt.tar")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rebuilt.WriteOCIArchive(f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if _, err := r.ImportArchive(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Digest != rebuilt.Manifest.Digest || !cmp.Equal(got.Cmd, []string{"echo", "rebuilt"}) {
+			t.Errorf("after re-pointing %s: digest %s Cmd %q; want %s [echo rebuilt]", ref, got.Digest, got.Cmd, rebuilt.Manifest.Digest)
+		}
+	})
+
+	t.Run("snapshot removed", func(t *testing.T) {
+		img, err := r.Client().GetImage(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		diffIDs, err := img.RootFS(ctx)
+		if err != nil || len(diffIDs) != 1 {
+			t.Fatalf("rootfs = %v, %v; want the one busybox layer", diffIDs, err)
+		}
+		// A one-layer image's chain ID is its layer's diff ID. Already gone is fine: containerd's
+		// garbage collector may have taken it while the re-pointed name's import ran (the old
+		// config held it, the new one is labelled as its owner only at the end of Unpack).
+		if err := r.Client().SnapshotService("overlayfs").Remove(ctx, diffIDs[0].String()); err != nil && !errdefs.IsNotFound(err) {
+			t.Fatalf("removing the image's snapshot: %v", err)
+		}
+		spec := podSpec(t.TempDir(), ref, "app", "true")
+		if _, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.CreateContainer(ctx, spec); err == nil {
+			t.Fatal("CreateContainer succeeded without the image's snapshot")
+		}
+		if _, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil); err != nil {
+			t.Fatalf("EnsureImage after a failed create: %v", err)
+		}
+		if err := r.CreateContainer(ctx, spec); err != nil {
+			t.Fatalf("CreateContainer after EnsureImage unpacked again: %v", err)
+		}
+		t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), spec.ID) })
+	})
+}
