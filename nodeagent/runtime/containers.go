@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -38,18 +39,18 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 	if err != nil {
 		return err
 	}
-	img, err := r.client.GetImage(ctx, name)
-	if err != nil {
-		return fmt.Errorf("creating container %s: image %s: %w", spec.ID, name, err)
-	}
 	labels := map[string]string{}
 	for k, v := range spec.Labels {
 		labels[k] = v
 	}
 	labels[labelLogPath] = spec.LogPath
+	img, stopSignal, err := r.imageForCreate(ctx, name)
+	if err != nil {
+		return fmt.Errorf("creating container %s: image %s: %w", spec.ID, name, err)
+	}
+	labels[containerd.StopSignalLabel] = stopSignal
 	_, err = r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImage(img),
-		containerd.WithImageStopSignal(img, "SIGTERM"),
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
 		containerd.WithNewSnapshot(spec.ID, img),
 		containerd.WithContainerLabels(labels),
@@ -63,6 +64,25 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 	}
 	r.log.Debug("created container", "id", spec.ID, "image", name)
 	return nil
+}
+
+// imageForCreate returns the image to create a container of, and its stop signal. The image
+// EnsureImage has just checked (the pod worker always calls it first) is used as it found it:
+// the container runs the digest that was checked, and the create saves containerd a lookup and a
+// config read.
+func (r *Runtime) imageForCreate(ctx context.Context, name string) (containerd.Image, string, error) {
+	if k, ok := r.lastKnown(name); ok {
+		return containerd.NewImage(r.client, k.record), cmp.Or(k.info.StopSignal, "SIGTERM"), nil
+	}
+	img, err := r.client.GetImage(ctx, name)
+	if err != nil {
+		return nil, "", err
+	}
+	sig, err := containerd.GetOCIStopSignal(ctx, img, "SIGTERM")
+	if err != nil {
+		return nil, "", err
+	}
+	return img, sig, nil
 }
 
 // specOpts translates a ContainerSpec into OCI spec options on top of the image's defaults.

@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -88,4 +89,54 @@ func TestEnsureImageCacheFollowsContainerd(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), spec.ID) })
 	})
+}
+
+// TestImageStopSignal checks that a container records its image's STOPSIGNAL (which
+// StopContainer sends) whether the image's defaults come from EnsureImage's cache or not.
+func TestImageStopSignal(t *testing.T) {
+	r, _, ref := withImage(t)
+	ctx := context.Background()
+	base, err := images.BuildBusybox(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usr1, err := base.WithConfig(map[string]any{"StopSignal": "SIGUSR1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "usr1.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := usr1.WriteOCIArchive(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := r.ImportArchive(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	for _, ensured := range []bool{false, true} {
+		if ensured {
+			if _, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		spec := podSpec(t.TempDir(), ref, fmt.Sprintf("app%v", ensured), "sleep", "60")
+		if err := r.CreateContainer(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), spec.ID) })
+		ctr, err := r.Client().LoadContainer(ctx, spec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels, err := ctr.Labels(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := labels["io.containerd.image.config.stop-signal"]; got != "SIGUSR1" {
+			t.Errorf("EnsureImage first %v: stop-signal label %q, want SIGUSR1 (labels %v)", ensured, got, labels)
+		}
+	}
 }

@@ -74,6 +74,7 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 type knownImage struct {
 	digest string
 	info   pods.ImageInfo
+	record images.Image // containerd's image record, for CreateContainer
 }
 
 // knownImage returns the cached defaults of img when its name still points at the digest they
@@ -96,9 +97,17 @@ func (r *Runtime) rememberImage(ctx context.Context, img containerd.Image) (pods
 		return info, err
 	}
 	r.knownMu.Lock()
-	r.known[img.Name()] = knownImage{digest: img.Target().Digest.String(), info: info}
+	r.known[img.Name()] = knownImage{digest: img.Target().Digest.String(), info: info, record: img.Metadata()}
 	r.knownMu.Unlock()
 	return info, nil
+}
+
+// lastKnown returns the image EnsureImage last found under name, without asking containerd.
+func (r *Runtime) lastKnown(name string) (knownImage, bool) {
+	r.knownMu.Lock()
+	defer r.knownMu.Unlock()
+	k, ok := r.known[name]
+	return k, ok
 }
 
 // forgetImage drops name from the cache, after a container of it could not be created (its

@@ -128,11 +128,19 @@ func BuildBusybox(ref string) (*Image, error) {
 // WithCmd returns a copy of the image whose config has cmd as its Cmd: the same layer under
 // another config and manifest digest, as a rebuilt tag would be.
 func (img *Image) WithCmd(cmd ...string) (*Image, error) {
+	return img.WithConfig(map[string]any{"Cmd": cmd})
+}
+
+// WithConfig returns a copy of the image with the given fields of its config's "config" object
+// ("Cmd", "StopSignal", ...) set, under new config and manifest digests.
+func (img *Image) WithConfig(fields map[string]any) (*Image, error) {
 	var config map[string]any
 	if err := json.Unmarshal(img.Config.Data, &config); err != nil {
 		return nil, err
 	}
-	config["config"].(map[string]any)["Cmd"] = cmd
+	for k, v := range fields {
+		config["config"].(map[string]any)[k] = v
+	}
 	configJSON, err := json.Marshal(config)
 	if err != nil {
 		return nil, err
