@@ -12,6 +12,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/internal/testutil/images"
 	"github.com/bosun-gitops/bosun/nodeagent/pods"
+	"github.com/bosun-gitops/bosun/nodeagent/runtime"
 )
 
 // TestEnsureImageCacheFollowsContainerd checks that the defaults EnsureImage caches for present
@@ -38,18 +39,7 @@ func TestEnsureImageCacheFollowsContainerd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(t.TempDir(), "rebuilt.tar")
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rebuilt.WriteOCIArchive(f); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if _, err := r.ImportArchive(ctx, path); err != nil {
-			t.Fatal(err)
-		}
+		importImage(t, r, rebuilt)
 		got, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -104,18 +94,7 @@ func TestImageStopSignal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "usr1.tar")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := usr1.WriteOCIArchive(f); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if _, err := r.ImportArchive(ctx, path); err != nil {
-		t.Fatal(err)
-	}
+	importImage(t, r, usr1)
 	for _, ensured := range []bool{false, true} {
 		if ensured {
 			if _, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil); err != nil {
@@ -138,5 +117,24 @@ func TestImageStopSignal(t *testing.T) {
 		if got := labels["io.containerd.image.config.stop-signal"]; got != "SIGUSR1" {
 			t.Errorf("EnsureImage first %v: stop-signal label %q, want SIGUSR1 (labels %v)", ensured, got, labels)
 		}
+	}
+}
+
+// importImage imports img into r's containerd through an OCI archive, as ImportDir would.
+func importImage(t *testing.T, r *runtime.Runtime, img *images.Image) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "image.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := img.WriteOCIArchive(f); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ImportArchive(context.Background(), path); err != nil {
+		t.Fatal(err)
 	}
 }

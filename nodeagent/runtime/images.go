@@ -292,6 +292,27 @@ func (r *Runtime) ensureUnpacked(ctx context.Context, img containerd.Image) erro
 	return nil
 }
 
+// unpackOwned unpacks img even when its layers are unpacked already (an earlier image under the
+// same name shares them): Unpack is what labels this image's config as the snapshot's owner.
+// Until then only the name's previous config held the snapshot, and containerd's garbage
+// collector, woken by the import re-pointing the name, may remove it between Unpack's check and
+// its label; the second Unpack then makes it again, now owned.
+func (r *Runtime) unpackOwned(ctx context.Context, img containerd.Image) error {
+	for range 3 {
+		if err := img.Unpack(ctx, r.cfg.Snapshotter); err != nil {
+			return fmt.Errorf("unpacking %s: %w", img.Name(), err)
+		}
+		ok, err := img.IsUnpacked(ctx, r.cfg.Snapshotter)
+		if err != nil {
+			return fmt.Errorf("checking image %s: %w", img.Name(), err)
+		}
+		if ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("unpacking %s: its snapshot was removed three times while unpacking", img.Name())
+}
+
 // imageInfo reads the image's config for its process defaults.
 func imageInfo(ctx context.Context, img containerd.Image) (pods.ImageInfo, error) {
 	desc, err := img.Config(ctx)
@@ -351,11 +372,8 @@ func (r *Runtime) ImportArchive(ctx context.Context, path string) ([]string, err
 	}
 	var names []string
 	for _, i := range imgs {
-		// Unpack even when the layers are unpacked already (another image shares them): it is
-		// what labels this image's config as the snapshot's owner, without which containerd's
-		// garbage collector removes the snapshot once no other image holds it.
-		if err := containerd.NewImage(r.client, i).Unpack(ctx, r.cfg.Snapshotter); err != nil {
-			return nil, fmt.Errorf("importing %s: unpacking %s: %w", path, i.Name, err)
+		if err := r.unpackOwned(ctx, containerd.NewImage(r.client, i)); err != nil {
+			return nil, fmt.Errorf("importing %s: %w", path, err)
 		}
 		names = append(names, i.Name)
 	}

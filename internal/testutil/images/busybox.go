@@ -105,24 +105,30 @@ func BuildBusybox(ref string) (*Image, error) {
 			"created": "2024-01-01T00:00:00Z", "created_by": "bosun internal/testutil/images",
 		}},
 	}
-	configJSON, err := json.Marshal(config)
-	if err != nil {
+	if err := img.setConfig(config); err != nil {
 		return nil, err
 	}
-	img.Config = newBlob(MediaTypeConfig, configJSON)
+	return img, nil
+}
 
-	manifest := map[string]any{
+// setConfig sets the image's config blob and the manifest naming it and the layer.
+func (img *Image) setConfig(config map[string]any) error {
+	configJSON, err := json.Marshal(config)
+	if err != nil {
+		return err
+	}
+	img.Config = newBlob(MediaTypeConfig, configJSON)
+	manifestJSON, err := json.Marshal(map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     MediaTypeManifest,
 		"config":        descriptor(img.Config, nil),
 		"layers":        []any{descriptor(img.Layer, nil)},
-	}
-	manifestJSON, err := json.Marshal(manifest)
+	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	img.Manifest = newBlob(MediaTypeManifest, manifestJSON)
-	return img, nil
+	return nil
 }
 
 // WithCmd returns a copy of the image whose config has cmd as its Cmd: the same layer under
@@ -141,22 +147,10 @@ func (img *Image) WithConfig(fields map[string]any) (*Image, error) {
 	for k, v := range fields {
 		config["config"].(map[string]any)[k] = v
 	}
-	configJSON, err := json.Marshal(config)
-	if err != nil {
+	out := &Image{Ref: img.Ref, Layer: img.Layer}
+	if err := out.setConfig(config); err != nil {
 		return nil, err
 	}
-	out := &Image{Ref: img.Ref, Layer: img.Layer, Config: newBlob(MediaTypeConfig, configJSON)}
-	manifest := map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     MediaTypeManifest,
-		"config":        descriptor(out.Config, nil),
-		"layers":        []any{descriptor(out.Layer, nil)},
-	}
-	manifestJSON, err := json.Marshal(manifest)
-	if err != nil {
-		return nil, err
-	}
-	out.Manifest = newBlob(MediaTypeManifest, manifestJSON)
 	return out, nil
 }
 
