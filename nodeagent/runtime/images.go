@@ -36,7 +36,7 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 		// no serialization, which matters when many pods of one image start at once. An image
 		// seen unpacked before, whose name still points at the same digest, costs one lookup.
 		if img, err := r.client.GetImage(ctx, name); err == nil {
-			if info, ok := r.knownImage(name, img); ok {
+			if info, ok := r.currentKnown(img); ok {
 				return info, nil
 			}
 			if ok, err := img.IsUnpacked(ctx, r.cfg.Snapshotter); err == nil && ok {
@@ -52,7 +52,7 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 		img, err := r.client.GetImage(ctx, name)
 		switch {
 		case err == nil:
-			if err := r.ensureUnpacked(ctx, img); err != nil {
+			if err := r.unpackOwned(ctx, img); err != nil {
 				return pods.ImageInfo{}, err
 			}
 			return r.rememberImage(ctx, img)
@@ -69,37 +69,11 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 	return r.rememberImage(ctx, img)
 }
 
-// knownImage is an image EnsureImage found present and unpacked: the digest its name pointed at
-// then, and its defaults.
+// knownImage is an image EnsureImage found present and unpacked: containerd's record of it then
+// (the digest its name pointed at) and its defaults.
 type knownImage struct {
-	digest string
+	record images.Image
 	info   pods.ImageInfo
-	record images.Image // containerd's image record, for CreateContainer
-}
-
-// knownImage returns the cached defaults of img when its name still points at the digest they
-// were read from: a re-tagged or re-pulled name reads its config again, a deleted image is not
-// found by GetImage in the first place.
-func (r *Runtime) knownImage(name string, img containerd.Image) (pods.ImageInfo, bool) {
-	r.knownMu.Lock()
-	defer r.knownMu.Unlock()
-	k, ok := r.known[name]
-	if !ok || k.digest != img.Target().Digest.String() {
-		return pods.ImageInfo{}, false
-	}
-	return k.info, true
-}
-
-// rememberImage reads the defaults of a present, unpacked image and caches them for knownImage.
-func (r *Runtime) rememberImage(ctx context.Context, img containerd.Image) (pods.ImageInfo, error) {
-	info, err := imageInfo(ctx, img)
-	if err != nil {
-		return info, err
-	}
-	r.knownMu.Lock()
-	r.known[img.Name()] = knownImage{digest: img.Target().Digest.String(), info: info, record: img.Metadata()}
-	r.knownMu.Unlock()
-	return info, nil
 }
 
 // lastKnown returns the image EnsureImage last found under name, without asking containerd.
@@ -108,6 +82,30 @@ func (r *Runtime) lastKnown(name string) (knownImage, bool) {
 	defer r.knownMu.Unlock()
 	k, ok := r.known[name]
 	return k, ok
+}
+
+// currentKnown returns the cached defaults of img when its name still points at the digest they
+// were read from: a re-tagged or re-pulled name reads its config again, a deleted image is not
+// found by GetImage in the first place.
+func (r *Runtime) currentKnown(img containerd.Image) (pods.ImageInfo, bool) {
+	k, ok := r.lastKnown(img.Name())
+	if !ok || k.record.Target.Digest != img.Target().Digest {
+		return pods.ImageInfo{}, false
+	}
+	return k.info, true
+}
+
+// rememberImage reads the defaults of a present, unpacked image and caches them for
+// currentKnown and lastKnown.
+func (r *Runtime) rememberImage(ctx context.Context, img containerd.Image) (pods.ImageInfo, error) {
+	info, err := imageInfo(ctx, img)
+	if err != nil {
+		return info, err
+	}
+	r.knownMu.Lock()
+	r.known[img.Name()] = knownImage{record: img.Metadata(), info: info}
+	r.knownMu.Unlock()
+	return info, nil
 }
 
 // forgetImage drops name from the cache, after a container of it could not be created (its
@@ -276,20 +274,6 @@ func humanBytes(n int64) string {
 	default:
 		return fmt.Sprintf("%d B", n)
 	}
-}
-
-func (r *Runtime) ensureUnpacked(ctx context.Context, img containerd.Image) error {
-	ok, err := img.IsUnpacked(ctx, r.cfg.Snapshotter)
-	if err != nil {
-		return fmt.Errorf("checking image %s: %w", img.Name(), err)
-	}
-	if ok {
-		return nil
-	}
-	if err := img.Unpack(ctx, r.cfg.Snapshotter); err != nil {
-		return fmt.Errorf("unpacking image %s: %w", img.Name(), err)
-	}
-	return nil
 }
 
 // unpackOwned unpacks img even when its layers are unpacked already (an earlier image under the

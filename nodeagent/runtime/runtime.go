@@ -78,7 +78,7 @@ type Runtime struct {
 	pullMu    sync.Mutex
 	pullLocks map[string]*sync.Mutex
 
-	// known caches what EnsureImage learned of present, unpacked images (see knownImage).
+	// known caches what EnsureImage learned of present, unpacked images (see lastKnown, currentKnown).
 	knownMu sync.Mutex
 	known   map[string]knownImage
 
