@@ -25,6 +25,9 @@ const (
 	labelLogPath   = "bosun.dev/log-path"
 	labelStartedAt = "bosun.dev/started-at"
 	labelOOMKilled = "bosun.dev/oom-killed"
+	// labelImageDigest is the digest of the image the container was created from: its status's
+	// imageID, whatever its image's name points at later.
+	labelImageDigest = "bosun.dev/image-digest"
 )
 
 // killWait bounds how long StopContainer waits for a task to die after SIGKILL.
@@ -49,7 +52,8 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 		return fmt.Errorf("creating container %s: image %s: %w", spec.ID, name, err)
 	}
 	labels[containerd.StopSignalLabel] = stopSignal
-	_, err = r.client.NewContainer(ctx, spec.ID,
+	labels[labelImageDigest] = img.Target().Digest.String()
+	ctr, err := r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImage(img),
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
 		containerd.WithNewSnapshot(spec.ID, img),
@@ -62,8 +66,27 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 		r.forgetImage(name)
 		return fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}
+	r.freshMu.Lock()
+	r.fresh[spec.ID] = freshContainer{ctr: ctr, logPath: spec.LogPath}
+	r.freshMu.Unlock()
 	r.log.Debug("created container", "id", spec.ID, "image", name)
 	return nil
+}
+
+// freshContainer is a container this Runtime created and has not started: it has no task, and
+// its log path is known, so StartContainer need not read it back.
+type freshContainer struct {
+	ctr     containerd.Container
+	logPath string
+}
+
+// takeFresh returns and forgets id's freshContainer.
+func (r *Runtime) takeFresh(id string) (freshContainer, bool) {
+	r.freshMu.Lock()
+	defer r.freshMu.Unlock()
+	f, ok := r.fresh[id]
+	delete(r.fresh, id)
+	return f, ok
 }
 
 // imageForCreate returns the image to create a container of, and its stop signal. The image
@@ -176,41 +199,12 @@ func swapAccounted() bool {
 // StartContainer starts the container's task with stdout and stderr appended to its log file.
 // Starting a running container succeeds.
 func (r *Runtime) StartContainer(ctx context.Context, id string) error {
-	ctr, err := r.client.LoadContainer(ctx, id)
+	ctr, task, err := r.taskToStart(ctx, id)
 	if err != nil {
 		return fmt.Errorf("starting container %s: %w", id, err)
 	}
-	labels, err := ctr.Labels(ctx)
-	if err != nil {
-		return fmt.Errorf("starting container %s: %w", id, err)
-	}
-	task, err := ctr.Task(ctx, nil)
-	switch {
-	case err == nil:
-		st, err := task.Status(ctx)
-		if err != nil {
-			return fmt.Errorf("starting container %s: %w", id, err)
-		}
-		if st.Status == containerd.Running {
-			return nil
-		}
-		if st.Status != containerd.Created {
-			return fmt.Errorf("starting container %s: its task is %s; create a new container to run it again", id, st.Status)
-		}
-	case errdefs.IsNotFound(err):
-		creator := cio.NullIO
-		if logPath := labels[labelLogPath]; logPath != "" {
-			if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
-				return fmt.Errorf("starting container %s: log dir: %w", id, err)
-			}
-			creator = cio.LogFile(logPath)
-		}
-		task, err = ctr.NewTask(ctx, creator)
-		if err != nil {
-			return fmt.Errorf("starting container %s: creating task: %w", id, err)
-		}
-	default:
-		return fmt.Errorf("starting container %s: %w", id, err)
+	if task == nil {
+		return nil // running already
 	}
 	if err := task.Start(ctx); err != nil {
 		_, _ = task.Delete(ctx, containerd.WithProcessKill)
@@ -221,6 +215,59 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 	}
 	r.log.Debug("started container", "id", id, "pid", task.Pid())
 	return nil
+}
+
+// taskToStart returns the container and its created task, making the task when there is none;
+// the task is nil when it runs already.
+func (r *Runtime) taskToStart(ctx context.Context, id string) (containerd.Container, containerd.Task, error) {
+	if f, ok := r.takeFresh(id); ok {
+		task, err := newTask(ctx, f.ctr, f.logPath)
+		return f.ctr, task, err
+	}
+	ctr, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	task, err := ctr.Task(ctx, nil)
+	switch {
+	case err == nil:
+		st, err := task.Status(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch st.Status {
+		case containerd.Running:
+			return ctr, nil, nil
+		case containerd.Created:
+			return ctr, task, nil
+		}
+		return nil, nil, fmt.Errorf("its task is %s; create a new container to run it again", st.Status)
+	case errdefs.IsNotFound(err):
+		labels, err := ctr.Labels(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		task, err := newTask(ctx, ctr, labels[labelLogPath])
+		return ctr, task, err
+	default:
+		return nil, nil, err
+	}
+}
+
+// newTask creates ctr's task with stdout and stderr appended to logPath ("" = discarded).
+func newTask(ctx context.Context, ctr containerd.Container, logPath string) (containerd.Task, error) {
+	creator := cio.NullIO
+	if logPath != "" {
+		if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+			return nil, fmt.Errorf("log dir: %w", err)
+		}
+		creator = cio.LogFile(logPath)
+	}
+	task, err := ctr.NewTask(ctx, creator)
+	if err != nil {
+		return nil, fmt.Errorf("creating task: %w", err)
+	}
+	return task, nil
 }
 
 // StopContainer sends the image's stop signal (SIGTERM by default), waits up to grace for the
@@ -286,6 +333,7 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, grace time.Durat
 // RemoveContainer kills and deletes the task, then deletes the container and its snapshot.
 // A missing container is success.
 func (r *Runtime) RemoveContainer(ctx context.Context, id string) error {
+	r.takeFresh(id)
 	ctr, err := r.client.LoadContainer(ctx, id)
 	if errdefs.IsNotFound(err) {
 		return nil

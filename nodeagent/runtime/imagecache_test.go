@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/errdefs"
 	"github.com/google/go-cmp/cmp"
@@ -135,5 +137,77 @@ func importImage(t *testing.T, r *runtime.Runtime, img *images.Image) {
 	}
 	if _, err := r.ImportArchive(context.Background(), path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestContainerImageIDIsItsOwn checks that a container's status names the image it was created
+// from, not what its image's name points at after a re-tag.
+func TestContainerImageIDIsItsOwn(t *testing.T) {
+	r, _, ref := withImage(t)
+	ctx := context.Background()
+	first, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := podSpec(t.TempDir(), ref, "app", "sleep", "60")
+	if err := r.CreateContainer(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), spec.ID) })
+	base, err := images.BuildBusybox(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt, err := base.WithCmd("echo", "rebuilt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	importImage(t, r, rebuilt)
+	st, err := r.ContainerStatus(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ImageID != first.Digest {
+		t.Errorf("imageID after %s was re-pointed = %s, want the container's own %s (not %s)", ref, st.ImageID, first.Digest, rebuilt.Manifest.Digest)
+	}
+}
+
+// TestStartContainerCreatedByAnotherRuntime starts a container that an earlier Runtime (an agent
+// before its restart) created: the start reads the container back, its log path included.
+func TestStartContainerCreatedByAnotherRuntime(t *testing.T) {
+	r1, socket, ref := withImage(t)
+	ctx := context.Background()
+	spec := podSpec(t.TempDir(), ref, "app", "sh", "-c", "echo started by r2; exec sleep 60")
+	if err := r1.CreateContainer(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r2 := newRuntime(t, socket, runtime.Config{})
+	t.Cleanup(func() { _ = r2.RemoveContainer(context.Background(), spec.ID) })
+	if err := r2.StartContainer(ctx, spec.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.StartContainer(ctx, spec.ID); err != nil {
+		t.Errorf("starting a running container: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, _ := os.ReadFile(spec.LogPath)
+		if strings.Contains(string(data), "started by r2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no log from the container started by the second runtime: %q", data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st, err := r2.ContainerStatus(ctx, spec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != pods.StateRunning || st.StartedAt.IsZero() {
+		t.Errorf("status %+v, want running with a start time", st)
 	}
 }

@@ -82,6 +82,10 @@ type Runtime struct {
 	knownMu sync.Mutex
 	known   map[string]knownImage
 
+	// fresh holds the containers created and not started yet (see StartContainer).
+	freshMu sync.Mutex
+	fresh   map[string]freshContainer
+
 	// execSeq makes exec process IDs unique within this Runtime.
 	execSeq atomic.Uint64
 
@@ -110,6 +114,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		log:       cfg.Logger.With("component", "runtime"),
 		pullLocks: map[string]*sync.Mutex{},
 		known:     map[string]knownImage{},
+		fresh:     map[string]freshContainer{},
 		oomDone:   make(chan struct{}),
 	}
 	if cfg.ImportDir != "" {

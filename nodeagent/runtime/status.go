@@ -53,7 +53,9 @@ func (r *Runtime) status(ctx context.Context, ctr containerd.Container) (pods.Co
 		return pods.ContainerStatus{}, fmt.Errorf("status of container %s: %w", id, err)
 	}
 	st := pods.ContainerStatus{ID: id, Labels: info.Labels, Image: info.Image, State: pods.StateCreated}
-	if img, err := r.client.ImageService().Get(ctx, info.Image); err == nil {
+	if d := info.Labels[labelImageDigest]; d != "" {
+		st.ImageID = d
+	} else if img, err := r.client.ImageService().Get(ctx, info.Image); err == nil { // created by an older agent
 		st.ImageID = img.Target.Digest.String()
 	}
 	if t, err := time.Parse(time.RFC3339Nano, info.Labels[labelStartedAt]); err == nil {
