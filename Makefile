@@ -24,8 +24,8 @@ deps: ## install what builds and tests need (Debian packages, Go modules)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	$(GO) mod download
 
-build: ## build bin/bosun
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bosun
+build: ## build bin/bosun (static: the operator copies it to machines whatever their libc)
+	CGO_ENABLED=0 $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/bosun
 
 run: deps build ## start a single-machine Bosun in .bosun/: embedded etcd, operator, local Git repo and, as root, a node agent on containerd
 	$(BIN) up --data-dir $(DATA_DIR)

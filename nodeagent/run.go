@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/bosun-gitops/bosun/internal/memtrim"
 	"github.com/bosun-gitops/bosun/internal/pki"
 	"github.com/bosun-gitops/bosun/internal/version"
 	"github.com/bosun-gitops/bosun/nodeagent/logs"
@@ -203,7 +205,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// Metrics and health on loopback.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		memtrim.NewReleasesCounter())
+	go memtrim.ReleaseWhenIdle(ctx, memtrim.AgentThresholds, a.log)
 	if a.cfg.DebugListen != "-" {
 		dln, err := net.Listen("tcp", a.cfg.DebugListen)
 		if err != nil {
@@ -214,6 +218,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Unlock()
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 			select {

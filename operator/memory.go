@@ -2,17 +2,14 @@ package operator
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"runtime/metrics"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // DefaultGCPercent is `bosun operator`'s --gc-percent.
@@ -112,79 +109,4 @@ func cgroupMemoryLimitAt(procCgroup, root string) (int64, bool) {
 // formatBytes prints n in MiB for logs.
 func formatBytes(n int64) string {
 	return fmt.Sprintf("%dMiB", n>>20)
-}
-
-// Idle release: see releaseWhenIdle.
-const (
-	idleCheckInterval = 10 * time.Second
-	// idleAllocBytes is what the process may allocate in an idle check interval: an operator at
-	// rest renews its lease and little else.
-	idleAllocBytes = 8 << 20
-	// releaseMinBytes is the least reclaimable heap worth a collection to hand back.
-	releaseMinBytes = 32 << 20
-)
-
-// releaseWhenIdle hands the heap's garbage and free pages back to the OS once the process goes
-// idle after a burst of work (a large sync, the controllers' fan-out). Between collections the
-// Go runtime keeps the heap at up to twice what is live (GOGC=100), and at rest nothing triggers
-// the next collection, so the resident size would stay at that peak. The cost is one collection
-// per burst: after one, the heap must take releaseMinBytes of new garbage to be released again.
-func releaseWhenIdle(ctx context.Context, log *slog.Logger) {
-	r := &idleReleaser{read: heapState, free: debug.FreeOSMemory, log: log}
-	t := time.NewTicker(idleCheckInterval)
-	defer t.Stop()
-	r.check() // the baseline
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			r.check()
-		}
-	}
-}
-
-// idleReleaser decides, one check interval at a time, when to hand memory back.
-type idleReleaser struct {
-	read func() (allocs, reclaimable uint64)
-	free func()
-	log  *slog.Logger
-	last uint64 // allocs at the previous check
-	seen bool
-}
-
-// check reads the heap and frees memory if the process allocated little since the previous
-// check and a collection would hand back enough; it reports whether it did.
-func (r *idleReleaser) check() bool {
-	allocs, reclaimable := r.read()
-	idle := r.seen && allocs-r.last <= idleAllocBytes
-	r.last, r.seen = allocs, true
-	if !idle || reclaimable < releaseMinBytes {
-		return false
-	}
-	start := time.Now()
-	r.free()
-	allocs, left := r.read()
-	r.last = allocs // the collection's own allocations are not the process's work
-	r.log.Debug("idle: returned the heap's free memory to the OS", "reclaimable", formatBytes(int64(reclaimable)),
-		"left", formatBytes(int64(left)), "took", time.Since(start).Round(time.Millisecond))
-	return true
-}
-
-// heapState reads the bytes allocated so far and the heap memory that a collection would hand
-// back: dead objects, unused span space and free pages not yet released, less what is live.
-func heapState() (allocs, reclaimable uint64) {
-	s := []metrics.Sample{
-		{Name: "/gc/heap/allocs:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/unused:bytes"},
-		{Name: "/memory/classes/heap/free:bytes"},
-		{Name: "/gc/heap/live:bytes"},
-	}
-	metrics.Read(s)
-	held := s[1].Value.Uint64() + s[2].Value.Uint64() + s[3].Value.Uint64()
-	if live := s[4].Value.Uint64(); held > live {
-		reclaimable = held - live
-	}
-	return s[0].Value.Uint64(), reclaimable
 }

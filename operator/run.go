@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/bootstrap"
+	"github.com/bosun-gitops/bosun/internal/memtrim"
 	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/apiserver"
 	"github.com/bosun-gitops/bosun/operator/controllers"
@@ -112,7 +113,7 @@ func (o *Operator) Run(ctx context.Context) error {
 	applyGCSettings(cfg, log)
 	rctx, stopRelease := context.WithCancel(ctx)
 	defer stopRelease()
-	go releaseWhenIdle(rctx, log)
+	go memtrim.ReleaseWhenIdle(rctx, memtrim.OperatorThresholds, log)
 	if cfg.DebugListen != "" {
 		// Listening before etcd starts lets a profile cover the start-up too.
 		debug, err := listenDebug(cfg.DebugListen, cfg.Logger)

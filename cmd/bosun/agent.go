@@ -5,15 +5,22 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/bosun-gitops/bosun/internal/logging"
 	"github.com/bosun-gitops/bosun/nodeagent"
 	"github.com/spf13/cobra"
 )
 
+// agentGCPercent is the agent's --gc-percent default. Its heap is small (about 10 MB with 50
+// pods), so collecting twice as often as Go's default costs little CPU and keeps its memory at
+// rest 2–3 MB lower.
+const agentGCPercent = 50
+
 func newAgentCmd() *cobra.Command {
 	var (
 		configFile string
+		gcPercent  int
 		join       nodeagent.JoinOptions
 		lf         logFlags
 	)
@@ -51,7 +58,15 @@ later starts need no token.`,
 				return errors.New("pass --config FILE, or --server URL --token TOKEN to join a cluster (create a token with `bosun token create`)")
 			}
 			cfg.Logger = log
-			return nodeagent.Run(cmd.Context(), cfg)
+			if gcPercent > 0 {
+				debug.SetGCPercent(gcPercent)
+			}
+			agent, err := nodeagent.New(cfg, nodeagent.DefaultDeps(cfg))
+			if err != nil {
+				return err
+			}
+			go releaseStartupPages(cmd.Context(), agent.Ready(), log)
+			return agent.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
@@ -65,6 +80,8 @@ later starts need no token.`,
 	f.BoolVar(&join.InsecureSkipCAVerification, "insecure-skip-ca-verification", false, "join without --ca-cert-hash, trusting the CA the server presents")
 	f.StringVar(&join.Template.Listen, "listen", "", "HTTPS address of the logs endpoint (default "+nodeagent.DefaultListen+")")
 	f.StringVar(&join.Template.ContainerdSocket, "containerd-socket", "", "containerd socket (default "+nodeagent.DefaultContainerdSocket+")")
+	f.IntVar(&gcPercent, "gc-percent", defaultGCPercent(agentGCPercent), "garbage collection target: collect once the heap grew by this percentage of what the last collection kept "+
+		"(lower: less memory, more CPU; Go's default is 100; $GOGC when set)")
 	lf.add(f)
 	cmd.AddCommand(newAgentCleanupCmd(), newAgentShutdownCmd())
 	return cmd

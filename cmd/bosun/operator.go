@@ -42,16 +42,16 @@ func addOperatorFlags(fs *pflag.FlagSet, cfg *operator.Config, endpoints *string
 	_ = limit.Set("auto")
 	fs.Var(limit, "memory-limit", "soft memory limit of the process, for example 512Mi: the garbage collector works harder near it; "+
 		"auto: 90% of the cgroup's memory limit if there is one, else none ($GOMEMLIMIT when set); 0: none (unless $GOMEMLIMIT sets one)")
-	fs.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent(), "garbage collection target: collect once the heap grew by this percentage of what the last collection kept "+
+	fs.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent(operator.DefaultGCPercent), "garbage collection target: collect once the heap grew by this percentage of what the last collection kept "+
 		"(lower: less memory, more CPU; Go's default is 100; $GOGC when set)")
 }
 
-// defaultGCPercent is --gc-percent's default: 0 (keep $GOGC) when $GOGC is set.
-func defaultGCPercent() int {
+// defaultGCPercent is a --gc-percent's default: 0 (keep $GOGC) when $GOGC is set, else d.
+func defaultGCPercent(d int) int {
 	if os.Getenv("GOGC") != "" {
 		return 0
 	}
-	return operator.DefaultGCPercent
+	return d
 }
 
 // memoryLimitValue is --memory-limit: a size (512Mi, 1G, bytes), "auto" or 0.
@@ -147,7 +147,12 @@ func newOperatorCmd() *cobra.Command {
 			if err := ff.finish(&cfg); err != nil {
 				return err
 			}
-			return operator.Run(cmd.Context(), cfg)
+			op, err := operator.New(cfg)
+			if err != nil {
+				return err
+			}
+			go releaseStartupPages(cmd.Context(), op.Ready(), cfg.Logger)
+			return op.Run(cmd.Context())
 		},
 	}
 	addOperatorFlags(cmd.Flags(), &cfg, &endpoints, &tokenFile)

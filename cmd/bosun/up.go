@@ -104,6 +104,7 @@ control plane only: objects sync from Git and the API serves them, but pods stay
 				}
 			}
 			printUpBanner(cmd.ErrOrStderr(), cfg, op.Server().URL(), op.Server().AdminKubeconfigPath(), noAgentWhy)
+			go releaseStartupPages(ctx, nil, cfg.Logger)
 			err = <-errc
 			cancel()
 			return err

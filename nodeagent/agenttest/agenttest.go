@@ -277,6 +277,7 @@ func BuildBosun(t testing.TB) string {
 	bin := filepath.Join(t.TempDir(), "bosun")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/bosun")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as `make build`
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building bosun: %v\n%s", err, out)
 	}
