@@ -40,4 +40,3 @@ func TestIdleReleaser(t *testing.T) {
 		}
 	}
 }
-
