@@ -14,8 +14,8 @@ type Span struct {
 	Start, End uintptr
 }
 
-// ReleaseExecutable gives back the executable's read-only pages that no other process maps, and keeps
-// later faults small. It returns the bytes of mappings it covered (not the bytes freed: the
+// ReleaseExecutable gives back the executable's read-only pages that no other process maps, and
+// keeps later faults small. It returns the bytes of mappings it covered (not the bytes freed: the
 // kernel does not say).
 //
 // In order: the file is flushed (reclaim skips dirty pages, and an agent often starts right after
@@ -30,9 +30,8 @@ func ReleaseExecutable() (int, error) {
 		return 0, err
 	}
 	defer exe.Close()
-	if err := unix.Fdatasync(int(exe.Fd())); err != nil {
-		return 0, fmt.Errorf("flushing the executable: %w", err)
-	}
+	// A file system that cannot flush (read-only, say) has nothing dirty to flush.
+	_ = unix.Fdatasync(int(exe.Fd()))
 	if _, err := advise(unix.MADV_RANDOM); err != nil {
 		return 0, err
 	}
