@@ -62,9 +62,9 @@ func BenchmarkPodStart(b *testing.B) {
 	afterSeq := agentTimings(b, c)
 	deletePods(b, c)
 	beforeBurst := agentTimings(b, c)
-	releases := agentCounter(b, c, "bosun_idle_memory_releases_total")
 	many := startPods(b, c, ref, "burst", burst)
 	burstEnd := time.Now()
+	releases := agentCounter(b, c, "bosun_idle_memory_releases_total")
 	b.StopTimer()
 	printTimings("sequential", before, afterSeq)
 	printTimings("50-burst", beforeBurst, agentTimings(b, c))
@@ -75,7 +75,10 @@ func BenchmarkPodStart(b *testing.B) {
 	}
 	// At rest with its 50 pods: once the agent has gone idle after the burst and handed its
 	// heap's garbage back (bosun_idle_memory_releases_total counts that).
-	waitForIdleRelease(b, c, releases, time.Minute)
+	rest := "at rest"
+	if !waitForIdleRelease(b, c, releases, time.Minute) {
+		rest = "NOT at rest: the agent did not go idle"
+	}
 	restWait := time.Since(burstEnd)
 	with50, err := c.AgentRSS()
 	if err != nil {
@@ -98,7 +101,7 @@ func BenchmarkPodStart(b *testing.B) {
 	fmt.Printf("bench: pod-start-p99-50-burst %.1f ms limit=%.1f ratio=%.2f\n", ms(p99), ms(raw99), ms(p99)/ms(raw99))
 	fmt.Printf("bench: agent-rss-idle %.1f MB\n", float64(idle)/1e6)
 	fmt.Printf("bench: agent-rss-50-pods-3s-after-burst %.1f MB\n", float64(busy)/1e6)
-	fmt.Printf("bench: agent-rss-50-pods %.1f MB (at rest, %s after the burst)\n", float64(with50)/1e6, restWait.Round(time.Second))
+	fmt.Printf("bench: agent-rss-50-pods %.1f MB (%s, %s after the burst)\n", float64(with50)/1e6, rest, restWait.Round(time.Second))
 	// The rest of the RSS is file-backed: the pages of the bosun binary the agent runs (its
 	// start-up pages were released once it was ready; see package memtrim).
 	fmt.Printf("bench: agent-rss-anon-idle %.1f MB\n", float64(idleAnon)/1e6)
@@ -130,15 +133,16 @@ func agentCounter(b *testing.B, c *agenttest.Cluster, name string) float64 {
 }
 
 // waitForIdleRelease waits, at most limit, until the agent has released memory since the
-// counter read `since`.
-func waitForIdleRelease(b *testing.B, c *agenttest.Cluster, since float64, limit time.Duration) {
+// counter read `since`, and reports whether it did.
+func waitForIdleRelease(b *testing.B, c *agenttest.Cluster, since float64, limit time.Duration) bool {
 	b.Helper()
 	for start := time.Now(); time.Since(start) < limit; time.Sleep(time.Second) {
 		if agentCounter(b, c, "bosun_idle_memory_releases_total") > since {
-			return
+			return true
 		}
 	}
 	b.Logf("the agent did not go idle within %s", limit)
+	return false
 }
 
 // timing is a histogram's sum (seconds) and count.

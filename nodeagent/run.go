@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -207,7 +206,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		memtrim.NewReleasesCounter())
-	go memtrim.ReleaseWhenIdle(ctx, memtrim.AgentThresholds, a.log)
 	if a.cfg.DebugListen != "-" {
 		dln, err := net.Listen("tcp", a.cfg.DebugListen)
 		if err != nil {
@@ -218,9 +216,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.mu.Unlock()
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 			select {

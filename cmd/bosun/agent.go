@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 
 	"github.com/bosun-gitops/bosun/internal/logging"
+	"github.com/bosun-gitops/bosun/internal/memtrim"
 	"github.com/bosun-gitops/bosun/nodeagent"
 	"github.com/spf13/cobra"
 )
@@ -66,6 +67,8 @@ later starts need no token.`,
 				return err
 			}
 			go releaseStartupPages(cmd.Context(), agent.Ready(), log)
+			// One idle releaser per process: `bosun up` runs the operator's alone.
+			go memtrim.ReleaseWhenIdle(cmd.Context(), memtrim.AgentThresholds, log)
 			return agent.Run(cmd.Context())
 		},
 	}

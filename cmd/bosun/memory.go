@@ -23,7 +23,7 @@ func releaseStartupPages(ctx context.Context, ready <-chan struct{}, log *slog.L
 	}
 	before := procStatusBytes("VmRSS")
 	if _, err := memtrim.ReleaseExecutable(); err != nil {
-		log.Debug("cannot release the start-up pages", "error", err)
+		log.Info("keeping the executable's start-up pages", "reason", err)
 		return
 	}
 	log.Info("released the executable's start-up pages", "rssBefore", before, "rssAfter", procStatusBytes("VmRSS"))

@@ -2,6 +2,7 @@ package memtrim
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -14,6 +15,10 @@ type Span struct {
 	Start, End uintptr
 }
 
+// ErrNotPermitted is ReleaseExecutable's error when the kernel would not page out the
+// executable's pages for this process.
+var ErrNotPermitted = errors.New("the kernel pages out a file's pages only for a process that owns the file or may write it (root does)")
+
 // ReleaseExecutable gives back the executable's read-only pages that no other process maps, and
 // keeps later faults small. It returns the bytes of mappings it covered (not the bytes freed: the
 // kernel does not say).
@@ -23,13 +28,17 @@ type Span struct {
 // page it needs instead of a read-ahead window that the kernel would cache, and map, as one large
 // folio; MADV_PAGEOUT unmaps and reclaims the pages this process alone maps; FADV_DONTNEED drops
 // the file's remaining unmapped cache, the large folios left from writing the file, which a fault
-// would otherwise map whole.
+// would otherwise map whole. A process that may not page out the file (see ErrNotPermitted), or a
+// kernel without MADV_PAGEOUT (before 5.4), changes nothing.
 func ReleaseExecutable() (int, error) {
 	exe, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return 0, err
 	}
 	defer exe.Close()
+	if !mayPageOut(exe) {
+		return 0, ErrNotPermitted
+	}
 	// A file system that cannot flush (read-only, say) has nothing dirty to flush.
 	_ = unix.Fdatasync(int(exe.Fd()))
 	if _, err := advise(unix.MADV_RANDOM); err != nil {
@@ -37,12 +46,27 @@ func ReleaseExecutable() (int, error) {
 	}
 	n, err := advise(unix.MADV_PAGEOUT)
 	if err != nil {
+		_, _ = advise(unix.MADV_NORMAL) // keep read-ahead when nothing was released
 		return n, err
 	}
 	if err := unix.Fadvise(int(exe.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
 		return n, fmt.Errorf("dropping the executable's cache: %w", err)
 	}
 	return n, nil
+}
+
+// mayPageOut is the kernel's condition for paging out a file's pages (can_do_file_pageout): the
+// process owns the file, has CAP_FOWNER (root), or may open it for writing.
+func mayPageOut(f *os.File) bool {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	euid := uint32(os.Geteuid())
+	if euid == 0 || st.Uid == euid {
+		return true
+	}
+	return unix.Faccessat(unix.AT_FDCWD, "/proc/self/exe", unix.W_OK, unix.AT_EACCESS) == nil
 }
 
 func advise(advice int) (int, error) {

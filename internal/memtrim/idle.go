@@ -18,8 +18,7 @@ type IdleThresholds struct {
 	Interval time.Duration
 	// IdleAlloc is what the process may allocate in one interval and still count as idle.
 	IdleAlloc uint64
-	// MinReclaimable is the least reclaimable heap worth a collection to hand back; after a
-	// release, the heap must gather this much new garbage before the next.
+	// MinReclaimable is the least reclaimable heap worth a collection to hand back.
 	MinReclaimable uint64
 }
 
@@ -44,7 +43,8 @@ func NewReleasesCounter() prometheus.Collector {
 }
 
 // ReleaseWhenIdle hands the heap's garbage and free pages back to the OS each time the process
-// goes idle after a burst of work, until ctx ends. The cost is one collection per burst.
+// goes idle after a burst of work (an interval that allocated more than th.IdleAlloc), until
+// ctx ends. The cost is one collection per burst. Run one per process: the heap is the process's.
 func ReleaseWhenIdle(ctx context.Context, th IdleThresholds, log *slog.Logger) {
 	r := &idleReleaser{th: th, read: heapState, free: debug.FreeOSMemory, log: log}
 	t := time.NewTicker(th.Interval)
@@ -68,19 +68,27 @@ type idleReleaser struct {
 	log  *slog.Logger
 	last uint64 // allocs at the previous check
 	seen bool
+	// burst is set by an interval that allocated more than IdleAlloc and cleared by a release:
+	// one release per burst, however the heap's garbage settles at rest.
+	burst bool
 }
 
 // check reads the heap and frees memory if the process allocated little since the previous
-// check and a collection would hand back enough; it reports whether it did.
+// check, a burst of work came before, and a collection would hand back enough; it reports
+// whether it did.
 func (r *idleReleaser) check() bool {
 	allocs, reclaimable := r.read()
 	idle := r.seen && allocs-r.last <= r.th.IdleAlloc
+	if r.seen && !idle {
+		r.burst = true
+	}
 	r.last, r.seen = allocs, true
-	if !idle || reclaimable < r.th.MinReclaimable {
+	if !idle || !r.burst || reclaimable < r.th.MinReclaimable {
 		return false
 	}
 	start := time.Now()
 	r.free()
+	r.burst = false
 	idleReleases.Add(1)
 	allocs, left := r.read()
 	r.last = allocs // the collection's own allocations are not the process's work

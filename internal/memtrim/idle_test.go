@@ -6,7 +6,7 @@ import (
 )
 
 // TestIdleReleaser: memory goes back to the OS on the first check after a quiet interval with
-// enough to reclaim, once per burst; never while the process allocates.
+// enough to reclaim, once per burst; never while the process allocates, nor twice at rest.
 func TestIdleReleaser(t *testing.T) {
 	const mib = 1 << 20
 	var allocs, reclaimable uint64
@@ -30,6 +30,11 @@ func TestIdleReleaser(t *testing.T) {
 		{"idle, a little garbage", 4 * mib, 10 * mib, false},
 		{"busy again", 100 * mib, 120 * mib, false},
 		{"idle again", 0, 120 * mib, true},
+		{"idle, garbage settles: no burst since the release", 2 * mib, 60 * mib, false},
+		{"idle, still no burst", 2 * mib, 60 * mib, false},
+		{"a burst too small to release after", 20 * mib, 1 * mib, false},
+		{"idle after it", 0, 1 * mib, false},
+		{"garbage grows at rest, the burst still counts", 1 * mib, 40 * mib, true},
 	}
 	for _, s := range steps {
 		allocs += s.allocated
