@@ -16,5 +16,9 @@
 // a burst, once per burst.
 //
 // Both change memory use, never behaviour: pages released are read again from the file when
-// touched, and a collection frees only garbage.
+// touched, and a collection frees only garbage. The price of the first is paid once, in time:
+// after the release the executable is read without read-ahead, one 4 KiB page per first touch
+// (read-ahead would cache, and map, large folios again), so code a process runs for the first
+// time after it (an agent's first pod start) waits for those reads — well under a second on an
+// SSD or a virtual disk, longer on a spinning one.
 package memtrim
