@@ -12,6 +12,9 @@ import (
 	"github.com/bosun-gitops/bosun/internal/testutil/images"
 	"github.com/bosun-gitops/bosun/nodeagent/agenttest"
 	"github.com/bosun-gitops/bosun/nodeagent/runtime/runtimetest"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -118,24 +121,29 @@ func BenchmarkPodStart(b *testing.B) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// agentCounter reads one unlabelled counter from the agent's /metrics.
-func agentCounter(b *testing.B, c *agenttest.Cluster, name string) float64 {
+// agentMetrics scrapes the agent's /metrics.
+func agentMetrics(b *testing.B, c *agenttest.Cluster) map[string]*dto.MetricFamily {
 	b.Helper()
 	text, err := c.AgentMetrics()
 	if err != nil {
 		b.Fatalf("reading the agent's metrics: %v", err)
 	}
-	for _, l := range strings.Split(text, "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			var f float64
-			if _, err := fmt.Sscanf(v, "%g", &f); err != nil {
-				b.Fatalf("metric %s: %v", l, err)
-			}
-			return f
-		}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		b.Fatalf("parsing the agent's metrics: %v", err)
 	}
-	b.Fatalf("the agent's metrics have no %s", name)
-	return 0
+	return families
+}
+
+// agentCounter reads one unlabelled counter from the agent's /metrics.
+func agentCounter(b *testing.B, c *agenttest.Cluster, name string) float64 {
+	b.Helper()
+	f, ok := agentMetrics(b, c)[name]
+	if !ok || len(f.GetMetric()) != 1 {
+		b.Fatalf("the agent's metrics have no single %s", name)
+	}
+	return f.GetMetric()[0].GetCounter().GetValue()
 }
 
 // waitForIdleRelease waits, at most limit, until the agent has released memory since the
@@ -158,41 +166,22 @@ type timing struct{ sum, count float64 }
 // keyed by operation ("pod_start" for the whole start).
 func agentTimings(b *testing.B, c *agenttest.Cluster) map[string]timing {
 	b.Helper()
-	text, err := c.AgentMetrics()
-	if err != nil {
-		b.Fatalf("reading the agent's metrics: %v", err)
-	}
+	families := agentMetrics(b, c)
 	out := map[string]timing{}
-	for _, l := range strings.Split(text, "\n") {
-		name, rest, ok := strings.Cut(l, " ")
-		if !ok {
-			continue
+	for _, name := range []string{"bosun_agent_pod_start_duration_seconds", "bosun_agent_runtime_operations_duration_seconds"} {
+		for _, m := range families[name].GetMetric() {
+			key := "pod_start"
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "operation" {
+					key = l.GetValue()
+				}
+			}
+			h := m.GetHistogram()
+			out[key] = timing{sum: h.GetSampleSum(), count: float64(h.GetSampleCount())}
 		}
-		var v float64
-		if _, err := fmt.Sscanf(rest, "%g", &v); err != nil {
-			continue
-		}
-		key := ""
-		switch {
-		case strings.HasPrefix(name, "bosun_agent_pod_start_duration_seconds_"):
-			key = "pod_start"
-		case strings.HasPrefix(name, "bosun_agent_runtime_operations_duration_seconds_"):
-			_, op, _ := strings.Cut(name, `operation="`)
-			key, _, _ = strings.Cut(op, `"`)
-		default:
-			continue
-		}
-		t := out[key]
-		switch {
-		case strings.Contains(name, "_sum"):
-			t.sum = v
-		case strings.Contains(name, "_count"):
-			t.count = v
-		}
-		out[key] = t
 	}
 	if len(out) == 0 {
-		b.Fatalf("the agent's metrics have no pod timings:\n%s", text)
+		b.Fatal("the agent's metrics have no pod timings")
 	}
 	return out
 }

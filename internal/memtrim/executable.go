@@ -39,14 +39,18 @@ func ReleaseExecutable() (int, error) {
 	if !mayPageOut(exe) {
 		return 0, ErrNotPermitted
 	}
-	// A file system that cannot flush (read-only, say) has nothing dirty to flush.
-	_ = unix.Fdatasync(int(exe.Fd()))
-	if _, err := advise(unix.MADV_RANDOM); err != nil {
+	spans, err := ExecutableSpans()
+	if err != nil {
 		return 0, err
 	}
-	n, err := advise(unix.MADV_PAGEOUT)
+	// A file system that cannot flush (read-only, say) has nothing dirty to flush.
+	_ = unix.Fdatasync(int(exe.Fd()))
+	if _, err := advise(spans, unix.MADV_RANDOM); err != nil {
+		return 0, err
+	}
+	n, err := advise(spans, unix.MADV_PAGEOUT)
 	if err != nil {
-		_, _ = advise(unix.MADV_NORMAL) // keep read-ahead when nothing was released
+		_, _ = advise(spans, unix.MADV_NORMAL) // keep read-ahead when nothing was released
 		return n, err
 	}
 	if err := unix.Fadvise(int(exe.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
@@ -69,11 +73,8 @@ func mayPageOut(f *os.File) bool {
 	return unix.Faccessat(unix.AT_FDCWD, "/proc/self/exe", unix.W_OK, unix.AT_EACCESS) == nil
 }
 
-func advise(advice int) (int, error) {
-	spans, err := ExecutableSpans()
-	if err != nil {
-		return 0, err
-	}
+// advise applies advice to spans and returns the bytes it covered.
+func advise(spans []Span, advice int) (int, error) {
 	n := 0
 	for _, s := range spans {
 		// The spans are not Go memory: madvise takes them as plain addresses.

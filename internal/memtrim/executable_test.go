@@ -3,8 +3,6 @@ package memtrim
 import (
 	"bufio"
 	"errors"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -78,21 +76,12 @@ func TestReleaseShrinksTheFileBackedRSS(t *testing.T) {
 	}
 }
 
-func rssFile(t *testing.T) int {
+// rssFile is this process's file-backed resident memory in kB.
+func rssFile(t *testing.T) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
+	n, err := StatusBytes(0, "RssFile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "RssFile:"); ok {
-			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb
-		}
-	}
-	t.Fatal("no RssFile in /proc/self/status")
-	return 0
+	return n >> 10
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/internal/childproc"
+	"github.com/bosun-gitops/bosun/internal/memtrim"
 	"github.com/bosun-gitops/bosun/internal/testutil"
 	"github.com/bosun-gitops/bosun/nodeagent"
 	"github.com/bosun-gitops/bosun/nodeagent/runtime/runtimetest"
@@ -250,20 +251,7 @@ func (c *Cluster) AgentMemory(field string) (int64, error) {
 	if pid == 0 {
 		return 0, fmt.Errorf("no agent running")
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(l, field+":") {
-			var kb int64
-			if _, err := fmt.Sscanf(strings.TrimPrefix(l, field+":"), "%d", &kb); err != nil {
-				return 0, err
-			}
-			return kb * 1024, nil
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	return memtrim.StatusBytes(pid, field)
 }
 
 // BuildBosun builds ./cmd/bosun of the module being tested into a temp dir and returns its path.

@@ -33,15 +33,7 @@ func TestEnsureImageCacheFollowsContainerd(t *testing.T) {
 	}
 
 	t.Run("re-pointed name", func(t *testing.T) {
-		base, err := images.BuildBusybox(ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rebuilt, err := base.WithCmd("echo", "rebuilt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		importImage(t, r, rebuilt)
+		rebuilt := importRebuilt(t, r, ref)
 		got, err := r.EnsureImage(ctx, ref, pods.PullNever, nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -140,6 +132,22 @@ func importImage(t *testing.T, r *runtime.Runtime, img *images.Image) {
 	}
 }
 
+// importRebuilt re-points ref at a rebuilt busybox (the same layer, Cmd [echo rebuilt]) and
+// returns that image.
+func importRebuilt(t *testing.T, r *runtime.Runtime, ref string) *images.Image {
+	t.Helper()
+	base, err := images.BuildBusybox(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt, err := base.WithCmd("echo", "rebuilt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	importImage(t, r, rebuilt)
+	return rebuilt
+}
+
 // TestContainerImageIDIsItsOwn checks that a container's status names the image it was created
 // from, not what its image's name points at after a re-tag.
 func TestContainerImageIDIsItsOwn(t *testing.T) {
@@ -154,15 +162,7 @@ func TestContainerImageIDIsItsOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), spec.ID) })
-	base, err := images.BuildBusybox(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rebuilt, err := base.WithCmd("echo", "rebuilt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	importImage(t, r, rebuilt)
+	rebuilt := importRebuilt(t, r, ref)
 	st, err := r.ContainerStatus(ctx, spec.ID)
 	if err != nil {
 		t.Fatal(err)
