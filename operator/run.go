@@ -146,6 +146,11 @@ func (o *Operator) Run(ctx context.Context) error {
 	o.signer = signer
 
 	st := store.New(client, store.Options{Logger: cfg.Logger})
+	for _, c := range st.Collectors() {
+		if err := o.metrics.Register(c); err != nil {
+			return fmt.Errorf("registering the store metrics: %w", err)
+		}
+	}
 	if err := ensureSystemNamespaces(ctx, st); err != nil {
 		return err
 	}

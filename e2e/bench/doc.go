@@ -17,5 +17,6 @@
 // out of the store); BOSUN_BENCH_ETCD=external runs etcd in the benchmark's process instead of
 // embedded in the operator, to tell the operator's own memory from etcd's;
 // BOSUN_BENCH_HEAP_PROFILE=FILE saves the operator's heap profile as FILE-<objects> when its RSS
-// is measured (through --debug-listen).
+// is measured (through --debug-listen); BOSUN_BENCH_CPU_PROFILE=FILE saves its CPU profile of the
+// 2 s from each push as FILE-<objects>.
 package bench

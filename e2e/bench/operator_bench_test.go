@@ -220,6 +220,7 @@ func benchOperator(b *testing.B, bin string, n, replicas int) {
 	tr := newTracker(n)
 	tr.watchAll(b, wctx, e.clients.Kube)
 
+	profiled := e.profileCPU(fmt.Sprintf("%d", n))
 	b.StartTimer()
 	start := time.Now()
 	e.repo.Git(e.repo.Work, "push", "--quiet", "origin", "main")
@@ -239,6 +240,7 @@ func benchOperator(b *testing.B, bin string, n, replicas int) {
 		b.Fatalf("after 2 min the watches saw %d of %d objects ADDED; bosun status:\n%s", tr.addedCount(), n, out)
 	}
 	b.StopTimer()
+	<-profiled
 	fmt.Printf("bench: operator-git-push-%d %.3f s (git push alone; `bosun sync --wait=false` returned at %.3f s)\n",
 		n, pushed.Seconds(), requested.Seconds())
 	e.printSyncPhases(ctx, n, sha, start, visible)
@@ -331,7 +333,7 @@ func startEnv(b *testing.B, ctx context.Context, bin string) *env {
 	b.Setenv("GODEBUG", godebug)
 	args := []string{"--repo", repo.Bare, "--listen", listen, "--interval", "1h"}
 	var debugURL string
-	if os.Getenv("BOSUN_BENCH_HEAP_PROFILE") != "" {
+	if os.Getenv("BOSUN_BENCH_HEAP_PROFILE") != "" || os.Getenv("BOSUN_BENCH_CPU_PROFILE") != "" {
 		// printRSS saves a heap profile there: what the live heap is made of.
 		debug := fmt.Sprintf("127.0.0.1:%d", e2eutil.FreePort(b, "127.0.0.1"))
 		args = append(args, "--debug-listen", debug)
@@ -502,11 +504,33 @@ func (e *env) printRSS(n int, suffix, when string) {
 		name, mb(kb["VmRSS"]), when, mb(kb["RssAnon"]), mb(kb["RssFile"]), mb(kb["VmHWM"]), heap, db)
 }
 
+// profileCPU records the operator's CPU profile for the next 2 s (the push and its sync) into
+// $BOSUN_BENCH_CPU_PROFILE-<name> when that variable is set; the channel closes when it is saved.
+func (e *env) profileCPU(name string) <-chan struct{} {
+	done := make(chan struct{})
+	path := os.Getenv("BOSUN_BENCH_CPU_PROFILE")
+	if path == "" || e.debugURL == "" {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		e.saveProfile(e.debugURL+"/debug/pprof/profile?seconds=2", path+"-"+name, "CPU")
+	}()
+	time.Sleep(50 * time.Millisecond) // the profile has begun
+	return done
+}
+
 // saveHeapProfile writes the operator's heap profile (after a GC) to path.
 func (e *env) saveHeapProfile(path string) {
-	resp, err := http.Get(e.debugURL + "/debug/pprof/heap?gc=1")
+	e.saveProfile(e.debugURL+"/debug/pprof/heap?gc=1", path, "heap")
+}
+
+// saveProfile saves the pprof profile served at url as path.
+func (e *env) saveProfile(url, path, kind string) {
+	resp, err := http.Get(url)
 	if err != nil {
-		e.b.Errorf("reading the operator's heap profile: %v", err)
+		e.b.Errorf("reading the operator's %s profile: %v", kind, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -518,10 +542,10 @@ func (e *env) saveHeapProfile(path string) {
 		err = os.WriteFile(path, data, 0o644)
 	}
 	if err != nil {
-		e.b.Errorf("saving the operator's heap profile: %v", err)
+		e.b.Errorf("saving the operator's %s profile: %v", kind, err)
 		return
 	}
-	fmt.Printf("bench-note: heap profile in %s (go tool pprof %s)\n", path, path)
+	fmt.Printf("bench-note: %s profile in %s (go tool pprof %s)\n", kind, path, path)
 }
 
 // gcTrace matches a GODEBUG=gctrace=1 line's heap figures: before->after->live MB, goal.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +29,8 @@ import (
 // ceiling, since binds are batched the same way) and as single puts from 64 goroutines.
 //
 //	go test -run '^$' -bench SchedulingThroughput -benchtime 1x ./operator/scheduler/
+//
+// BOSUN_BENCH_CPU_PROFILE=FILE writes a CPU profile of each scheduling window to FILE-nodes-<N>.
 func BenchmarkSchedulingThroughput(b *testing.B) {
 	const numPods = 10000
 	for _, numNodes := range []int{1000, 5000} {
@@ -71,6 +75,7 @@ func scheduleOnce(b *testing.B, numNodes, numPods int) (rate, rawBatched, rawSin
 		b.Fatal(err)
 	}
 	start(b, env, Config{}, nil) // returns once the caches are synced
+	stopProfile := profileCPU(b, fmt.Sprintf("nodes-%d", numNodes))
 	began := time.Now()
 	select {
 	case <-done:
@@ -78,6 +83,7 @@ func scheduleOnce(b *testing.B, numNodes, numPods int) (rate, rawBatched, rawSin
 		b.Fatalf("only %d of %d pods bound", bound.Load(), numPods)
 	}
 	elapsed := time.Since(began)
+	stopProfile()
 
 	sample, err := env.Store.Get(ctx, resource.Pods, "default", "pod-00000")
 	if err != nil {
@@ -101,6 +107,28 @@ func scheduleOnce(b *testing.B, numNodes, numPods int) (rate, rawBatched, rawSin
 	rawSinglePuts(b, ctx, client, numPods, value)
 	rawSingle = float64(numPods) / time.Since(t0).Seconds()
 	return float64(numPods) / elapsed.Seconds(), rawBatched, rawSingle
+}
+
+// profileCPU writes a CPU profile of the scheduling window to $BOSUN_BENCH_CPU_PROFILE-<name>
+// when that variable is set; the returned function ends it.
+func profileCPU(b *testing.B, name string) (stop func()) {
+	path := os.Getenv("BOSUN_BENCH_CPU_PROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path + "-" + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 func mustBatch(b *testing.B, st *store.Store, ctx context.Context, n int, obj func(i int) (*resource.Resource, resource.Object)) {

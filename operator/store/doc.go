@@ -10,7 +10,9 @@
 // Errors are k8s.io/apimachinery/pkg/api/errors StatusErrors (NotFound, AlreadyExists,
 // Conflict, Invalid, RequestEntityTooLarge, ResourceExpired), ready to be served as
 // metav1.Status. Objects passed in are never mutated; objects returned are fresh copies carrying
-// their new resourceVersion.
+// their new resourceVersion, except those of watch events: every watch of a resource receives the
+// same events, so the store decodes each event's value once and hands all of them the same
+// object, which they must not modify (as client-go asks of the objects in an informer's cache).
 //
 // A minimal single-member setup:
 //

@@ -93,15 +93,16 @@ func (o Options) withDefaults() Options {
 
 // Store reads and writes objects in etcd. It is safe for concurrent use.
 type Store struct {
-	client *clientv3.Client
-	opts   Options
-	log    *slog.Logger
+	client  *clientv3.Client
+	opts    Options
+	log     *slog.Logger
+	decodes *decodeCache // shared by the watches
 }
 
 // New returns a Store using client. The caller keeps ownership of the client.
 func New(client *clientv3.Client, opts Options) *Store {
 	opts = opts.withDefaults()
-	return &Store{client: client, opts: opts, log: opts.Logger.With("component", "store")}
+	return &Store{client: client, opts: opts, log: opts.Logger.With("component", "store"), decodes: newDecodeCache(decodeCacheSize, decodeCacheTTL)}
 }
 
 // Client returns the etcd client the store uses (for leader election and health checks).

@@ -16,7 +16,9 @@ import (
 )
 
 // Watch streams changes to res's objects in namespace ("" = all) after opts.ResourceVersion,
-// filtered by the selectors. See WatchOptions and Event for the semantics. The channel closes
+// filtered by the selectors. See WatchOptions and Event for the semantics. The events' objects
+// are shared with the other watches of res (decoded once, see decodeCache): read them, copy
+// them to change them. The channel closes
 // when ctx ends or after an Error event: the start revision was compacted (410 Gone: list
 // again), etcd lost its leader, or the consumer left its buffer full for longer than
 // Options.WatchSendTimeout (watch again from the last resourceVersion seen).
@@ -163,7 +165,7 @@ func (w *watcher) transform(ev *clientv3.Event) (Event, bool, error) {
 	var cur, prev resource.Object
 	var err error
 	if ev.Type == mvccpb.PUT {
-		if cur, err = decode(w.res, ev.Kv.Value, rev); err != nil {
+		if cur, err = w.s.decodes.decode(w.res, ev.Kv.Key, rev, rev, ev.Kv.Value); err != nil {
 			return Event{}, false, err
 		}
 	}
@@ -172,7 +174,7 @@ func (w *watcher) transform(ev *clientv3.Event) (Event, bool, error) {
 	case ev.PrevKv != nil && (ev.Type == mvccpb.DELETE || !w.m.everything()):
 		// The old state, stamped with the event's revision as Kubernetes does. A watch
 		// without selectors only needs it for deletes: an update is MODIFIED whatever it was.
-		if prev, err = decode(w.res, ev.PrevKv.Value, rev); err != nil {
+		if prev, err = w.s.decodes.decode(w.res, ev.PrevKv.Key, ev.PrevKv.ModRevision, rev, ev.PrevKv.Value); err != nil {
 			return Event{}, false, err
 		}
 	case ev.PrevKv == nil && ev.Type == mvccpb.DELETE:

@@ -10,6 +10,7 @@ import (
 	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/bosun-gitops/bosun/operator/store/storetest"
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -248,5 +249,82 @@ func TestWatchSlowConsumer(t *testing.T) {
 	want := []watch.EventType{watch.Added, watch.Added, watch.Error}
 	if diff := cmp.Diff(want, types); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
+// TestWatchesShareDecodedObjects checks that the watches of one resource receive the same object
+// for the same event, whatever their namespace or selectors, and that the store's metrics count
+// each decode and each shared one.
+func TestWatchesShareDecodedObjects(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := storetest.NewStore(t)
+	anchor, err := s.Create(ctx, resource.Pods, pod("a", "anchor", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := store.WatchOptions{ResourceVersion: rvOf(t, anchor)}
+	selected := from
+	selected.LabelSelector = labels.SelectorFromSet(labels.Set{"app": "web"})
+	var watches []<-chan store.Event
+	for _, w := range []struct {
+		ns   string
+		opts store.WatchOptions
+	}{{"", from}, {"a", from}, {"a", selected}} {
+		ch, err := s.Watch(ctx, resource.Pods, w.ns, w.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		watches = append(watches, ch)
+	}
+
+	created, err := s.Create(ctx, resource.Pods, pod("a", "p", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := created.DeepCopyObject().(*corev1.Pod)
+	mod.Spec.NodeName = "n1"
+	updated, err := s.Update(ctx, resource.Pods, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := s.Delete(ctx, resource.Pods, "a", "p", store.DeleteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		ev(watch.Added, "a", "p", created.GetResourceVersion()),
+		ev(watch.Modified, "a", "p", updated.GetResourceVersion()),
+		ev(watch.Deleted, "a", "p", deleted.GetResourceVersion()),
+	} {
+		var first store.Event
+		for i, ch := range watches {
+			e := next(t, ch)
+			if got := describe(e); got != want {
+				t.Fatalf("watch %d: got %s, want %s", i, got, want)
+			}
+			if i == 0 {
+				first = e
+			} else if e.Object != first.Object {
+				t.Errorf("watch %d got its own copy of %s: the event's object was decoded again", i, want)
+			}
+		}
+	}
+
+	// Decodes asked for: three per event, plus the update's previous state for the watch with
+	// a selector (it must know whether the pod matched before).
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, f := range families {
+		counts[f.GetName()] = f.GetMetric()[0].GetCounter().GetValue()
+	}
+	decoded, shared := counts["bosun_store_watch_decodes_total"], counts["bosun_store_watch_shared_decodes_total"]
+	if decoded+shared != 10 || shared < 1 {
+		t.Errorf("metrics %v; want 10 decodes asked for in all, some shared", counts)
 	}
 }
