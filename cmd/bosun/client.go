@@ -51,7 +51,7 @@ func (g *globalFlags) kubeconfigRules() (rules *clientcmd.ClientConfigLoadingRul
 }
 
 // restConfig loads the kubeconfig (see kubeconfigRules) and returns its current context's
-// client configuration. Unlike kubectl it never falls back to a pod's in-cluster credentials.
+// client configuration; it notes the context's namespace in g.contextNamespace. Unlike kubectl it never falls back to a pod's in-cluster credentials.
 func (g *globalFlags) restConfig() (*rest.Config, error) {
 	rules, desc, err := g.kubeconfigRules()
 	if err != nil {
@@ -65,8 +65,12 @@ func (g *globalFlags) restConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig %s: none of the files exists or holds a configuration; "+
 			"pass --kubeconfig FILE (the operator writes DATA-DIR/admin.kubeconfig)", desc)
 	}
-	cfg, err := clientcmd.NewDefaultClientConfig(*raw, &clientcmd.ConfigOverrides{}).ClientConfig()
+	cc := clientcmd.NewDefaultClientConfig(*raw, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
 	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", desc, err)
+	}
+	if g.contextNamespace, _, err = cc.Namespace(); err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", desc, err)
 	}
 	return cfg, nil

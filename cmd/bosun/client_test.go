@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // kubeconfigFile writes a kubeconfig: clusters and users as name -> server URL / token, and
@@ -117,4 +119,67 @@ func TestKubeconfigList(t *testing.T) {
 			t.Fatalf("every listed file missing: %v, want an error naming $KUBECONFIG", err)
 		}
 	})
+}
+
+// TestContextNamespace checks that commands work in the kubeconfig context's namespace unless
+// -n says otherwise, and in "default" when the context names none, as kubectl does.
+func TestContextNamespace(t *testing.T) {
+	dir := t.TempDir()
+	plain := kubeconfigFile(t, dir, "plain.kubeconfig", "c", map[string]string{"c": "https://a.test"}, map[string]string{"c": "a"})
+	shop := filepath.Join(dir, "shop.kubeconfig")
+	data := "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://a.test\"}\n" +
+		"users:\n- name: c\n  user: {token: a}\ncontexts:\n- name: c\n  context: {cluster: c, user: c, namespace: shop}\ncurrent-context: c\n"
+	if err := os.WriteFile(shop, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		kubeconfig, flag, want string
+	}{
+		{shop, "", "shop"},
+		{shop, "other", "other"},
+		{plain, "", "default"},
+	} {
+		g := &globalFlags{kubeconfig: c.kubeconfig}
+		if _, err := g.restConfig(); err != nil {
+			t.Fatal(err)
+		}
+		if got := g.namespace(c.flag); got != c.want {
+			t.Errorf("%s with -n %q: namespace %q, want %q", filepath.Base(c.kubeconfig), c.flag, got, c.want)
+		}
+	}
+}
+
+// TestDefaultContainer checks the container `bosun logs` reads without -c: the default-container
+// annotation's, else the first app container (never an init container), named on stderr when
+// the pod has several.
+func TestDefaultContainer(t *testing.T) {
+	pod := func(annotation string, init []string, app ...string) *corev1.Pod {
+		p := &corev1.Pod{}
+		if annotation != "" {
+			p.Annotations = map[string]string{defaultContainerAnnotation: annotation}
+		}
+		for _, n := range init {
+			p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: n})
+		}
+		for _, n := range app {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: n})
+		}
+		return p
+	}
+	for _, c := range []struct {
+		pod       *corev1.Pod
+		want, say string
+	}{
+		{pod("", nil, "web"), "web", ""},
+		{pod("", []string{"setup"}, "web", "sidecar"), "web", `Defaulted container "web" out of: web, sidecar, setup (init)` + "\n"},
+		{pod("sidecar", nil, "web", "sidecar"), "sidecar", `Defaulted container "sidecar" out of: web, sidecar` + "\n"},
+		{pod("setup", []string{"setup"}, "web"), "setup", `Defaulted container "setup" out of: web, setup (init)` + "\n"},
+		{pod("gone", nil, "web", "sidecar"), "web", `Defaulted container "web" out of: web, sidecar` + "\n"},
+	} {
+		var said strings.Builder
+		if got := defaultContainer(c.pod, &said); got != c.want || said.String() != c.say {
+			t.Errorf("%v / %v (annotation %q): got %q saying %q, want %q saying %q", c.pod.Spec.InitContainers, c.pod.Spec.Containers,
+				c.pod.Annotations[defaultContainerAnnotation], got, said.String(), c.want, c.say)
+		}
+	}
 }

@@ -35,7 +35,7 @@ func newDescribeCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			obj, err := c.get(cmd.Context(), res, o.namespace, args[1])
+			obj, err := c.get(cmd.Context(), res, g.namespace(o.namespace), args[1])
 			if err != nil {
 				return err
 			}

@@ -27,7 +27,7 @@ func newEventsCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ns := o.namespace
+			ns := g.namespace(o.namespace)
 			if o.allNamespaces {
 				ns = ""
 			}

@@ -23,7 +23,7 @@ type getOptions struct {
 }
 
 func (o *getOptions) addFlags(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "default", "namespace")
+	cmd.Flags().StringVarP(&o.namespace, "namespace", "n", "", "namespace (default: the kubeconfig context's, else default)")
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "list across all namespaces")
 }
 
@@ -56,14 +56,14 @@ or show one by name. KIND accepts plural, singular and short names (deploy, svc,
 					if i > 0 && (o.output == "" || o.output == "wide") {
 						fmt.Fprintln(cmd.OutOrStdout())
 					}
-					if err := o.list(cmd, c, k); err != nil {
+					if err := o.list(cmd, c, g, k); err != nil {
 						return err
 					}
 				}
 				return nil
 			}
 			if len(args) == 1 {
-				return o.list(cmd, c, args[0])
+				return o.list(cmd, c, g, args[0])
 			}
 			res, err := resource.Lookup(args[0])
 			if err != nil {
@@ -72,7 +72,7 @@ or show one by name. KIND accepts plural, singular and short names (deploy, svc,
 			if o.allNamespaces && res.Namespaced {
 				return fmt.Errorf("a name needs a namespace: use -n NAMESPACE instead of -A")
 			}
-			obj, err := c.get(cmd.Context(), res, o.namespace, args[1])
+			obj, err := c.get(cmd.Context(), res, g.namespace(o.namespace), args[1])
 			if err != nil {
 				return err
 			}
@@ -128,12 +128,12 @@ func printObjects(w io.Writer, res *resource.Resource, objs []resource.Object, s
 }
 
 // list prints every object of one kind.
-func (o *getOptions) list(cmd *cobra.Command, c *apiClient, kind string) error {
+func (o *getOptions) list(cmd *cobra.Command, c *apiClient, g *globalFlags, kind string) error {
 	res, err := resource.Lookup(kind)
 	if err != nil {
 		return err
 	}
-	ns := o.namespace
+	ns := g.namespace(o.namespace)
 	if !res.Namespaced || o.allNamespaces {
 		ns = ""
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -25,15 +26,16 @@ func newLogsCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			namespace = g.namespace(namespace)
 			if container == "" {
 				pod, err := cs.CoreV1().Pods(namespace).Get(ctx, args[0], metav1.GetOptions{})
 				if err != nil {
 					return err
 				}
-				if len(pod.Spec.Containers) != 1 || len(pod.Spec.InitContainers) != 0 {
-					return fmt.Errorf("pod %s has several containers: pass -c with one of %v", pod.Name, containerNames(pod))
+				container = defaultContainer(pod, cmd.ErrOrStderr())
+				if container == "" {
+					return fmt.Errorf("pod %s has no containers", pod.Name)
 				}
-				container = pod.Spec.Containers[0].Name
 			}
 			opts := &corev1.PodLogOptions{Container: container, Follow: follow, Previous: previous}
 			if tail >= 0 {
@@ -53,17 +55,39 @@ func newLogsCmd(g *globalFlags) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&container, "container", "c", "", "container name (optional for single-container pods)")
-	f.StringVarP(&namespace, "namespace", "n", "default", "namespace")
+	f.StringVarP(&namespace, "namespace", "n", "", "namespace (default: the kubeconfig context's, else default)")
 	f.BoolVarP(&follow, "follow", "f", false, "stream new lines")
 	f.BoolVarP(&previous, "previous", "p", false, "the previous run of the container")
 	f.Int64Var(&tail, "tail", -1, "only the last N lines")
 	return cmd
 }
 
-func containerNames(p *corev1.Pod) []string {
-	var out []string
-	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
-		out = append(out, c.Name)
+// defaultContainerAnnotation names the container that commands pick when none is given.
+const defaultContainerAnnotation = "kubectl.kubernetes.io/default-container"
+
+// defaultContainer returns the container kubectl logs picks without -c: the one the pod's
+// default-container annotation names, else its first app container; with several containers it
+// says which on w, as kubectl does.
+func defaultContainer(p *corev1.Pod, w io.Writer) string {
+	names := make([]string, 0, len(p.Spec.Containers)+len(p.Spec.InitContainers))
+	var chosen string
+	for _, c := range p.Spec.Containers {
+		names = append(names, c.Name)
+		if c.Name == p.Annotations[defaultContainerAnnotation] {
+			chosen = c.Name
+		}
 	}
-	return out
+	for _, c := range p.Spec.InitContainers {
+		names = append(names, c.Name+" (init)")
+		if c.Name == p.Annotations[defaultContainerAnnotation] {
+			chosen = c.Name
+		}
+	}
+	if chosen == "" && len(p.Spec.Containers) > 0 {
+		chosen = p.Spec.Containers[0].Name
+	}
+	if len(names) > 1 && chosen != "" {
+		fmt.Fprintf(w, "Defaulted container %q out of: %s\n", chosen, strings.Join(names, ", "))
+	}
+	return chosen
 }

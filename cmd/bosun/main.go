@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"os"
 	"os/signal"
 	"syscall"
@@ -35,6 +36,21 @@ func main() {
 // globalFlags are accepted by every command.
 type globalFlags struct {
 	kubeconfig string
+	// contextNamespace is the namespace of the kubeconfig's current context ("default" when it
+	// names none), set when the kubeconfig is loaded.
+	contextNamespace string
+}
+
+// namespace returns the namespace a command works in: the -n flag's, else the kubeconfig
+// context's, as kubectl does. Call it after the client is made.
+func (g *globalFlags) namespace(flag string) string {
+	switch {
+	case flag != "":
+		return flag
+	case g.contextNamespace != "":
+		return g.contextNamespace
+	}
+	return metav1.NamespaceDefault
 }
 
 func newRootCmd() *cobra.Command {
