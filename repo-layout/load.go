@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 const (
@@ -429,7 +431,11 @@ func (r *fileResult) loadDocument(doc document) {
 	// the bulk of a document's memory. Machines and the Cluster keep their nodes
 	// (checkMachines and checkWebhookSecret report on several fields; there are few of them).
 	if res != resource.Machines && res != resource.Clusters {
-		doc = doc.released(crossFields)
+		fields := crossFields
+		if svc, ok := obj.(*corev1.Service); ok {
+			fields = append(slices.Clip(fields), serviceFields(svc)...)
+		}
+		doc = doc.released(fields)
 	}
 	doc.value, doc.raw = nil, nil
 	r.objects = append(r.objects, loadedObject{Object: Object{Resource: res, Object: obj, File: doc.file, Line: doc.line, Raw: raw}, doc: doc, invalid: len(errs) > 0})
@@ -447,6 +453,7 @@ func (l *loader) finish() *Set {
 	}
 	l.checkDuplicates()
 	l.checkNamespaces()
+	l.checkServiceAddresses(cluster)
 	l.checkMachines(cluster)
 	l.checkWebhookSecret()
 

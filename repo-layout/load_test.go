@@ -65,6 +65,11 @@ spec:
           image: docker.io/library/busybox:1.36
 `
 
+// svcYAML is a Service manifest selecting app=web, with extra lines of its spec.
+func svcYAML(name, extra string) string {
+	return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + "}\nspec:\n  selector: {app: web}\n" + extra
+}
+
 func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -470,6 +475,26 @@ func TestLoadErrors(t *testing.T) {
 				"machines/m.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Machine\nmetadata: {name: m}\nspec:\n  address: 192.0.2.1\n  proxyJump: {address: 192.0.2.2}\n",
 			},
 			want: nil,
+		},
+		{
+			name: "service addresses",
+			files: map[string]string{
+				"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec: {serviceCIDR: 10.96.0.0/24}\n",
+				"a.yaml": svcYAML("outside", "  clusterIP: 10.0.0.1\n  ports: [{port: 80}]\n") + "---\n" +
+					svcYAML("reserved", "  clusterIP: 10.96.0.1\n  ports: [{port: 80}]\n") + "---\n" +
+					svcYAML("broadcast", "  clusterIP: 10.96.0.255\n  ports: [{port: 80}]\n") + "---\n" +
+					svcYAML("first", "  clusterIP: 10.96.0.10\n  type: NodePort\n  ports:\n  - {name: a, port: 80, nodePort: 30080}\n  - {name: b, port: 81, protocol: UDP, nodePort: 30080}\n"),
+				"b.yaml": svcYAML("second", "  type: NodePort\n  clusterIP: 10.96.0.10\n  ports:\n  - {port: 80, nodePort: 30080}\n") + "---\n" +
+					svcYAML("headless", "  clusterIP: None\n  ports: [{port: 80}]\n") + "---\n" +
+					svcYAML("fine", "  clusterIP: 10.96.0.11\n  ports: [{port: 80}]\n"),
+			},
+			want: []string{
+				"a.yaml:6: spec.clusterIP: 10.0.0.1 is not in the cluster's service range 10.96.0.0/24 (bosun.yaml spec.serviceCIDR); choose an address in it, or remove spec.clusterIP to get one allocated",
+				"a.yaml:14: spec.clusterIP: 10.96.0.1 is reserved for the API service default/kubernetes; choose another address, or remove spec.clusterIP",
+				"a.yaml:22: spec.clusterIP: 10.96.0.255 is the network or broadcast address of the service range 10.96.0.0/24; choose another address, or remove spec.clusterIP",
+				"b.yaml:7: spec.clusterIP: cluster IP 10.96.0.10 is also asked for by Service default/first at a.yaml:30; every Service needs its own, remove spec.clusterIP from one of them",
+				"b.yaml:9: spec.ports[0].nodePort: node port 30080 is also asked for by Service default/first at a.yaml:33; every Service needs its own, remove nodePort from one of them to get one allocated",
+			},
 		},
 		{
 			name: "list",
