@@ -160,6 +160,16 @@ spec:
           - configMap: {name: cfg}
           - downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}]}
 `),
+		"t/job.yaml": `apiVersion: v1
+kind: Pod
+metadata: {name: job, namespace: t, labels: {app: job}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: ` + ref + `
+    command: [sh, -c, "echo job-done"]
+`,
 		"t/pull.yaml":    deployment("pull", "      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", registry+"/test/busybox:v1", "sleep 3600", "")),
 		"t/badpull.yaml": deployment("badpull", "      containers:\n"+container("c", registry+"/test/busybox:nope", "sleep 3600", "")),
 	}
@@ -197,6 +207,21 @@ spec:
 	}
 	waitLog(t, c, hostnet.Name, "c", "netns="+ourNetns+" ", "hostname="+hostname+" ", "etc-hostname="+hostname)
 	waitHTTP(t, "127.0.0.1:18080", strings.TrimSpace(images.IndexHTML))
+
+	// A pod that has finished gives its network back at once; its container and log stay.
+	job := c.WaitPods("t", "app=job", time.Minute, "Succeeded", func(ps []corev1.Pod) bool {
+		return len(ps) == 1 && ps[0].Status.Phase == corev1.PodSucceeded
+	})[0]
+	for deadline := time.Now().Add(30 * time.Second); exists(filepath.Join(c.RunDir, "netns", string(job.UID))); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the finished pod %s still has its network namespace after 30 s\n%s", job.Name, c.AgentLog(30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(containersOf(t, c.Socket, string(job.UID))) != 1 {
+		t.Errorf("finished pod %s: containers %v, want its exited container kept until the pod is deleted", job.Name, containersOf(t, c.Socket, string(job.UID)))
+	}
+	waitLog(t, c, job.Name, "c", "job-done")
 
 	// downwardAPI and projected volumes.
 	downward := c.WaitPods("t", "app=downward", time.Minute, "Running", running)[0]

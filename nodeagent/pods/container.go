@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"strconv"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -109,6 +110,7 @@ func buildContainerSpec(in buildInput) ContainerSpec {
 		LabelContainerName: c.Name,
 		LabelRestartCount:  strconv.Itoa(int(in.restart)),
 		LabelSpecHash:      specHash(c),
+		LabelGracePeriod:   strconv.FormatInt(int64(gracePeriod(pod)/time.Second), 10),
 	}
 	if in.init {
 		labels[LabelInit] = "true"

@@ -12,4 +12,7 @@ const (
 	LabelInit = "bosun.dev/init"
 	// LabelSpecHash is a hash of the container spec, to detect spec changes.
 	LabelSpecHash = "bosun.dev/spec-hash"
+	// LabelGracePeriod is the pod's termination grace period in seconds when the container was
+	// created: a pod deleted while the agent was down is stopped with its own grace period.
+	LabelGracePeriod = "bosun.dev/termination-grace-period"
 )

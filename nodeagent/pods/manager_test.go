@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -601,6 +602,8 @@ func TestAdoptionAfterRestartAndCleanup(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	keep, gone := testPod("keep"), testPod("gone")
+	grace := int64(3)
+	gone.Spec.TerminationGracePeriodSeconds = &grace
 	h.m.UpdatePod(keep)
 	h.m.UpdatePod(gone)
 	h.settle()
@@ -618,6 +621,10 @@ func TestAdoptionAfterRestartAndCleanup(t *testing.T) {
 		if strings.HasPrefix(c, "CreateContainer") || strings.HasPrefix(c, "StartContainer") {
 			t.Errorf("adoption created or started a container: %s", c)
 		}
+	}
+	// The pod deleted meanwhile is stopped with its own grace period, not the default.
+	if !slices.Contains(h.calls.List(), "StopContainer "+cid(gone, "app", 0)+" 3s") {
+		t.Errorf("the deleted pod was not stopped with its grace period of 3s: %q", h.calls.List())
 	}
 	var ids []string
 	for _, c := range h.rt.Containers() {
@@ -683,4 +690,59 @@ func TestHostPortsAndReadinessHTTPPort(t *testing.T) {
 		t.Errorf("host ports (-want +got):\n%s", diff)
 	}
 	_ = intstr.FromInt32(0)
+}
+
+// TestFinishedPodReleasesItsNetwork checks that a pod that has finished gives its network
+// namespace and IP back at once, keeps its exited containers (their logs) and the IP in its
+// status until it is deleted, and is cleaned up as usual then, also after an agent restart.
+func TestFinishedPodReleasesItsNetwork(t *testing.T) {
+	for _, restartAgent := range []bool{false, true} {
+		t.Run(fmt.Sprintf("agent-restart=%v", restartAgent), func(t *testing.T) {
+			h := newHarness(t)
+			h.start()
+			pod := testPod("job")
+			pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+			h.m.UpdatePod(pod)
+			h.settle()
+			if _, ok := h.net.Ports(string(pod.UID)); !ok {
+				t.Fatal("the running pod has no network")
+			}
+			ip := h.lastStatus(pod).PodIP
+			if err := h.rt.Exit(cid(pod, "app", 0), 0); err != nil {
+				t.Fatal(err)
+			}
+			h.step(time.Minute)
+			if restartAgent {
+				// The restarted agent's informer has the pod as last written.
+				h.stop()
+				h.start()
+				seen := pod.DeepCopy()
+				seen.Status = *h.lastStatus(pod)
+				h.m.UpdatePod(seen)
+				h.step(time.Minute)
+			}
+			st := h.lastStatus(pod)
+			if st.Phase != corev1.PodSucceeded {
+				t.Fatalf("phase %s, want Succeeded", st.Phase)
+			}
+			if _, ok := h.net.Ports(string(pod.UID)); ok {
+				t.Error("the finished pod still holds its network namespace and IP")
+			}
+			if st.PodIP != ip || ip == "" {
+				t.Errorf("status podIP %q after the pod finished, want the one it ran with, %q", st.PodIP, ip)
+			}
+			if len(h.rt.Containers()) != 1 {
+				t.Errorf("containers %v; the finished pod's exited container (its logs) must stay until the pod is deleted", h.rt.Containers())
+			}
+			if n := strings.Count(strings.Join(h.calls.List(), "\n"), "SetupPod "+string(pod.UID)); n != 1 {
+				t.Errorf("the pod's network was set up %d times, want once", n)
+			}
+
+			h.m.DeletePod(pod)
+			h.settle()
+			if len(h.rt.Containers()) != 0 || h.m.RunningPods() != 0 {
+				t.Errorf("left behind after delete: containers %v, running pods %d", h.rt.Containers(), h.m.RunningPods())
+			}
+		})
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -224,10 +225,24 @@ func (m *Manager) SyncAll(pods []*corev1.Pod) {
 func (m *Manager) cleanupLeftoversLocked() {
 	for uid, ref := range m.leftovers {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: uid, Name: ref.Name, Namespace: ref.Namespace}}
+		pod.Spec.TerminationGracePeriodSeconds = leftoverGracePeriod(m.adopted[uid])
 		m.log.Info("cleaning up a pod that is no longer bound to this node", "pod", ref.Namespace+"/"+ref.Name, "uid", string(uid))
 		w := m.startWorkerLocked(pod)
 		w.markDeleted()
 	}
+}
+
+// leftoverGracePeriod is the termination grace period a pod's containers were created with (the
+// longest, if they disagree), or nil (the default) when none says.
+func leftoverGracePeriod(containers []ContainerStatus) *int64 {
+	var grace *int64
+	for _, st := range containers {
+		g, err := strconv.ParseInt(st.Labels[LabelGracePeriod], 10, 64)
+		if err == nil && g >= 0 && (grace == nil || g > *grace) {
+			grace = &g
+		}
+	}
+	return grace
 }
 
 // forget drops a worker that finished its pod's cleanup.

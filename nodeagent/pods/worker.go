@@ -73,11 +73,13 @@ type podWorker struct {
 	wake    chan struct{}
 
 	// Owned by the worker goroutine.
-	ctrs      map[string]*ctrRun
-	staleIDs  []string // adopted containers of older runs, removed on the first sync
-	netReady  bool
-	podIP     string
-	netnsPath string
+	ctrs     map[string]*ctrRun
+	staleIDs []string // adopted containers of older runs, removed on the first sync
+	netReady bool
+	// netReleased: the finished pod's network was given back (releaseFinished).
+	netReleased bool
+	podIP       string
+	netnsPath   string
 	// pendingNet is a SetupPod running during one syncContainers call (see beginNetwork).
 	pendingNet   *netSetup
 	volumes      *podVolumes
@@ -115,6 +117,10 @@ func newPodWorker(m *Manager, pod *corev1.Pod) *podWorker {
 		startTime:    pod.Status.StartTime,
 		seen:         m.clock.Now(),
 		startTimed:   pod.Status.Phase != "" && pod.Status.Phase != corev1.PodPending,
+	}
+	if p := pod.Status.Phase; p == corev1.PodSucceeded || p == corev1.PodFailed {
+		// A finished pod stays finished, also across an agent restart: nothing runs again.
+		w.terminal, w.podIP = p, pod.Status.PodIP
 	}
 	return w
 }
@@ -306,7 +312,28 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		acted = w.syncContainers(ctx, pod)
 	}
 	w.updateStatus(ctx, pod)
+	if w.terminal != "" && pod.DeletionTimestamp == nil {
+		w.releaseFinished(ctx, pod)
+	}
 	return acted
+}
+
+// releaseFinished gives back what a pod that has finished (Succeeded or Failed) holds on the
+// node, as the kubelet does: its network namespace and IP go back to the node's pool at once,
+// rather than when the pod is deleted, which a Job-like pod from Git may never be. Its exited
+// containers and logs stay until the pod is deleted, and its status keeps the IP it had.
+func (w *podWorker) releaseFinished(ctx context.Context, pod *corev1.Pod) {
+	if w.netReleased || pod.Spec.HostNetwork {
+		return
+	}
+	w.killAll(ctx, pod, gracePeriod(pod), "Stopping container %s: the pod has finished")
+	if err := w.m.cfg.Network.TeardownPod(ctx, podRef(pod)); err != nil {
+		w.log.Error("releasing the network of a finished pod", "err", err)
+		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
+		return
+	}
+	w.netReady, w.netReleased = false, true
+	w.log.Info("pod finished; network released", "phase", w.terminal, "ip", w.podIP)
 }
 
 // refresh reads the runtime's state of every current container.
