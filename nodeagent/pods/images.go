@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -131,6 +132,19 @@ func (w *podWorker) ensureImage(ctx context.Context, pod *corev1.Pod, c *corev1.
 	}
 	start := w.m.clock.Now()
 	info, err := w.m.cfg.Runtime.EnsureImage(ctx, c.Image, pullPolicy(c), w.pullAuth(ctx, pod), progress)
+	switch {
+	case errors.Is(err, ErrImageNeverPull):
+		// No pull, so no back-off: the next sync looks again (an image imported meanwhile).
+		msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
+		r.waiting = &corev1.ContainerStateWaiting{Reason: "ErrImageNeverPull", Message: msg}
+		w.event(pod, corev1.EventTypeWarning, "ErrImageNeverPull", "%s", msg)
+		return ImageInfo{}, false
+	case errors.Is(err, ErrInvalidImageName):
+		msg := fmt.Sprintf("Failed to apply default image tag %q: %v", c.Image, err)
+		r.waiting = &corev1.ContainerStateWaiting{Reason: "InvalidImageName", Message: msg}
+		w.event(pod, corev1.EventTypeWarning, "InspectFailed", "%s", msg)
+		return ImageInfo{}, false
+	}
 	if err != nil {
 		delay := w.pullBackoff.next(key, now, now)
 		r.pullErr = err.Error()

@@ -490,6 +490,37 @@ func TestInitContainerFailureNeverFailsPod(t *testing.T) {
 	}
 }
 
+// TestImageNeverPullAndInvalidName checks the kubelet's reasons for an image that must not be
+// pulled and is missing (ErrImageNeverPull, no back-off: an image imported meanwhile starts at
+// the next sync) and for an image reference that cannot be parsed (InvalidImageName).
+func TestImageNeverPullAndInvalidName(t *testing.T) {
+	h := newHarness(t)
+	const local, invalid = "registry.test/local:1", "registry.test/UPPER:1"
+	h.rt.SetPullError(invalid, fmt.Errorf("%w %q: repository name must be lowercase", pods.ErrInvalidImageName, invalid))
+	h.start()
+	never := testPod("never", corev1.Container{Name: "app", Image: local, ImagePullPolicy: corev1.PullNever})
+	bad := testPod("bad", corev1.Container{Name: "app", Image: invalid})
+	h.m.UpdatePod(never)
+	h.m.UpdatePod(bad)
+	h.settle()
+	if w := h.containerStatus(never, "app").State.Waiting; w == nil || w.Reason != "ErrImageNeverPull" ||
+		w.Message != `Container image "registry.test/local:1" is not present with pull policy of Never` {
+		t.Errorf("imagePullPolicy Never, image missing: waiting %+v, want ErrImageNeverPull", w)
+	}
+	if w := h.containerStatus(bad, "app").State.Waiting; w == nil || w.Reason != "InvalidImageName" ||
+		!strings.Contains(w.Message, "repository name must be lowercase") {
+		t.Errorf("invalid image name: waiting %+v, want InvalidImageName with the parser's message", w)
+	}
+	h.step(time.Second)
+	if w := h.containerStatus(never, "app").State.Waiting; w == nil || w.Reason != "ErrImageNeverPull" {
+		t.Errorf("a second later: waiting %+v, want ErrImageNeverPull still (no back-off reason)", w)
+	}
+	h.rt.SetImage(local, pods.ImageInfo{Cmd: []string{"run"}})
+	h.until(2*time.Minute, "running once the image is on the node", func() bool {
+		return h.containerStatus(never, "app").State.Running != nil
+	})
+}
+
 func TestImagePullErrors(t *testing.T) {
 	h := newHarness(t)
 	const bad = "registry.test/missing:1"

@@ -40,6 +40,15 @@ type Runtime interface {
 	Events(ctx context.Context) (<-chan ContainerEvent, error)
 }
 
+// Errors of Runtime.EnsureImage that a pod's status reports with reasons of their own, as the
+// kubelet does (ErrImageNeverPull, InvalidImageName); they are not retried with a back-off.
+var (
+	// ErrImageNeverPull: the image is not on the node and imagePullPolicy is Never.
+	ErrImageNeverPull = errors.New("image is not present on the node and imagePullPolicy is Never")
+	// ErrInvalidImageName: the image reference cannot be parsed.
+	ErrInvalidImageName = errors.New("invalid image reference")
+)
+
 // PullPolicy mirrors corev1.PullPolicy.
 type PullPolicy string
 

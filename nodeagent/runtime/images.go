@@ -121,7 +121,7 @@ func (r *Runtime) forgetImage(name string) {
 func NormalizeRef(ref string) (string, error) {
 	named, err := docker.ParseDockerRef(ref)
 	if err != nil {
-		return "", fmt.Errorf("invalid image reference %q: %w", ref, err)
+		return "", fmt.Errorf("%w %q: %v", pods.ErrInvalidImageName, ref, err)
 	}
 	return named.String(), nil
 }

@@ -9,7 +9,6 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -152,4 +151,4 @@ func (r *Runtime) Version(ctx context.Context) (string, error) {
 }
 
 // ErrImageNotPresent is returned by EnsureImage for a missing image with PullNever.
-var ErrImageNotPresent = errors.New("image is not present on the node and imagePullPolicy is Never")
+var ErrImageNotPresent = pods.ErrImageNeverPull

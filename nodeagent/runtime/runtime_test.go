@@ -404,3 +404,21 @@ func TestAdoptionByNewRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNormalizeRef checks Docker's reference defaults and that an unparsable reference is an
+// ErrInvalidImageName, which the pod reports as InvalidImageName.
+func TestNormalizeRef(t *testing.T) {
+	for ref, want := range map[string]string{
+		"busybox":                   "docker.io/library/busybox:latest",
+		"registry.test:5000/a/b:v1": "registry.test:5000/a/b:v1",
+	} {
+		if got, err := runtime.NormalizeRef(ref); err != nil || got != want {
+			t.Errorf("NormalizeRef(%q) = %q, %v; want %q", ref, got, err, want)
+		}
+	}
+	for _, ref := range []string{"registry.test/UPPER:1", "a b", ""} {
+		if _, err := runtime.NormalizeRef(ref); !errors.Is(err, pods.ErrInvalidImageName) {
+			t.Errorf("NormalizeRef(%q): %v, want ErrInvalidImageName", ref, err)
+		}
+	}
+}

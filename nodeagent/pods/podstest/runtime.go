@@ -119,7 +119,10 @@ func (r *Runtime) EnsureImage(ctx context.Context, ref string, policy pods.PullP
 		return pods.ImageInfo{}, err
 	}
 	info, ok := r.images[ref]
-	if !ok {
+	switch {
+	case !ok && policy == pods.PullNever:
+		return pods.ImageInfo{}, fmt.Errorf("image %s: %w", ref, pods.ErrImageNeverPull)
+	case !ok:
 		return pods.ImageInfo{}, fmt.Errorf("pulling %s: not found", ref)
 	}
 	if progress != nil && policy == pods.PullAlways {
