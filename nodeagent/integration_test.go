@@ -168,6 +168,7 @@ spec:
   containers:
   - name: c
     image: ` + ref + `
+    imagePullPolicy: IfNotPresent
     command: [sh, -c, "echo job-done"]
 `,
 		"t/pull.yaml":    deployment("pull", "      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", registry+"/test/busybox:v1", "sleep 3600", "")),
@@ -302,7 +303,7 @@ spec:
 	}
 
 	// Graceful stop and cleanup: delete every workload from Git.
-	for _, f := range []string{"t/app.yaml", "t/hostnet.yaml", "t/downward.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml"} {
+	for _, f := range []string{"t/app.yaml", "t/hostnet.yaml", "t/downward.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml", "t/job.yaml"} {
 		c.Repo.Remove(f)
 	}
 	c.Repo.CommitAndPush("delete everything")

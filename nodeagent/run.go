@@ -188,7 +188,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	lh := logs.NewHandler(logs.Config{
 		LogDir:  func(uid, c string) string { return logDir(a.cfg.DataDir, uid, c) },
 		LogPath: func(uid, c string, n int32) string { return logPath(a.cfg.DataDir, uid, c, n) },
-		Pods:    a.podUID,
+		Pods:    a.pod,
 		Logger:  a.log,
 	})
 	srv := &http.Server{Handler: lh, TLSConfig: logs.TLSConfig(serving, caPool), ReadHeaderTimeout: 10 * time.Second,
@@ -343,18 +343,19 @@ func (a *Agent) listPods() []*corev1.Pod {
 // Pods returns the pods the agent's informer holds (those bound to this node).
 func (a *Agent) Pods() []*corev1.Pod { return a.listPods() }
 
-func (a *Agent) podUID(namespace, name string) (string, bool) {
+// pod returns the pod namespace/name from the agent's informer, with the status last written.
+func (a *Agent) pod(namespace, name string) (*corev1.Pod, bool) {
 	a.mu.Lock()
 	inf := a.podInformer
 	a.mu.Unlock()
 	if inf == nil {
-		return "", false
+		return nil, false
 	}
 	o, ok, err := inf.GetStore().GetByKey(namespace + "/" + name)
 	if err != nil || !ok {
-		return "", false
+		return nil, false
 	}
-	return string(o.(*corev1.Pod).UID), true
+	return o.(*corev1.Pod), true
 }
 
 func podHandler(m PodManager) cache.ResourceEventHandler {

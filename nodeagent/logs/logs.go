@@ -22,21 +22,24 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // OperatorUser is the only client identity (certificate CN) allowed to read logs.
 const OperatorUser = "system:bosun-operator"
 
-// PodUIDLookup finds the UID of a pod bound to this node.
-type PodUIDLookup func(namespace, name string) (uid string, ok bool)
+// PodLookup finds a pod bound to this node, with the status the agent last wrote.
+type PodLookup func(namespace, name string) (*corev1.Pod, bool)
 
 // Config configures the handler.
 type Config struct {
 	// LogDir and LogPath are the log file layout (pods.LogDir, pods.LogPath bound to the data dir).
 	LogDir  func(podUID, container string) string
 	LogPath func(podUID, container string, restartCount int32) string
-	// Pods resolves namespace/name to the pod UID when the request carries no podUID.
-	Pods PodUIDLookup
+	// Pods finds the pod: its UID when the request carries no podUID, and its container
+	// statuses, which say which run --previous means and when a followed container has ended.
+	Pods PodLookup
 	// PollInterval is how often a followed file is checked for new lines; 250 ms when zero.
 	PollInterval time.Duration
 	Logger       *slog.Logger
@@ -122,8 +125,11 @@ func (h *Handler) serveLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	uid := r.URL.Query().Get("podUID")
-	if uid == "" && h.cfg.Pods != nil {
-		uid, _ = h.cfg.Pods(ns, pod)
+	var status *corev1.ContainerStatus
+	if h.cfg.Pods != nil {
+		if p, ok := h.cfg.Pods(ns, pod); ok && (uid == "" || uid == string(p.UID)) {
+			uid, status = string(p.UID), containerStatus(p, container)
+		}
 	}
 	if uid == "" || strings.ContainsAny(uid, `/\`) || uid == "." || uid == ".." || strings.ContainsAny(container, `/\`) {
 		http.Error(w, fmt.Sprintf("pod %s/%s is not on this node", ns, pod), http.StatusNotFound)
@@ -136,11 +142,15 @@ func (h *Handler) serveLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	run := runs[len(runs)-1]
 	if opts.Previous {
-		if len(runs) < 2 {
+		// The run the status shows as the last termination, as the kubelet serves: while a
+		// crashed container waits to restart, that is its latest run; while it runs again, the
+		// one before.
+		prev, ok := previousRun(status, runs)
+		if !ok {
 			http.Error(w, fmt.Sprintf("previous terminated container %q in pod %q not found", container, pod), http.StatusBadRequest)
 			return
 		}
-		run = runs[len(runs)-2]
+		run = prev
 	}
 	f, err := os.Open(h.cfg.LogPath(uid, container, run))
 	if err != nil {
@@ -165,12 +175,72 @@ func (h *Handler) serveLogs(w http.ResponseWriter, r *http.Request) {
 		io.Copy(w, f)
 		return
 	}
-	h.follow(r.Context(), w, f, uid, container, run)
+	h.follow(r.Context(), w, f, ns, pod, uid, container, run)
 }
 
-// follow copies new lines until the container restarts (a newer log file appears and this one
-// is drained), the pod's logs disappear, or the client leaves.
-func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File, uid, container string, run int32) {
+// containerStatus returns the status of the pod's (init or app) container name, or nil.
+func containerStatus(p *corev1.Pod, name string) *corev1.ContainerStatus {
+	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
+// runOf returns the run (restart count) of a container ID from the pod's status
+// ("containerd://<pod-uid>-<container>-<run>", as pods.ContainerID builds it).
+func runOf(containerID string) (int32, bool) {
+	i := strings.LastIndexByte(containerID, '-')
+	if i < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(containerID[i+1:], 10, 32)
+	return int32(n), err == nil && n >= 0
+}
+
+// previousRun is the run of the container's last termination according to its status; without
+// a status (the pod is gone from the agent's cache), the run before the newest log file.
+func previousRun(st *corev1.ContainerStatus, runs []int32) (int32, bool) {
+	if st == nil {
+		if len(runs) < 2 {
+			return 0, false
+		}
+		return runs[len(runs)-2], true
+	}
+	if t := st.LastTerminationState.Terminated; t != nil {
+		if run, ok := runOf(t.ContainerID); ok && slices.Contains(runs, run) {
+			return run, true
+		}
+	}
+	return 0, false
+}
+
+// ended reports whether the pod's status shows run as terminated: its current state, or its
+// last termination. A status that does not say yet (written a moment after the exit) is not an
+// end: following goes on until it does.
+func ended(p *corev1.Pod, container string, run int32) bool {
+	st := containerStatus(p, container)
+	if st == nil {
+		return false
+	}
+	for _, t := range []*corev1.ContainerStateTerminated{st.State.Terminated, st.LastTerminationState.Terminated} {
+		if t == nil {
+			continue
+		}
+		if r, ok := runOf(t.ContainerID); ok && r >= run {
+			return true
+		}
+	}
+	return false
+}
+
+// follow copies new lines until the container's run ends (its status says it terminated, or a
+// newer log file appears) and its file is drained, the pod's logs disappear, or the client
+// leaves, as kubectl logs -f ends when the container exits.
+func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File, ns, pod, uid, container string, run int32) {
 	flusher, _ := w.(http.Flusher)
 	rd := bufio.NewReaderSize(f, 32<<10)
 	t := time.NewTicker(h.cfg.PollInterval)
@@ -191,6 +261,12 @@ func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File,
 			if runs[len(runs)-1] > run {
 				io.Copy(w, rd) // the last lines written before the restart
 				return
+			}
+			if h.cfg.Pods != nil {
+				if p, ok := h.cfg.Pods(ns, pod); ok && string(p.UID) == uid && ended(p, container, run) {
+					io.Copy(w, rd) // the last lines written before the exit
+					return
+				}
 			}
 		}
 		select {
