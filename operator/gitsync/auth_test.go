@@ -95,4 +95,14 @@ func TestHTTPSAuthUsesToken(t *testing.T) {
 	if basic.String() == "" || strings.Contains(basic.String(), "s3cret") {
 		t.Errorf("auth prints the token: %s", basic.String())
 	}
+
+	// The user name in the URL goes with the token (GitLab deploy tokens, Bitbucket app
+	// passwords need it).
+	auth, err = authFor(Config{Repo: "https://deploy-7@git.example.com/r.git", Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if basic, ok := auth.(*githttp.BasicAuth); !ok || basic.Username != "deploy-7" || basic.Password != "s3cret" {
+		t.Errorf("auth = %#v, want basic auth as deploy-7 with the token", auth)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"path"
 	"path/filepath"
@@ -15,7 +16,10 @@ import (
 type Config struct {
 	// Name is the GitSync object's name; default "default".
 	Name string
-	// Repo is a local path, file://, ssh:// (or scp-like user@host:path) or https:// URL.
+	// Repo is a local path, file://, ssh:// (or scp-like user@host:path) or https:// URL. It
+	// may name a user but never carry a password (Validate refuses one: the address shows in
+	// logs, errors and the GitSync object, which nodes can read); logs and the GitSync object
+	// get it through RedactURL all the same.
 	Repo string
 	// Branch defaults to "main".
 	Branch string
@@ -30,8 +34,13 @@ type Config struct {
 	WorkDir string
 	// SSHKeyFile and KnownHostsFile authenticate ssh:// remotes; the host key is always checked.
 	SSHKeyFile, KnownHostsFile string
-	// Token authenticates https:// remotes (basic auth with the token as password).
+	// Token authenticates https:// remotes (basic auth with the token as password and the
+	// URL's user name, else "bosun", as user). It is never sent over plain http:// to a host
+	// other than loopback.
 	Token string
+	// CAFile is a PEM bundle of CA certificates trusted for https:// remotes on top of the
+	// system roots (a self-hosted server with a private CA); read again before each fetch.
+	CAFile string
 	// OnSynced, when set, is called after each sync that applied a commit (also one that
 	// changed nothing), with what it wrote; it runs in the sync loop, so it must not block.
 	OnSynced func(ctx context.Context, r SyncReport)
@@ -78,6 +87,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("repo: required (a path, file://, ssh:// or https:// URL)"))
 	} else if _, err := remoteKind(c.Repo); err != nil {
 		errs = append(errs, fmt.Errorf("repo: %w", err))
+	} else if hasPassword(c.Repo) {
+		errs = append(errs, fmt.Errorf("repo: %s carries a password, which would show in logs, errors and the GitSync object that every node can read: "+
+			"remove it from --repo and put the token in a file passed with --git-token-file (or in $BOSUN_GIT_TOKEN)", RedactURL(c.Repo)))
 	}
 	if c.WorkDir == "" {
 		errs = append(errs, errors.New("workDir: required (where the clone lives)"))
@@ -99,6 +111,15 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("knownHostsFile: required for an ssh:// repository (host keys are always checked)"))
 		case kind != remoteHTTPS && c.Token != "":
 			errs = append(errs, errors.New("token: only used with https:// repositories"))
+		case c.Token != "" && isPlainHTTP(c.Repo) && !loopbackHost(c.Repo):
+			errs = append(errs, fmt.Errorf("token: refusing to send the Git token over plain http:// to %s, where anyone on the network path can read it: "+
+				"use the repository's https:// URL (with --git-ca-file if a private CA signs its certificate); http:// with a token is allowed to loopback only", hostOf(c.Repo)))
+		}
+		switch {
+		case c.CAFile != "" && kind != remoteHTTPS:
+			errs = append(errs, errors.New("caFile: --git-ca-file only applies to https:// repositories"))
+		case c.CAFile != "" && isPlainHTTP(c.Repo):
+			errs = append(errs, fmt.Errorf("caFile: --git-ca-file is for https://, and %s is plain http://: use its https:// URL", RedactURL(c.Repo)))
 		}
 	}
 	return errors.Join(errs...)
@@ -118,22 +139,62 @@ func remoteKind(repo string) (remote, error) {
 	case strings.HasPrefix(repo, "file://"):
 		return remoteFile, nil
 	case strings.HasPrefix(repo, "ssh://"):
-		if _, err := url.Parse(repo); err != nil {
-			return 0, fmt.Errorf("parsing %q: %w", repo, err)
+		if err := parseable(repo); err != nil {
+			return 0, err
 		}
 		return remoteSSH, nil
 	case strings.HasPrefix(repo, "https://"), strings.HasPrefix(repo, "http://"):
-		if _, err := url.Parse(repo); err != nil {
-			return 0, fmt.Errorf("parsing %q: %w", repo, err)
+		if err := parseable(repo); err != nil {
+			return 0, err
 		}
 		return remoteHTTPS, nil
 	case strings.Contains(repo, "://"):
-		return 0, fmt.Errorf("%q: unsupported scheme; use a path, file://, ssh:// or https://", repo)
+		return 0, fmt.Errorf("%q: unsupported scheme; use a path, file://, ssh:// or https://", RedactURL(repo))
 	case isSCPLike(repo):
 		return remoteSSH, nil
 	default:
 		return remoteFile, nil
 	}
+}
+
+// parseable checks that repo parses as a URL; the error names it redacted (url.Parse's own
+// error quotes the whole address, password and all).
+func parseable(repo string) error {
+	_, err := url.Parse(repo)
+	if err == nil {
+		return nil
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return fmt.Errorf("parsing %q: %v", RedactURL(repo), err)
+}
+
+// isPlainHTTP reports whether repo is an http:// URL (no TLS).
+func isPlainHTTP(repo string) bool { return strings.HasPrefix(repo, "http://") }
+
+// loopbackHost reports whether the URL repo points at this machine's loopback interface, where
+// nothing on a network path can read what is sent in clear.
+func loopbackHost(repo string) bool {
+	u, err := url.Parse(repo)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// hostOf is the host[:port] of the URL repo, for messages.
+func hostOf(repo string) string {
+	if u, err := url.Parse(repo); err == nil {
+		return u.Host
+	}
+	return RedactURL(repo)
 }
 
 // isSCPLike recognises git's "user@host:path" form.

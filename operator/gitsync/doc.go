@@ -13,8 +13,14 @@
 // The remote: every fetch has a deadline (Config.FetchTimeout; for ssh it is also set on the
 // connection, see deadline.go), so a hung remote fails the sync instead of stalling the loop. The
 // branch is followed through force-pushes; a head that does not descend from the applied commit
-// is applied and the status says "history rewritten". Credentials and known_hosts are read
-// again before each fetch.
+// is applied and the status says "history rewritten". Credentials, known_hosts and the CA
+// bundle (Config.CAFile) are read again before each fetch.
+//
+// Secrets: the address may name a user but never carry a password, and a token goes over https
+// only (plain http to loopback alone); Validate refuses the rest. What is printed or stored
+// (logs, status messages, the GitSync spec that every node may read) names the address through
+// RedactURL, and every fetch error has the token masked (redact.go): a remote's answer may
+// quote the credentials it was sent.
 //
 // Cost per sync: a repolayout.Loader kept across syncs re-parses only the files whose git blob
 // changed (the checks across files still run on the whole set); what is live is read as

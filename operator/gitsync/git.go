@@ -2,6 +2,7 @@ package gitsync
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
@@ -30,6 +31,7 @@ var ErrNoAnswer = errors.New("no answer")
 // gitRepo is the local bare clone of the configured remote.
 type gitRepo struct {
 	url     string
+	display string // url as printed: RedactURL(url)
 	branch  string
 	dir     string
 	timeout time.Duration
@@ -38,6 +40,10 @@ type gitRepo struct {
 	// known_hosts file is used by the next sync without a restart.
 	newAuth func() (transport.AuthMethod, error)
 	auth    transport.AuthMethod // the credentials of the last fetch
+	// caFile (Config.CAFile) is read before every fetch too, so a renewed CA needs no restart.
+	caFile string
+	// secrets are masked in every fetch error (see secretsOf).
+	secrets []string
 	repo    *git.Repository
 }
 
@@ -56,12 +62,17 @@ func openGitRepo(cfg Config) (*gitRepo, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := loadCABundle(cfg.CAFile); err != nil {
+		return nil, err
+	}
 	kind, _ := remoteKind(cfg.Repo)
 	return &gitRepo{
-		url: u, branch: cfg.Branch, dir: filepath.Join(cfg.WorkDir, "repo.git"),
+		url: u, display: RedactURL(u), branch: cfg.Branch, dir: filepath.Join(cfg.WorkDir, "repo.git"),
 		timeout: cfg.FetchTimeout, ssh: kind == remoteSSH,
 		newAuth: func() (transport.AuthMethod, error) { return authFor(cfg) },
 		auth:    auth,
+		caFile:  cfg.CAFile,
+		secrets: secretsOf(cfg),
 	}, nil
 }
 
@@ -82,7 +93,9 @@ func remoteURL(repo string) (string, error) {
 }
 
 // authFor builds the transport credentials: the operator's SSH key with a known_hosts check for
-// ssh, basic auth with the token as password for https, none for local repositories.
+// ssh, basic auth with the token as password for https (the URL's user name, else "bosun", as
+// user: GitLab deploy tokens and Bitbucket app passwords need the right one), none for local
+// repositories.
 func authFor(cfg Config) (transport.AuthMethod, error) {
 	kind, err := remoteKind(cfg.Repo)
 	if err != nil {
@@ -113,9 +126,35 @@ func authFor(cfg Config) (transport.AuthMethod, error) {
 		if cfg.Token == "" {
 			return nil, nil
 		}
-		return &githttp.BasicAuth{Username: "bosun", Password: cfg.Token}, nil
+		return &githttp.BasicAuth{Username: basicAuthUser(cfg.Repo), Password: cfg.Token}, nil
 	}
 	return nil, nil
+}
+
+// basicAuthUser is the user name sent with the token: the one in the URL, else "bosun" (forges
+// that take the token as password ignore it).
+func basicAuthUser(repo string) string {
+	if u, err := url.Parse(repo); err == nil && u.User != nil && u.User.Username() != "" {
+		return u.User.Username()
+	}
+	return "bosun"
+}
+
+// loadCABundle reads the PEM bundle of --git-ca-file ("" = none) and checks that it holds at
+// least one certificate: a wrong file would otherwise only show as "unknown authority".
+func loadCABundle(file string) ([]byte, error) {
+	if file == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading --git-ca-file: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--git-ca-file %s holds no PEM certificate: pass the CA certificate(s) that sign the Git server's certificate, "+
+			"as \"-----BEGIN CERTIFICATE-----\" blocks", file)
+	}
+	return pem, nil
 }
 
 // open opens the clone in dir, or initialises it; a clone of another remote is replaced.
@@ -160,11 +199,11 @@ func (g *gitRepo) fetch(ctx context.Context) (*object.Commit, error) {
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 	case errors.Is(err, ErrNoAnswer):
-		return nil, fmt.Errorf("fetching %s from %s: %w", g.branch, g.url, err)
+		return nil, fmt.Errorf("fetching %s from %s: %w", g.branch, g.display, err)
 	case isMissingRef(err):
-		return nil, fmt.Errorf("fetching %s from %s: %w", g.branch, g.url, ErrBranchNotFound)
+		return nil, fmt.Errorf("fetching %s from %s: %w", g.branch, g.display, ErrBranchNotFound)
 	default:
-		return nil, fmt.Errorf("fetching %s from %s: %w", g.branch, g.url, err)
+		return nil, fmt.Errorf("fetching %s from %s: %w", g.branch, g.display, err)
 	}
 	ref, err := g.repo.Reference(g.remoteRef(), true)
 	if err != nil {
@@ -178,9 +217,15 @@ func (g *gitRepo) fetch(ctx context.Context) (*object.Commit, error) {
 }
 
 // fetchRefs fetches specs (forced) from the remote within the fetch timeout; past it the error
-// wraps ErrNoAnswer. Every fetch of the clone goes through here: the deadline covers the whole
-// fetch, from dialling to the last byte of the pack.
+// wraps ErrNoAnswer. Every fetch of the clone goes through here (the sync's, and plans of pull
+// requests and `bosun plan --ref`): the deadline covers the whole fetch, from dialling to the
+// last byte of the pack, the credentials and the CA bundle are read afresh, and the error has
+// the token and any password masked (a remote's answer may quote them).
 func (g *gitRepo) fetchRefs(ctx context.Context, specs ...gitconfig.RefSpec) error {
+	return redactSecrets(g.fetchRefsUnredacted(ctx, specs...), g.secrets)
+}
+
+func (g *gitRepo) fetchRefsUnredacted(ctx context.Context, specs ...gitconfig.RefSpec) error {
 	if err := g.open(); err != nil {
 		return err
 	}
@@ -189,10 +234,14 @@ func (g *gitRepo) fetchRefs(ctx context.Context, specs ...gitconfig.RefSpec) err
 		return err
 	}
 	g.auth = auth
+	ca, err := loadCABundle(g.caFile)
+	if err != nil {
+		return err
+	}
 	fctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	deadline, _ := fctx.Deadline()
-	opts := &git.FetchOptions{RemoteName: remoteName, RefSpecs: specs, Auth: auth, Force: true, Tags: git.NoTags}
+	opts := &git.FetchOptions{RemoteName: remoteName, RefSpecs: specs, Auth: auth, Force: true, Tags: git.NoTags, CABundle: ca}
 	if g.ssh {
 		opts.ProxyOptions = deadlineProxy(deadline)
 	}

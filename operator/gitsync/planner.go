@@ -156,9 +156,9 @@ func (s *Syncer) resolve(ctx context.Context, ref, sha string) (*object.Commit, 
 		switch {
 		case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
 		case isMissingRef(err):
-			return nil, fmt.Errorf("ref %q not found in %s: %w", ref, s.cfg.Repo, ErrBranchNotFound)
+			return nil, fmt.Errorf("ref %q not found in %s: %w", ref, s.git.display, ErrBranchNotFound)
 		default:
-			return nil, fmt.Errorf("fetching %s from %s: %w", ref, s.cfg.Repo, err)
+			return nil, fmt.Errorf("fetching %s from %s: %w", ref, s.git.display, err)
 		}
 		if sha == "" {
 			r, err := repo.Reference(dst, true)
@@ -170,7 +170,7 @@ func (s *Syncer) resolve(ctx context.Context, ref, sha string) (*object.Commit, 
 	}
 	h, err := repo.ResolveRevision(plumbing.Revision(sha))
 	if err != nil {
-		return nil, fmt.Errorf("commit %s is not in %s (fetched %q): %w", sha, s.cfg.Repo, ref, err)
+		return nil, fmt.Errorf("commit %s is not in %s (fetched %q): %w", sha, s.git.display, ref, err)
 	}
 	return repo.CommitObject(*h)
 }

@@ -11,9 +11,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// specFromConfig is the GitSync spec for the configuration. Every node may read the object: the
+// address is stored redacted.
 func (s *Syncer) specFromConfig() bosunv1.GitSyncSpec {
 	return bosunv1.GitSyncSpec{
-		Repo:     s.cfg.Repo,
+		Repo:     RedactURL(s.cfg.Repo),
 		Branch:   s.cfg.Branch,
 		Path:     s.cfg.Path,
 		Interval: metav1.Duration{Duration: s.cfg.Interval},

@@ -2,6 +2,8 @@ package gitsync
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	repolayout "github.com/bosun-gitops/bosun/repo-layout"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh/knownhosts"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -350,16 +353,21 @@ func (s *Syncer) historyRewritten(c *object.Commit, applied string) string {
 	return note
 }
 
-// fetchMessage tells the user what went wrong with the remote and what to do.
+// fetchMessage tells the user what went wrong with the remote and what to do. The repository is
+// named redacted, and err comes through fetchRefs, which masked the secrets in it.
 func fetchMessage(cfg Config, err error, applied string) string {
 	keep := keepMessage(applied)
+	repo := RedactURL(cfg.Repo)
+	kind, _ := remoteKind(cfg.Repo)
 	var keyErr *knownhosts.KeyError
+	var unknownCA x509.UnknownAuthorityError
+	var certErr *tls.CertificateVerificationError
 	switch {
 	case errors.Is(err, ErrBranchNotFound):
-		return fmt.Sprintf("branch %q not found in %s: push it, or point --branch at an existing branch; %s", cfg.Branch, cfg.Repo, keep)
+		return fmt.Sprintf("branch %q not found in %s: push it, or point --branch at an existing branch; %s", cfg.Branch, repo, keep)
 	case errors.Is(err, ErrNoAnswer):
 		return fmt.Sprintf("fetch %s: no answer within %s; %s; check the remote, or raise --fetch-timeout if fetching this repository takes longer",
-			cfg.Repo, cfg.FetchTimeout, keep)
+			repo, cfg.FetchTimeout, keep)
 	case errors.As(err, &keyErr) && len(keyErr.Want) > 0:
 		host := sshHost(cfg.Repo)
 		return fmt.Sprintf("the SSH host key of %s does not match its entry in %s (--known-hosts): someone may be intercepting the connection, or the server's key was changed; "+
@@ -369,8 +377,28 @@ func fetchMessage(cfg Config, err error, applied string) string {
 		host := sshHost(cfg.Repo)
 		return fmt.Sprintf("the SSH host %s is not in %s (--known-hosts): add its key after checking the fingerprint with the server's administrator (ssh-keyscan %s >> %s); "+
 			"the next sync reads the file again; %s", host, cfg.KnownHostsFile, keyscanArgs(host), cfg.KnownHostsFile, keep)
+	case errors.As(err, &unknownCA) && cfg.CAFile != "":
+		return fmt.Sprintf("the TLS certificate of %s is signed neither by a CA in %s (--git-ca-file) nor by one of the system's: "+
+			"put the CA certificate that signs the server's certificate in that file (PEM); the next sync reads it again; %s", hostOf(cfg.Repo), cfg.CAFile, keep)
+	case errors.As(err, &unknownCA):
+		return fmt.Sprintf("the TLS certificate of %s is not signed by a CA this machine trusts: if the Git server uses a private CA, "+
+			"pass its CA certificate (PEM) with --git-ca-file; %s", hostOf(cfg.Repo), keep)
+	case errors.As(err, &certErr):
+		return fmt.Sprintf("the TLS certificate of %s cannot be verified: %v; fix the server's certificate, or the address in --repo if it names another host; %s",
+			hostOf(cfg.Repo), certErr.Err, keep)
+	case errors.Is(err, transport.ErrAuthenticationRequired) && cfg.Token == "":
+		return fmt.Sprintf("%s asks for credentials: put a token allowed to read the repository in a file passed with --git-token-file (or in $BOSUN_GIT_TOKEN); %s",
+			repo, keep)
+	case errors.Is(err, transport.ErrAuthenticationRequired):
+		return fmt.Sprintf("%s refused the token (authentication failed): check the token in --git-token-file ($BOSUN_GIT_TOKEN), that it has not expired, "+
+			"and the user name in --repo if the forge needs one; the token is read at start, so restart the operator after changing it; %s", repo, keep)
+	case errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Sprintf("%s does not let the token read the repository (authorization failed): give it read access to the repository; %s", repo, keep)
+	case errors.Is(err, transport.ErrRepositoryNotFound) && kind == remoteHTTPS:
+		return fmt.Sprintf("%s: repository not found: check the address in --repo, and that the token may read the repository (forges answer \"not found\" to those who may not); %s",
+			repo, keep)
 	}
-	return fmt.Sprintf("cannot fetch %s: %v; check that the repository is reachable and the credentials are right; %s", cfg.Repo, err, keep)
+	return fmt.Sprintf("cannot fetch %s: %v; check that the repository is reachable and the credentials are right; %s", repo, err, keep)
 }
 
 // sshHost is the host[:port] of an ssh:// or scp-like repository address, as known_hosts names it.
