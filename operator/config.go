@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/bosun-gitops/bosun/operator/gitsync"
 	"github.com/bosun-gitops/bosun/operator/store"
 )
 
@@ -15,7 +16,8 @@ import (
 type Config struct {
 	// DataDir holds the embedded etcd, the PKI, the admin kubeconfig and the Git clone.
 	DataDir string
-	// Repo is the Git repository to sync: a path, file://, ssh:// or https:// URL.
+	// Repo is the Git repository to sync: a path, file://, ssh:// or https:// URL; a user name
+	// but no password (that goes in GitToken).
 	Repo   string
 	Branch string
 	// Path is the sub-directory of the repository that holds the manifests.
@@ -32,8 +34,10 @@ type Config struct {
 	// SSHKeyFile and KnownHostsFile authenticate ssh:// remotes.
 	SSHKeyFile     string
 	KnownHostsFile string
-	// GitToken authenticates https:// remotes.
+	// GitToken authenticates https:// remotes (never sent over plain http:// but to loopback).
 	GitToken string
+	// GitCAFile is a PEM bundle of CAs trusted, on top of the system's, for https:// remotes.
+	GitCAFile string
 	// CompactInterval and CompactKeep control etcd history compaction.
 	CompactInterval time.Duration
 	CompactKeep     int64
@@ -129,5 +133,26 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if err := c.gitSyncConfig().Validate(); err != nil {
+		return fmt.Errorf("Git access: %w", err)
+	}
 	return c.validateForge()
+}
+
+// gitSyncConfig is the Git sync's configuration (without its OnSynced hook). Validate checks it
+// at start, so that a password in --repo or a token bound for plain http:// stops the operator
+// before anything logs the address or sends the token.
+func (c *Config) gitSyncConfig() gitsync.Config {
+	return gitsync.Config{
+		Repo:           c.Repo,
+		Branch:         c.Branch,
+		Path:           c.Path,
+		Interval:       c.Interval,
+		FetchTimeout:   c.FetchTimeout,
+		WorkDir:        filepath.Join(c.DataDir, "git"),
+		SSHKeyFile:     c.SSHKeyFile,
+		KnownHostsFile: c.KnownHostsFile,
+		Token:          c.GitToken,
+		CAFile:         c.GitCAFile,
+	}
 }

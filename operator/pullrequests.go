@@ -49,7 +49,7 @@ func (c *Config) validateForge() error {
 		c.ForgeRepo = forge.RepoFromURL(c.Repo)
 	}
 	if c.ForgeRepo == "" {
-		return fmt.Errorf("--forge-repo is required: cannot derive owner/name from --repo %q", c.Repo)
+		return fmt.Errorf("--forge-repo is required: cannot derive owner/name from --repo %q", gitsync.RedactURL(c.Repo))
 	}
 	return nil
 }

@@ -195,7 +195,7 @@ func (o *Operator) Run(ctx context.Context) error {
 	case <-srv.Ready():
 		close(o.ready)
 		log.Info("operator ready", "api", srv.URL(), "kubeconfig", srv.AdminKubeconfigPath(),
-			"repo", cfg.Repo, "branch", cfg.Branch, "path", cfg.Path)
+			"repo", gitsync.RedactURL(cfg.Repo), "branch", cfg.Branch, "path", cfg.Path)
 	case err := <-errc:
 		cancel()
 		wg.Wait()
@@ -269,18 +269,9 @@ func (o *Operator) lead(ctx context.Context, client *clientv3.Client, st *store.
 		return err
 	}
 	pr := o.newPullRequestLeader(st, factory.Lookup)
-	syncer, err := gitsync.New(gitsync.Config{
-		OnSynced:       pr.onSynced,
-		Repo:           cfg.Repo,
-		Branch:         cfg.Branch,
-		Path:           cfg.Path,
-		Interval:       cfg.Interval,
-		FetchTimeout:   cfg.FetchTimeout,
-		WorkDir:        filepath.Join(cfg.DataDir, "git"),
-		SSHKeyFile:     cfg.SSHKeyFile,
-		KnownHostsFile: cfg.KnownHostsFile,
-		Token:          cfg.GitToken,
-	}, st, cfg.Logger)
+	gcfg := cfg.gitSyncConfig()
+	gcfg.OnSynced = pr.onSynced
+	syncer, err := gitsync.New(gcfg, st, cfg.Logger)
 	if err != nil {
 		return err
 	}

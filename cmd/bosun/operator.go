@@ -23,7 +23,7 @@ func (l *logFlags) add(fs *pflag.FlagSet) {
 // addOperatorFlags binds the operator's flags to cfg; `bosun up` shares them.
 func addOperatorFlags(fs *pflag.FlagSet, cfg *operator.Config, endpoints *string, tokenFile *string) {
 	fs.StringVar(&cfg.DataDir, "data-dir", "/var/lib/bosun", "directory for etcd, certificates, the admin kubeconfig and the Git clone")
-	fs.StringVar(&cfg.Repo, "repo", "", "Git repository to sync: a path, file://, ssh:// or https:// URL")
+	fs.StringVar(&cfg.Repo, "repo", "", "Git repository to sync: a path, file://, ssh:// or https:// URL (a user name but no password: put a token in --git-token-file)")
 	fs.StringVar(&cfg.Branch, "branch", "main", "branch to sync")
 	fs.StringVar(&cfg.Path, "path", ".", "sub-directory of the repository holding the manifests")
 	fs.DurationVar(&cfg.Interval, "interval", 0, "how often to poll the repository (default 10s)")
@@ -36,7 +36,8 @@ func addOperatorFlags(fs *pflag.FlagSet, cfg *operator.Config, endpoints *string
 	fs.StringVar(&cfg.Etcd.KeyFile, "etcd-keyfile", "", "client key for etcd")
 	fs.StringVar(&cfg.SSHKeyFile, "ssh-key", "", "private key for ssh:// repositories")
 	fs.StringVar(&cfg.KnownHostsFile, "known-hosts", "", "known_hosts file that ssh:// repositories are checked against")
-	fs.StringVar(tokenFile, "git-token-file", "", "file holding a token for https:// repositories (or set $BOSUN_GIT_TOKEN)")
+	fs.StringVar(tokenFile, "git-token-file", "", "file holding a token for https:// repositories (or set $BOSUN_GIT_TOKEN); never sent over plain http:// except to loopback")
+	fs.StringVar(&cfg.GitCAFile, "git-ca-file", "", "PEM bundle of CA certificates trusted, besides the system's, for https:// repositories (a self-hosted Git server with a private CA)")
 	fs.StringVar(&cfg.DebugListen, "debug-listen", "", "serve Go profiles (net/http/pprof, no credentials) on this loopback host:port, for example 127.0.0.1:6060 (default off)")
 	limit := &memoryLimitValue{n: &cfg.MemoryLimit}
 	_ = limit.Set("auto")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/operator/gitsync"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -607,7 +608,7 @@ var tables = map[*resource.Resource]table{
 		row: func(o resource.Object, now time.Time) []string {
 			g := o.(*bosunv1.GitSync)
 			return []string{g.Name, orNone(string(g.Status.State)), orNone(shortSHA(g.Status.Commit.SHA)), orNone(shortSHA(g.Status.Applied.SHA)),
-				age(g.CreationTimestamp, now), g.Spec.Repo, g.Spec.Branch, orNone(g.Status.Message)}
+				age(g.CreationTimestamp, now), gitsync.RedactURL(g.Spec.Repo), g.Spec.Branch, orNone(g.Status.Message)}
 		},
 	},
 }

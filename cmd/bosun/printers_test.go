@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -448,5 +449,26 @@ func TestPrintEmptyListAsJSON(t *testing.T) {
 	}
 	if !bytes.Contains(buf.Bytes(), []byte(`"items": []`)) || !bytes.Contains(buf.Bytes(), []byte(`"kind": "List"`)) {
 		t.Errorf("empty list as JSON = %s, want a List with no items", buf.String())
+	}
+}
+
+// TestGitSyncAddressIsRedacted: an operator from before the refusal of passwords in --repo may
+// have stored one in spec.repo; `bosun status`, `describe` and `get -o wide` mask it.
+func TestGitSyncAddressIsRedacted(t *testing.T) {
+	g := &bosunv1.GitSync{
+		ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec:       bosunv1.GitSyncSpec{Repo: "https://deploy:s3cret@git.example.com/fleet.git", Branch: "main"},
+	}
+	var status, table bytes.Buffer
+	if err := describeGitSync(&status, g, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := printTable(&table, resource.GitSyncs, []resource.Object{g}, false, true, now); err != nil {
+		t.Fatal(err)
+	}
+	for what, out := range map[string]string{"status": status.String(), "get -o wide": table.String()} {
+		if strings.Contains(out, "s3cret") || !strings.Contains(out, "https://deploy:xxxxx@git.example.com/fleet.git") {
+			t.Errorf("%s prints the address unmasked:\n%s", what, out)
+		}
 	}
 }

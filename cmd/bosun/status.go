@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/operator/gitsync"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -72,7 +73,7 @@ func commitLine(ci bosunv1.CommitInfo, now time.Time) string {
 func describeGitSync(w io.Writer, g *bosunv1.GitSync, events []*corev1.Event, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 1, ' ', 0)
 	kv := func(k string, v any) { fmt.Fprintf(tw, "%s:\t%v\n", k, v) }
-	src := g.Spec.Repo
+	src := gitsync.RedactURL(g.Spec.Repo) // an older operator may have stored a password
 	if g.Spec.Branch != "" {
 		src += " (branch " + g.Spec.Branch
 		if g.Spec.Path != "" && g.Spec.Path != "." {

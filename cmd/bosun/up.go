@@ -18,6 +18,7 @@ import (
 	"github.com/bosun-gitops/bosun/nodeagent"
 	"github.com/bosun-gitops/bosun/nodeagent/runtime"
 	"github.com/bosun-gitops/bosun/operator"
+	"github.com/bosun-gitops/bosun/operator/gitsync"
 	repolayout "github.com/bosun-gitops/bosun/repo-layout"
 	"github.com/containerd/containerd"
 	"github.com/spf13/cobra"
@@ -226,7 +227,7 @@ Change something and push:
   %s sync                        # or wait for the next poll (%s)
 
 Stop with Ctrl-C; state is kept in %s.
-`, url, kubeconfig, cfg.Repo, cfg.Branch, kubeconfig, self, self, podsHelp(self, noAgentWhy), work, self, interval, cfg.DataDir)
+`, url, kubeconfig, gitsync.RedactURL(cfg.Repo), cfg.Branch, kubeconfig, self, self, podsHelp(self, noAgentWhy), work, self, interval, cfg.DataDir)
 }
 
 // podsHelp is the banner's part about the pods the local agent runs.
