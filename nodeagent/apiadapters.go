@@ -23,6 +23,16 @@ func (s apiStatusWriter) UpdatePodStatus(ctx context.Context, pod *corev1.Pod) e
 	return nil
 }
 
+func (s apiStatusWriter) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	zero, uid := int64(0), pod.UID
+	err := s.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name,
+		metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil {
+		return fmt.Errorf("deleting stopped pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
+
 // apiObjects fetches Secrets and ConfigMaps on demand (pods.ObjectGetter); the operator lets a
 // node read only the Secrets its pods use.
 type apiObjects struct{ client kubernetes.Interface }

@@ -274,18 +274,22 @@ spec:
 		t.Errorf("crash loop: 3 restarts not seen within 2m")
 	}
 
-	// Agent kill -9: running containers are adopted, a pod deleted meanwhile is cleaned up.
+	// Agent kill -9: running containers are adopted, a pod deleted meanwhile is stopped and
+	// deleted for good when the agent returns (it stays Terminating until then, as in Kubernetes).
 	app = c.Pods("t", "app=app")[0]
 	gone := c.WaitPods("t", "app=gone", time.Minute, "Running", running)[0]
 	before := containerIDs(&app)
 	c.KillAgent()
 	c.Repo.Remove("t/gone.yaml")
 	c.Repo.CommitAndPush("delete gone while the agent is down")
-	c.WaitPods("t", "app=gone", time.Minute, "deleted from the API", func(ps []corev1.Pod) bool { return len(ps) == 0 })
+	c.WaitPods("t", "app=gone", time.Minute, "marked for deletion (Terminating)", func(ps []corev1.Pod) bool {
+		return len(ps) == 1 && ps[0].UID == gone.UID && ps[0].DeletionTimestamp != nil
+	})
 	if n := len(containersOf(t, c.Socket, string(gone.UID))); n == 0 {
 		t.Fatalf("the deleted pod's containers are gone before the agent returned: the test cannot tell cleanup from luck")
 	}
 	c.StartAgent()
+	c.WaitPods("t", "app=gone", time.Minute, "deleted from the API once the agent stopped it", func(ps []corev1.Pod) bool { return len(ps) == 0 })
 	deadline := time.Now().Add(time.Minute)
 	for len(containersOf(t, c.Socket, string(gone.UID))) > 0 || exists(filepath.Join(c.RunDir, "netns", string(gone.UID))) {
 		if time.Now().After(deadline) {

@@ -54,6 +54,7 @@ type PodEnv struct {
 	// pods.EventRecorder against the API.
 	Status interface {
 		UpdatePodStatus(context.Context, *corev1.Pod) error
+		DeletePod(context.Context, *corev1.Pod) error
 	}
 	Objects  apiObjects
 	Recorder interface {

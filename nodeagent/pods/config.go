@@ -10,9 +10,12 @@ import (
 	"k8s.io/utils/clock"
 )
 
-// StatusWriter writes a pod's status through the API (the status subresource).
+// StatusWriter writes a pod's status through the API (the status subresource), and removes a
+// pod that was deleted gracefully once the agent has stopped it.
 type StatusWriter interface {
 	UpdatePodStatus(ctx context.Context, pod *corev1.Pod) error
+	// DeletePod deletes pod for good (grace period 0), if it is still the pod with that UID.
+	DeletePod(ctx context.Context, pod *corev1.Pod) error
 }
 
 // ObjectGetter reads the Secrets and ConfigMaps that pods reference (env, volumes, pull secrets).

@@ -10,6 +10,11 @@
 //	                                                                               ├─ probes (exec, HTTP, TCP, gRPC health)
 //	                                                                               └─ StatusWriter (when the API's copy differs, rate-limited)
 //
+// A pod marked for a graceful deletion (deletionTimestamp) has its containers stopped within its
+// deletionGracePeriodSeconds and is then deleted for good through the StatusWriter; its removal
+// from the informer cleans up containers, network and volumes. A pod that has finished gives its
+// network back at once and keeps its exited containers (their logs) until it is deleted.
+//
 // The Runtime and Network it drives are declared in manager.go; nodeagent/runtime implements them
 // with containerd and CNI, and podstest has in-memory fakes for unit tests.
 package pods

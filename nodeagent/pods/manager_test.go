@@ -777,3 +777,62 @@ func TestFinishedPodReleasesItsNetwork(t *testing.T) {
 		})
 	}
 }
+
+// TestGracefulDeletion checks the agent's part of a graceful pod deletion: a pod marked with a
+// deletionTimestamp has its containers stopped within deletionGracePeriodSeconds, is then
+// deleted for good through the API (not before its containers stopped), and its removal cleans
+// up containers and network.
+func TestGracefulDeletion(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	pod := testPod("bye")
+	h.m.UpdatePod(pod)
+	h.settle()
+	type seen struct {
+		running []string
+		network bool
+	}
+	atDelete := make(chan seen, 1)
+	h.status.OnDelete = func(p *corev1.Pod) {
+		var s seen
+		for _, c := range h.rt.Containers() {
+			if c.State == pods.StateRunning {
+				s.running = append(s.running, c.ID)
+			}
+		}
+		_, s.network = h.net.Ports(string(p.UID))
+		atDelete <- s
+		go h.m.DeletePod(p) // the API's delete event
+	}
+	marked := pod.DeepCopy()
+	grace := int64(4)
+	ts := metav1.NewTime(h.clock.Now().Add(4 * time.Second))
+	marked.DeletionTimestamp, marked.DeletionGracePeriodSeconds = &ts, &grace
+	h.m.UpdatePod(marked)
+	h.settle()
+
+	if !slices.Contains(h.calls.List(), "StopContainer "+cid(pod, "app", 0)+" 4s") {
+		t.Errorf("the container was not stopped with the deletion's grace period of 4s: %q", h.calls.List())
+	}
+	select {
+	case s := <-atDelete:
+		if len(s.running) > 0 {
+			t.Errorf("the pod was deleted for good while %v still ran", s.running)
+		}
+		if !s.network {
+			t.Error("the network was torn down before the pod was deleted; it goes with the pod's removal")
+		}
+	default:
+		t.Fatalf("the stopped pod was not deleted through the API; deletes %v", h.status.Deletes())
+	}
+	h.settle()
+	if got := h.status.Deletes(); len(got) != 1 {
+		t.Errorf("deletes %v, want one", got)
+	}
+	if len(h.rt.Containers()) != 0 || h.m.RunningPods() != 0 {
+		t.Errorf("left behind: containers %v, running pods %d", h.rt.Containers(), h.m.RunningPods())
+	}
+	if _, ok := h.net.Ports(string(pod.UID)); ok {
+		t.Error("the deleted pod's network is still set up")
+	}
+}

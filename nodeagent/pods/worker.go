@@ -12,6 +12,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -78,8 +79,10 @@ type podWorker struct {
 	netReady bool
 	// netReleased: the finished pod's network was given back (releaseFinished).
 	netReleased bool
-	podIP       string
-	netnsPath   string
+	// deletionConfirmed: the stopped pod was deleted for good (confirmDeletion).
+	deletionConfirmed bool
+	podIP             string
+	netnsPath         string
 	// pendingNet is a SetupPod running during one syncContainers call (see beginNetwork).
 	pendingNet   *netSetup
 	volumes      *podVolumes
@@ -308,6 +311,7 @@ func (w *podWorker) sync(ctx context.Context) bool {
 	switch {
 	case pod.DeletionTimestamp != nil:
 		w.killAll(ctx, pod, gracePeriod(pod), "Stopping container %s")
+		w.confirmDeletion(ctx, pod)
 	case w.terminal == "":
 		acted = w.syncContainers(ctx, pod)
 	}
@@ -316,6 +320,28 @@ func (w *podWorker) sync(ctx context.Context) bool {
 		w.releaseFinished(ctx, pod)
 	}
 	return acted
+}
+
+// confirmDeletion deletes a pod that is being deleted gracefully for good once none of its
+// containers runs, as the kubelet does: the API then drops it, and its removal here cleans up
+// the rest (containers, network, volumes).
+func (w *podWorker) confirmDeletion(ctx context.Context, pod *corev1.Pod) {
+	if w.deletionConfirmed {
+		return
+	}
+	for _, r := range w.ctrs {
+		if r.id != "" && r.status.State == StateRunning {
+			return // killAll could not stop it; the next sync tries again
+		}
+	}
+	err := w.m.cfg.Status.DeletePod(ctx, pod)
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		w.log.Error("deleting the stopped pod", "err", err)
+		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
+		return
+	}
+	w.deletionConfirmed = true
+	w.log.Info("pod stopped; deleted")
 }
 
 // releaseFinished gives back what a pod that has finished (Succeeded or Failed) holds on the

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/internal/pki"
 	"github.com/bosun-gitops/bosun/internal/resource"
+	"github.com/bosun-gitops/bosun/operator/store"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -133,6 +134,12 @@ func TestNodeAuthorization(t *testing.T) {
 	allowed("create event", err)
 	_, err = node.CoreV1().ConfigMaps("a").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm"}}, metav1.CreateOptions{})
 	forbidden("create configmap", err)
+
+	// A node deletes for good the pods bound to it once it has stopped them, and only those.
+	err = node.CoreV1().Pods("a").Delete(ctx, "theirs", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	forbidden("delete other node's pod", err)
+	err = node.CoreV1().Pods("a").Delete(ctx, "mine", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	allowed("delete own pod", err)
 }
 
 func TestAuthenticationFailures(t *testing.T) {
@@ -262,6 +269,27 @@ func TestGitRule(t *testing.T) {
 	}
 	if got.Spec.Replicas != nil || got.Status.ReadyReplicas != 1 {
 		t.Errorf("after refused writes: replicas=%v readyReplicas=%d", got.Spec.Replicas, got.Status.ReadyReplicas)
+	}
+
+	// A Git-managed pod that Git sync deleted (gracefully: it waits for its node) may be deleted
+	// for good; a Git-managed pod that is not being deleted may not.
+	pod := testPod("job", "node-1", nil)
+	pod.Namespace, pod.Annotations = "default", map[string]string{resource.AnnotationSource: "apps/job.yaml"}
+	if _, err := ts.store.Create(ctx, resource.Pods, pod); err != nil {
+		t.Fatal(err)
+	}
+	pods := ts.client.CoreV1().Pods("default")
+	if err := pods.Delete(ctx, "job", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); !apierrors.IsConflict(err) {
+		t.Errorf("deleting a Git-managed pod: %v, want 409 Conflict", err)
+	}
+	if _, err := ts.store.Delete(ctx, resource.Pods, "default", "job", store.DeleteOptions{}); err != nil {
+		t.Fatal(err) // what Git sync's prune does
+	}
+	if err := pods.Delete(ctx, "job", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Errorf("deleting for good a Git-managed pod that Git sync deleted: %v", err)
+	}
+	if _, err := pods.Get(ctx, "job", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after its node's delete: %v, want NotFound", err)
 	}
 }
 

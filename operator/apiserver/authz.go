@@ -80,7 +80,10 @@ func (s *Server) nodeMay(ctx context.Context, node string, ri *requestInfo) (boo
 		if read {
 			return true, nil
 		}
-		if ri.Subresource == "status" && (ri.Verb == verbUpdate || ri.Verb == verbPatch) {
+		// A node writes the status of the pods bound to it, and deletes them once it has
+		// stopped them after a graceful deletion (as Kubernetes' NodeRestriction allows).
+		if ri.Subresource == "status" && (ri.Verb == verbUpdate || ri.Verb == verbPatch) ||
+			ri.Subresource == "" && ri.Verb == verbDelete && ri.Name != "" {
 			pod, err := s.cfg.Store.Get(ctx, resource.Pods, ri.Namespace, ri.Name)
 			if apierrors.IsNotFound(err) {
 				return false, nil

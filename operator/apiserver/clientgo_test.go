@@ -257,6 +257,17 @@ func TestClientGoPods(t *testing.T) {
 		if err != nil {
 			t.Fatalf("delete: %v", err)
 		}
+		// A pod bound to a node is deleted gracefully: marked until its node (here the admin,
+		// with a grace period of 0) deletes it for good.
+		if p.Spec.NodeName != "" {
+			marked, err := pods.Get(ctx, "db-1", metav1.GetOptions{})
+			if err != nil || marked.DeletionTimestamp == nil || marked.DeletionGracePeriodSeconds == nil || *marked.DeletionGracePeriodSeconds <= 0 {
+				t.Fatalf("bound pod after delete: %v, %v; want it marked for a graceful deletion", marked, err)
+			}
+			if err := pods.Delete(ctx, "db-1", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+				t.Fatalf("delete with grace period 0: %v", err)
+			}
+		}
 		if _, err := pods.Get(ctx, "db-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			t.Errorf("after delete: err = %v, want NotFound", err)
 		}

@@ -257,9 +257,13 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, ri *reques
 		writeError(w, err)
 		return
 	}
-	if err := gitRule(ri.Resource, existing); err != nil {
-		writeError(w, err)
-		return
+	// A Git-managed object already being deleted (a pod that Git sync removed, waiting for its
+	// node to stop it) may be deleted for good: that finishes what Git asked for.
+	if existing.GetDeletionTimestamp() == nil {
+		if err := gitRule(ri.Resource, existing); err != nil {
+			writeError(w, err)
+			return
+		}
 	}
 	if p := opts.Preconditions; p != nil {
 		if p.UID != nil && *p.UID != existing.GetUID() {
@@ -280,7 +284,8 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, ri *reques
 	// Orphan and Foreground leave the object marked with a propagation finalizer that the
 	// garbage collector removes once it has orphaned or deleted the dependents.
 	deleted, err := s.cfg.Store.Delete(r.Context(), ri.Resource, ri.Namespace, ri.Name,
-		store.DeleteOptions{Preconditions: opts.Preconditions, PropagationPolicy: opts.PropagationPolicy})
+		store.DeleteOptions{Preconditions: opts.Preconditions, PropagationPolicy: opts.PropagationPolicy,
+			GracePeriodSeconds: opts.GracePeriodSeconds})
 	if err != nil {
 		writeError(w, err)
 		return

@@ -165,6 +165,16 @@ func (c *codec) decodeDeleteOptions(r *http.Request) (*metav1.DeleteOptions, err
 	if v, ok := q["dryRun"]; ok {
 		opts.DryRun = v
 	}
+	if v := q.Get("gracePeriodSeconds"); v != "" {
+		g, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("gracePeriodSeconds %q: must be a number of seconds", v))
+		}
+		opts.GracePeriodSeconds = &g
+	}
+	if g := opts.GracePeriodSeconds; g != nil && *g < 0 {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("gracePeriodSeconds %d: must not be negative", *g))
+	}
 	if opts.OrphanDependents != nil {
 		// The deprecated field, as Kubernetes reads it: true is Orphan, false Background.
 		if opts.PropagationPolicy != nil {

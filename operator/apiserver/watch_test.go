@@ -60,7 +60,8 @@ func TestWatchSeesChangesInOrder(t *testing.T) {
 	if _, err := pods.Update(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := pods.Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+	// Forced (grace period 0): no node is there to stop the bound pod.
+	if err := pods.Delete(ctx, "web", metav1.DeleteOptions{GracePeriodSeconds: new(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

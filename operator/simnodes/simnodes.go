@@ -13,7 +13,8 @@
 // node lifecycle controller marks the pods of an unreachable node not ready): a pod that is not
 // Running and Ready is put right on every change and at every heartbeat. A node whose heartbeat
 // is stopped plays an agent that is down: its lease ages and its pods are left alone until
-// ResumeHeartbeat.
+// ResumeHeartbeat. A pod being deleted gracefully on a live node is deleted for good at once,
+// as an agent does once it has stopped the containers.
 package simnodes
 
 import (
@@ -138,9 +139,14 @@ func New(cfg Config) (*Cluster, error) {
 }
 
 func (c *Cluster) enqueue(obj any) {
-	if p, ok := obj.(*corev1.Pod); ok && needsSync(p) && c.live(p.Spec.NodeName) {
+	if p, ok := obj.(*corev1.Pod); ok && (needsSync(p) || terminating(p)) && c.live(p.Spec.NodeName) {
 		c.queue.AddAfter(p.Namespace+"/"+p.Name, c.cfg.StartDelay)
 	}
+}
+
+// terminating reports whether a bound pod is being deleted gracefully and waits for its node.
+func terminating(p *corev1.Pod) bool {
+	return p.Spec.NodeName != "" && p.DeletionTimestamp != nil && len(p.Finalizers) == 0
 }
 
 // needsSync reports whether a bound pod is not (or no longer) what its simulated agent says:
@@ -497,7 +503,20 @@ func (c *Cluster) startPod(ctx context.Context, key string) error {
 		return err
 	}
 	pod := obj.(*corev1.Pod)
-	if !needsSync(pod) || !c.live(pod.Spec.NodeName) {
+	if !c.live(pod.Spec.NodeName) {
+		return nil
+	}
+	if terminating(pod) {
+		// Its simulated containers stop at once: the node deletes it for good, as an agent does.
+		zero, uid := int64(0), pod.UID
+		err := c.cfg.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name,
+			metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			return nil // gone, or another pod of that name
+		}
+		return err
+	}
+	if !needsSync(pod) {
 		return nil
 	}
 	p := pod.DeepCopy()

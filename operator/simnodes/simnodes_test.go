@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -240,5 +241,52 @@ func TestReadyReasserted(t *testing.T) {
 	}
 	if err := c.ResumeHeartbeat(ctx, "nope"); err == nil {
 		t.Error("ResumeHeartbeat of an unknown node succeeded")
+	}
+}
+
+// TestTerminatingPodsDeletedByLiveNodes checks that a simulated node deletes for good the pods
+// being deleted gracefully on it, as an agent does once their containers stopped, and that a
+// node whose agent is down leaves them Terminating.
+func TestTerminatingPodsDeletedByLiveNodes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client := fake.NewClientset()
+	c, err := New(Config{Client: client, HeartbeatInterval: 50 * time.Millisecond, StartDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Run(ctx)
+	eventually(t, "synced", func() error {
+		if !c.Synced() {
+			return fmt.Errorf("not synced")
+		}
+		return nil
+	})
+	if err := c.AddNodes(ctx, NodeSpec{Name: "up"}, NodeSpec{Name: "down"}); err != nil {
+		t.Fatal(err)
+	}
+	c.StopHeartbeat("down")
+	// The fake clientset deletes at once; pods marked by a graceful delete are created as such.
+	now, grace := metav1.Now(), int64(30)
+	for _, n := range []string{"up", "down"} {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p-" + n, UID: "uid-" + types.UID(n),
+				DeletionTimestamp: &now, DeletionGracePeriodSeconds: &grace},
+			Spec: corev1.PodSpec{NodeName: n, Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+		}
+		if _, err := client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the terminating pod of the live node deleted", func() error {
+		_, err := client.CoreV1().Pods("default").Get(ctx, "p-up", metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
+	time.Sleep(200 * time.Millisecond) // several heartbeats
+	if _, err := client.CoreV1().Pods("default").Get(ctx, "p-down", metav1.GetOptions{}); err != nil {
+		t.Errorf("the terminating pod of a node whose agent is down: %v, want it left Terminating", err)
 	}
 }

@@ -97,6 +97,10 @@ type DeleteOptions struct {
 	// that a propagation finalizer already on the object is kept. Events take no propagation
 	// finalizer: they have no dependents and the collector does not watch them.
 	PropagationPolicy *metav1.DeletionPropagation
+	// GracePeriodSeconds, for a pod bound to a node, is how long its containers get to stop
+	// before its node deletes it for good; nil = the pod's terminationGracePeriodSeconds, 0 =
+	// at once (a forced delete, which does not wait for the node). Other kinds ignore it.
+	GracePeriodSeconds *int64
 }
 
 // WatchOptions select where a Watch starts and which objects it reports.

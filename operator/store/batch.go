@@ -258,7 +258,7 @@ func (s *Store) runOne(ctx context.Context, op Op) OpResult {
 		switch {
 		case apierrors.IsNotFound(err):
 			return OpResult{} // already gone
-		case err == nil && len(obj.GetFinalizers()) == 0:
+		case err == nil && len(obj.GetFinalizers()) == 0 && !gracePending(obj):
 			obj = nil // deleted, not merely marked
 		}
 	}

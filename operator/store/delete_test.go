@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/operator/store"
@@ -120,5 +121,95 @@ func TestDeleteOrphanThenFinalizerRemoved(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, resource.Pods, "default", "p"); !apierrors.IsNotFound(err) {
 		t.Errorf("after the orphan finalizer was removed: Get error = %v, want NotFound", err)
+	}
+}
+
+// TestGracefulPodDeletion checks Kubernetes' graceful deletion of pods: a pod bound to a node and
+// not finished is marked (deletionTimestamp = now + grace, deletionGracePeriodSeconds = grace)
+// and stays, through status writes, until a delete with grace 0 (its node's); a later delete may
+// only shorten the grace period; unbound and finished pods, and other kinds, go at once.
+func TestGracefulPodDeletion(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.NewStore(t)
+	get := func(name string) *corev1.Pod {
+		t.Helper()
+		o, err := s.Get(ctx, resource.Pods, "default", name)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o.(*corev1.Pod)
+	}
+	grace := func(g int64) *int64 { return &g }
+	create := func(name, node string, phase corev1.PodPhase, specGrace *int64) {
+		t.Helper()
+		p := pod("default", name, node)
+		p.Spec.TerminationGracePeriodSeconds = specGrace
+		created, err := s.Create(ctx, resource.Pods, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if phase != "" {
+			c := created.(*corev1.Pod)
+			c.Status.Phase = phase
+			if _, err := s.UpdateStatus(ctx, resource.Pods, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	del := func(name string, g *int64) {
+		t.Helper()
+		if _, err := s.Delete(ctx, resource.Pods, "default", name, store.DeleteOptions{GracePeriodSeconds: g}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	create("unbound", "", "", nil)
+	create("finished", "n1", corev1.PodSucceeded, nil)
+	del("unbound", nil)
+	del("finished", nil)
+	if get("unbound") != nil || get("finished") != nil {
+		t.Error("an unbound or finished pod was kept: it has no running containers to wait for")
+	}
+
+	create("web", "n1", corev1.PodRunning, grace(20))
+	before := time.Now()
+	del("web", nil)
+	p := get("web")
+	if p == nil || p.DeletionTimestamp == nil || p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds != 20 {
+		t.Fatalf("bound running pod after delete: %+v, want it marked with its grace period of 20 s", p)
+	}
+	if d := p.DeletionTimestamp.Sub(before); d < 19*time.Second || d > 22*time.Second {
+		t.Errorf("deletionTimestamp %s after the delete, want about 20 s", d)
+	}
+	// A longer grace period changes nothing; a shorter one brings the deadline forward.
+	del("web", grace(60))
+	if again := get("web"); *again.DeletionGracePeriodSeconds != 20 || !again.DeletionTimestamp.Equal(p.DeletionTimestamp) {
+		t.Errorf("a delete with a longer grace period changed the marked pod: %v %v", again.DeletionTimestamp, *again.DeletionGracePeriodSeconds)
+	}
+	del("web", grace(5))
+	p = get("web")
+	if *p.DeletionGracePeriodSeconds != 5 || time.Until(p.DeletionTimestamp.Time) > 6*time.Second {
+		t.Errorf("after a delete with grace 5: %v %v, want the deadline brought forward", p.DeletionTimestamp, *p.DeletionGracePeriodSeconds)
+	}
+	// Its node keeps writing status while it stops the containers.
+	p.Status.Phase = corev1.PodFailed
+	if _, err := s.UpdateStatus(ctx, resource.Pods, p); err != nil {
+		t.Fatal(err)
+	}
+	if get("web") == nil {
+		t.Fatal("a status write removed the pod being deleted gracefully")
+	}
+	del("web", grace(0))
+	if get("web") != nil {
+		t.Error("a delete with grace 0 left the pod")
+	}
+
+	create("default-grace", "n1", corev1.PodRunning, nil)
+	del("default-grace", nil)
+	if p := get("default-grace"); p == nil || *p.DeletionGracePeriodSeconds != corev1.DefaultTerminationGracePeriodSeconds {
+		t.Errorf("a pod without terminationGracePeriodSeconds: %+v, want the default 30 s", p)
 	}
 }

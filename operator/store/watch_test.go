@@ -152,7 +152,8 @@ func TestWatchSelectorTransitions(t *testing.T) {
 	rvMod := step(func(p *corev1.Pod) { p.Annotations = map[string]string{"x": "1"} }) // label: MODIFIED
 	rvNode := step(func(p *corev1.Pod) { p.Spec.NodeName = "n1" })                     // label: MODIFIED, node: ADDED
 	rvOut := step(func(p *corev1.Pod) { delete(p.Labels, "tier") })                    // label: DELETED, node: MODIFIED
-	d, err := s.Delete(ctx, resource.Pods, "a", "p", store.DeleteOptions{})
+	// Forced (grace period 0): no node is there to stop the bound pod.
+	d, err := s.Delete(ctx, resource.Pods, "a", "p", store.DeleteOptions{GracePeriodSeconds: new(int64(0))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +289,8 @@ func TestWatchesShareDecodedObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deleted, err := s.Delete(ctx, resource.Pods, "a", "p", store.DeleteOptions{})
+	// Forced (grace period 0): no node is there to stop the bound pod.
+	deleted, err := s.Delete(ctx, resource.Pods, "a", "p", store.DeleteOptions{GracePeriodSeconds: new(int64(0))})
 	if err != nil {
 		t.Fatal(err)
 	}

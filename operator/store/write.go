@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"time"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -208,7 +209,7 @@ func (s *Store) planUpdate(res *resource.Resource, key string, cur resource.Obje
 	}
 
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", curRev)}
-	if cur.GetDeletionTimestamp() != nil && len(next.GetFinalizers()) == 0 {
+	if cur.GetDeletionTimestamp() != nil && len(next.GetFinalizers()) == 0 && !gracePending(cur) {
 		// The last finalizer is gone: the deletion completes now.
 		next.SetResourceVersion("")
 		return &plan{key: key, cmps: cmps, op: clientv3.OpDelete(key), obj: next, deleted: true, size: 2*len(key) + 32}, nil
@@ -229,6 +230,11 @@ func (s *Store) planUpdate(res *resource.Resource, key string, cur resource.Obje
 // returned; it disappears when an Update removes the last finalizer. Deleting a marked object
 // again may change its propagation finalizer (Orphan to Foreground, say); a Background delete of
 // an object that only a propagation finalizer holds removes it at once, as in Kubernetes.
+//
+// A pod bound to a node and not finished is deleted gracefully, as Kubernetes does: it is marked
+// with deletionTimestamp = now + its grace period (opts.GracePeriodSeconds, else the pod's
+// terminationGracePeriodSeconds) and deletionGracePeriodSeconds; its node's agent stops its
+// containers and then deletes it with a grace period of 0, which removes it.
 func (s *Store) Delete(ctx context.Context, res *resource.Resource, namespace, name string, opts DeleteOptions) (resource.Object, error) {
 	if !res.Namespaced {
 		namespace = ""
@@ -275,15 +281,27 @@ func (s *Store) planDelete(res *resource.Resource, key string, cur resource.Obje
 	}
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", curRev)}
 	finalizers, changed := propagationFinalizers(res, cur.GetFinalizers(), opts.PropagationPolicy)
-	if len(finalizers) == 0 {
+	grace := deletionGrace(cur, opts.GracePeriodSeconds)
+	if len(finalizers) == 0 && grace == 0 {
 		return &plan{key: key, cmps: cmps, op: clientv3.OpDelete(key), obj: copyObject(cur), deleted: true, size: 2*len(key) + 32}, nil
 	}
-	if cur.GetDeletionTimestamp() != nil && !changed {
+	shorter := grace > 0 && (!gracePending(cur) || grace < *cur.GetDeletionGracePeriodSeconds())
+	if cur.GetDeletionTimestamp() != nil && !changed && !shorter {
 		return &plan{key: key, obj: cur, noop: true}, nil
 	}
 	next := copyObject(cur)
 	next.SetFinalizers(finalizers)
-	if next.GetDeletionTimestamp() == nil {
+	switch {
+	case shorter:
+		// A graceful pod deletion: the pod's node stops its containers within grace, then
+		// deletes it for good (grace 0). A later delete may only shorten the grace period.
+		ts := metav1.NewTime(now().Add(time.Duration(grace) * time.Second))
+		if old := cur.GetDeletionTimestamp(); old != nil && old.Before(&ts) {
+			ts = *old
+		}
+		next.SetDeletionTimestamp(&ts)
+		next.SetDeletionGracePeriodSeconds(&grace)
+	case next.GetDeletionTimestamp() == nil:
 		ts := now()
 		next.SetDeletionTimestamp(&ts)
 		zero := int64(0)
@@ -294,6 +312,31 @@ func (s *Store) planDelete(res *resource.Resource, key string, cur resource.Obje
 		return nil, err
 	}
 	return &plan{key: key, cmps: cmps, op: clientv3.OpPut(key, string(data)), obj: next, size: 2*len(key) + len(data) + 32}, nil
+}
+
+// deletionGrace is how long a delete leaves obj's node to stop it, as the Kubernetes API server's
+// pod strategy decides: for a pod bound to a node and not finished, the grace period asked for,
+// else its spec's terminationGracePeriodSeconds (30 s by default); 0 (delete at once) for
+// anything else, an unscheduled or finished pod, or a grace period of 0 (a forced delete).
+func deletionGrace(obj resource.Object, asked *int64) int64 {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || pod.Spec.NodeName == "" || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return 0
+	}
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	switch {
+	case asked != nil:
+		grace = *asked
+	case pod.Spec.TerminationGracePeriodSeconds != nil:
+		grace = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	return max(grace, 0)
+}
+
+// gracePending reports whether obj is being deleted gracefully: its node has yet to confirm.
+func gracePending(obj resource.Object) bool {
+	g := obj.GetDeletionGracePeriodSeconds()
+	return obj.GetDeletionTimestamp() != nil && g != nil && *g > 0
 }
 
 // propagationFinalizers returns the finalizers an object keeps when it is deleted with policy,

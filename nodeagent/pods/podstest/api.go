@@ -40,9 +40,12 @@ func (c *Calls) Reset() {
 
 // StatusWriter records the statuses written.
 type StatusWriter struct {
-	mu     sync.Mutex
-	writes []*corev1.Pod
-	err    error
+	mu      sync.Mutex
+	writes  []*corev1.Pod
+	deletes []string
+	err     error
+	// OnDelete, when set, is called for every DeletePod (outside the lock).
+	OnDelete func(pod *corev1.Pod)
 }
 
 var _ pods.StatusWriter = (*StatusWriter)(nil)
@@ -55,6 +58,29 @@ func (s *StatusWriter) UpdatePodStatus(ctx context.Context, pod *corev1.Pod) err
 	}
 	s.writes = append(s.writes, pod.DeepCopy())
 	return nil
+}
+
+// DeletePod records the deletion; OnDelete, when set, plays the API's delete event.
+func (s *StatusWriter) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	s.mu.Lock()
+	if s.err != nil {
+		defer s.mu.Unlock()
+		return s.err
+	}
+	s.deletes = append(s.deletes, string(pod.UID))
+	onDelete := s.OnDelete
+	s.mu.Unlock()
+	if onDelete != nil {
+		onDelete(pod)
+	}
+	return nil
+}
+
+// Deletes returns the UIDs of the pods deleted so far.
+func (s *StatusWriter) Deletes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.deletes...)
 }
 
 // SetError makes writes fail with err (nil clears it).

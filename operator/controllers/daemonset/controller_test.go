@@ -45,7 +45,8 @@ func mkDS(name string, mutate func(*appsv1.DaemonSet)) *appsv1.DaemonSet {
 }
 
 // runKubelet plays scheduler and kubelet: it binds every daemon pod to its target node and marks
-// it Running and Ready, until the test ends.
+// it Running and Ready, and deletes for good the pods being deleted gracefully, until the test
+// ends.
 func runKubelet(env *controllertest.Env) {
 	go func() {
 		for env.Ctx.Err() == nil {
@@ -55,6 +56,12 @@ func runKubelet(env *controllertest.Env) {
 			}
 			for _, o := range l.Items {
 				p := o.(*corev1.Pod).DeepCopy()
+				if p.DeletionTimestamp != nil {
+					// Its containers stop at once: delete it for good, as an agent does.
+					_, _ = env.Store.Delete(env.Ctx, resource.Pods, p.Namespace, p.Name, store.DeleteOptions{
+						GracePeriodSeconds: new(int64(0)), Preconditions: &metav1.Preconditions{UID: &p.UID}})
+					continue
+				}
 				if p.Spec.NodeName == "" {
 					p.Spec.NodeName = daemonset.TargetNode(p)
 					out, err := env.Store.Update(env.Ctx, resource.Pods, p)
@@ -221,7 +228,8 @@ func watchReady(t *testing.T, env *controllertest.Env) *readyWatcher {
 			}
 			p := ev.Object.(*corev1.Pod)
 			w.mu.Lock()
-			if ev.Type == watch.Deleted {
+			if ev.Type == watch.Deleted || p.DeletionTimestamp != nil {
+				// A pod being deleted is on its way out: neither ready nor counted.
 				delete(w.pods, p.Name)
 			} else {
 				ready := false

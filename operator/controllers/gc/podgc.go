@@ -27,18 +27,23 @@ func (gc *Collector) runPodGC(ctx context.Context) {
 }
 
 func (gc *Collector) collectPods(ctx context.Context) {
-	var pods []*corev1.Pod
+	var pods, all []*corev1.Pod
 	for _, o := range gc.pods.GetStore().List() {
-		if p := o.(*corev1.Pod); p.DeletionTimestamp == nil {
+		p := o.(*corev1.Pod)
+		all = append(all, p)
+		if p.DeletionTimestamp == nil {
 			pods = append(pods, p)
 		}
 	}
 	for _, p := range TerminatedPodsToDelete(pods, gc.opts.TerminatedPodThreshold) {
-		if gc.deletePod(ctx, p) {
+		if gc.deletePod(ctx, p, nil) {
 			gc.log.Info("deleted terminated pod", "pod", p.Namespace+"/"+p.Name, "phase", p.Status.Phase)
 		}
 	}
-	for _, p := range pods {
+	// Pods of a node that no longer exists, terminating ones included: no agent will stop them,
+	// so they are deleted at once (forced, as Kubernetes' pod GC does).
+	force := int64(0)
+	for _, p := range all {
 		if p.Spec.NodeName == "" {
 			continue
 		}
@@ -49,17 +54,18 @@ func (gc *Collector) collectPods(ctx context.Context) {
 		if _, err := gc.c.Store.Get(ctx, resource.Nodes, "", p.Spec.NodeName); !apierrors.IsNotFound(err) {
 			continue
 		}
-		if gc.deletePod(ctx, p) {
+		if gc.deletePod(ctx, p, &force) {
 			gc.log.Info("deleted orphaned pod", "pod", p.Namespace+"/"+p.Name, "node", p.Spec.NodeName)
 			gc.c.Recorder.Eventf(p, corev1.EventTypeNormal, "PodGCOrphaned", "Deleted pod bound to node %s, which no longer exists", p.Spec.NodeName)
 		}
 	}
 }
 
-func (gc *Collector) deletePod(ctx context.Context, p *corev1.Pod) bool {
+// deletePod deletes p (if it is still the same pod) with the grace period given, nil = its own.
+func (gc *Collector) deletePod(ctx context.Context, p *corev1.Pod, grace *int64) bool {
 	uid := p.UID
 	_, err := gc.c.Store.Delete(ctx, resource.Pods, p.Namespace, p.Name,
-		store.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		store.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}, GracePeriodSeconds: grace})
 	if err != nil && !apierrors.IsNotFound(err) {
 		gc.log.Warn("deleting pod", "pod", p.Namespace+"/"+p.Name, "err", err)
 		return false

@@ -102,12 +102,15 @@ func TestLeaseExpiryTaintsAndEvicts(t *testing.T) {
 		}
 		return obj.(*corev1.Node)
 	}
+	// podExists reports whether the pod is there and not evicted. An evicted pod of an
+	// unreachable node is marked for a graceful deletion (deletionTimestamp) that its node would
+	// finish: it stays Terminating meanwhile, as in Kubernetes.
 	podExists := func(name string) bool {
-		_, err := env.Store.Get(env.Ctx, resource.Pods, "default", name)
+		obj, err := env.Store.Get(env.Ctx, resource.Pods, "default", name)
 		if err != nil && !apierrors.IsNotFound(err) {
 			t.Fatal(err)
 		}
-		return err == nil
+		return err == nil && obj.GetDeletionTimestamp() == nil
 	}
 	renewLease := func(name string) {
 		obj, err := env.Store.Get(env.Ctx, resource.Leases, nodelifecycle.LeaseNamespace, name)
