@@ -58,7 +58,7 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
 		containerd.WithNewSnapshot(spec.ID, img),
 		containerd.WithContainerLabels(labels),
-		containerd.WithNewSpec(specOpts(img, spec)...))
+		containerd.WithNewSpec(specOpts(img, spec, r.swapLimit)...))
 	if errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("creating container %s: %w: %w", spec.ID, pods.ErrContainerExists, err)
 	}
@@ -109,7 +109,8 @@ func (r *Runtime) imageForCreate(ctx context.Context, name string) (containerd.I
 }
 
 // specOpts translates a ContainerSpec into OCI spec options on top of the image's defaults.
-func specOpts(img containerd.Image, spec pods.ContainerSpec) []oci.SpecOpts {
+// swapLimit says whether the host's memory cgroup accounts swap (see swapAccounted).
+func specOpts(img containerd.Image, spec pods.ContainerSpec, swapLimit bool) []oci.SpecOpts {
 	opts := []oci.SpecOpts{oci.WithImageConfig(img)}
 	if len(spec.Args) > 0 {
 		opts = append(opts, oci.WithProcessArgs(spec.Args...))
@@ -151,8 +152,10 @@ func specOpts(img containerd.Image, spec pods.ContainerSpec) []oci.SpecOpts {
 	res := spec.Resources
 	if res.MemoryLimitBytes > 0 {
 		opts = append(opts, oci.WithMemoryLimit(uint64(res.MemoryLimitBytes)))
-		// Without swap the limit is the limit (cgroup v1 memsw, v2 swap.max).
-		opts = append(opts, withNoSwap(res.MemoryLimitBytes))
+		if swapLimit {
+			// As the CRI does: no swap beyond the memory limit (v1 memsw, v2 swap.max = 0).
+			opts = append(opts, withNoSwap(res.MemoryLimitBytes))
+		}
 	}
 	if res.CPUShares > 0 {
 		opts = append(opts, oci.WithCPUShares(res.CPUShares))
@@ -167,12 +170,9 @@ func specOpts(img containerd.Image, spec pods.ContainerSpec) []oci.SpecOpts {
 	return opts
 }
 
-// withNoSwap sets the memory+swap limit equal to the memory limit when the host accounts swap.
+// withNoSwap sets the memory+swap limit equal to the memory limit.
 func withNoSwap(limit int64) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
-		if !swapAccounted() {
-			return nil
-		}
 		if s.Linux == nil {
 			s.Linux = &specs.Linux{}
 		}
@@ -185,15 +185,6 @@ func withNoSwap(limit int64) oci.SpecOpts {
 		s.Linux.Resources.Memory.Swap = &limit
 		return nil
 	}
-}
-
-// swapAccounted reports whether runc may set a swap limit: cgroup v1 needs memory.memsw.* files
-// (swapaccount=1), cgroup v2 needs the memory controller's swap.max in the root's children.
-func swapAccounted() bool {
-	if _, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"); err == nil {
-		return true
-	}
-	return false
 }
 
 // StartContainer starts the container's task with stdout and stderr appended to its log file.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,10 @@ type Runtime struct {
 	freshMu sync.Mutex
 	fresh   map[string]freshContainer
 
+	// swapLimit says whether the host accounts swap in the memory cgroup: containers with a
+	// memory limit then get the same memory+swap limit, as the CRI does.
+	swapLimit bool
+
 	// execSeq makes exec process IDs unique within this Runtime.
 	execSeq atomic.Uint64
 
@@ -116,6 +121,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		fresh:     map[string]freshContainer{},
 		oomDone:   make(chan struct{}),
 	}
+	selfCgroup, _ := os.ReadFile(procSelfCgroup)
+	r.swapLimit = swapAccounted(cgroupRoot, selfCgroup)
+	r.log.Debug("memory limits", "swapLimited", r.swapLimit)
 	if cfg.ImportDir != "" {
 		if err := r.ImportDir(ctx); err != nil {
 			// A broken archive must not keep the node from running pods with other images.
