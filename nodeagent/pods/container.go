@@ -54,23 +54,6 @@ func cutEnv(kv string) (string, string, bool) {
 	return kv, "", false
 }
 
-// containerUser picks runAsUser/runAsGroup from the container's securityContext, falling back to
-// the pod's.
-func containerUser(pod *corev1.Pod, c *corev1.Container) (uid, gid *int64) {
-	if psc := pod.Spec.SecurityContext; psc != nil {
-		uid, gid = psc.RunAsUser, psc.RunAsGroup
-	}
-	if sc := c.SecurityContext; sc != nil {
-		if sc.RunAsUser != nil {
-			uid = sc.RunAsUser
-		}
-		if sc.RunAsGroup != nil {
-			gid = sc.RunAsGroup
-		}
-	}
-	return uid, gid
-}
-
 // specHash identifies a container's spec; a change restarts the container.
 func specHash(c *corev1.Container) string {
 	// Probes and resources (in-place resize aside) do change the hash in Kubernetes too.
@@ -98,7 +81,7 @@ type buildInput struct {
 func buildContainerSpec(in buildInput) ContainerSpec {
 	c, pod := in.container, in.pod
 	uid := string(pod.UID)
-	uidPtr, gidPtr := containerUser(pod, c)
+	sec := containerSecurity(pod, c)
 	workDir := c.WorkingDir
 	if workDir == "" {
 		workDir = in.image.WorkingDir
@@ -122,19 +105,25 @@ func buildContainerSpec(in buildInput) ContainerSpec {
 		Args:        containerArgv(c, in.image, in.env.values),
 		Env:         mergeImageEnv(in.image.Env, in.env),
 		WorkingDir:  workDir,
-		UID:         uidPtr,
-		GID:         gidPtr,
+		UID:         sec.uid,
+		GID:         sec.gid,
 		Hostname:    in.hostname,
 		NetnsPath:   in.netnsPath,
 		HostNetwork: pod.Spec.HostNetwork,
 		Mounts:      in.mounts,
 		Resources:   containerResources(c),
+		Security:    sec.security(pod),
 		LogPath:     LogPath(in.dataDir, uid, c.Name, in.restart),
 	}
 }
 
-// resolveEnvAndSpec is the part of container creation that reads the API: env and volume mounts.
+// containerSpec checks runAsNonRoot against the image, resolves the container's env and volume
+// mounts (reading the API) and builds its ContainerSpec.
 func (w *podWorker) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev1.Container, init bool, restart int32, image ImageInfo) (ContainerSpec, error) {
+	// First, as the kubelet does: nothing else matters if the container may not run.
+	if err := containerSecurity(pod, c).verifyRunAsNonRoot(pod, c, image); err != nil {
+		return ContainerSpec{}, err
+	}
 	env, err := containerEnv(ctx, envContext{
 		pod: pod, podIP: w.podIP, hostIP: w.m.cfg.NodeIP,
 		objects: w.m.cfg.Objects, nodeAllocatable: w.m.cfg.NodeAllocatable,

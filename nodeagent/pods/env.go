@@ -16,7 +16,8 @@ import (
 )
 
 // configError is a problem in the pod's configuration that keeps a container from being created
-// (reason CreateContainerConfigError): a missing ConfigMap, Secret or key that is not optional.
+// (reason CreateContainerConfigError): a missing ConfigMap, Secret or key that is not optional, a
+// runAsNonRoot container that would run as root.
 type configError struct{ msg string }
 
 func (e *configError) Error() string { return e.msg }

@@ -88,8 +88,10 @@ type ContainerSpec struct {
 	Args       []string // the full argv (entrypoint/command + args already resolved)
 	Env        []string // "KEY=value"
 	WorkingDir string
-	UID, GID   *int64 // nil = image default
-	Hostname   string
+	// UID and GID are the process's user and primary group; nil is the image's (a GID alone
+	// is the image's user with that primary group).
+	UID, GID *int64
+	Hostname string
 	// Namespaces: the pod's pinned network namespace path; containers of one pod share it.
 	NetnsPath string
 	// HostNetwork runs the container in the node's network and UTS namespaces (a hostNetwork
@@ -97,6 +99,7 @@ type ContainerSpec struct {
 	HostNetwork bool
 	Mounts      []Mount
 	Resources   Resources
+	Security    Security
 	// LogPath is the file that receives stdout and stderr (one file per container restart).
 	LogPath string
 }
@@ -107,6 +110,28 @@ type Mount struct {
 	ContainerPath string
 	ReadOnly      bool
 }
+
+// Security is what the container's securityContext asks of the runtime beyond its user. The
+// zero value is the runtime's defaults: its default capabilities, a writable root filesystem,
+// privilege escalation allowed.
+type Security struct {
+	// SupplementalGroups are added to the groups of the process (besides its primary group and
+	// the groups the image's /etc/group lists the user in).
+	SupplementalGroups []int64
+	// Privileged gives the container every capability, the node's devices and a writable /sys.
+	Privileged bool
+	// ReadOnlyRootFilesystem mounts the image's root read-only; mounts keep their own mode.
+	ReadOnlyRootFilesystem bool
+	// NoNewPrivileges sets no_new_privs: setuid binaries and file capabilities grant nothing.
+	NoNewPrivileges bool
+	// AddCapabilities and DropCapabilities change the runtime's default capability set: "CAP_*"
+	// names, or AllCapabilities. As the CRI does, adding all comes first, then dropping all,
+	// then the single names.
+	AddCapabilities, DropCapabilities []string
+}
+
+// AllCapabilities in Security's capability lists stands for every capability.
+const AllCapabilities = "ALL"
 
 // Resources become cgroup limits.
 type Resources struct {

@@ -121,12 +121,7 @@ func specOpts(img containerd.Image, spec pods.ContainerSpec, swapLimit bool) []o
 	if spec.WorkingDir != "" {
 		opts = append(opts, oci.WithProcessCwd(spec.WorkingDir))
 	}
-	switch {
-	case spec.UID != nil && spec.GID != nil:
-		opts = append(opts, oci.WithUIDGID(uint32(*spec.UID), uint32(*spec.GID)))
-	case spec.UID != nil:
-		opts = append(opts, oci.WithUserID(uint32(*spec.UID)))
-	}
+	opts = append(opts, securityOpts(spec)...)
 	if spec.Hostname != "" && !spec.HostNetwork {
 		opts = append(opts, oci.WithHostname(spec.Hostname))
 	}
