@@ -331,6 +331,42 @@ func TestLoadErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "the security settings the agent implements load",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
+				"      securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, supplementalGroups: [5, 6]}\n"+
+					"      initContainers:\n        - name: init\n          image: docker.io/library/busybox:1.36\n"+
+					"          securityContext: {runAsGroup: 7, capabilities: {drop: [ALL]}, procMount: Default}\n      containers:\n", 1) +
+				"          securityContext:\n            privileged: false\n            readOnlyRootFilesystem: true\n" +
+				"            allowPrivilegeEscalation: false\n            capabilities: {add: [NET_BIND_SERVICE, cap_net_raw], drop: [all]}\n" +
+				"        - name: root\n          image: docker.io/library/busybox:1.36\n" +
+				"          securityContext: {runAsNonRoot: false, runAsUser: 0, privileged: true, allowPrivilegeEscalation: true, capabilities: {add: [ALL]}}\n"},
+		},
+		{
+			name: "security settings Kubernetes or the kubelet refuse, and those Bosun does not implement",
+			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
+				"      securityContext:\n        runAsNonRoot: true\n        runAsUser: 0\n        supplementalGroups: [5, -2]\n"+
+					"        seccompProfile: {type: RuntimeDefault}\n      containers:\n", 1) +
+				"          securityContext:\n            privileged: true\n            allowPrivilegeEscalation: false\n" +
+				"            capabilities: {add: [NET_ADMIN, sys_admin, FLY], drop: [ALL, CAP_NOPE]}\n" +
+				"            runAsGroup: -1\n            procMount: Unmasked\n" +
+				"        - name: other\n          image: docker.io/library/busybox:1.36\n" +
+				"          securityContext: {runAsUser: 0, runAsNonRoot: true}\n" +
+				"        - name: third\n          image: docker.io/library/busybox:1.36\n"},
+			want: []string{
+				"a.yaml:14: spec.template.spec.securityContext.runAsUser: Invalid value: 0: runAsNonRoot is true, so the container would never start; set a non-zero runAsUser or remove runAsNonRoot",
+				"a.yaml:15: spec.template.spec.securityContext.supplementalGroups[1]: Invalid value: -2: must be between 0 and 2147483647, inclusive",
+				"a.yaml:16: spec.template.spec.securityContext.seccompProfile: Unsupported: Bosun does not implement this field yet; remove it",
+				"a.yaml:22: spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation: Invalid value: false: cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
+				"a.yaml:22: spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation: Invalid value: false: cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
+				`a.yaml:23: spec.template.spec.containers[0].securityContext.capabilities.add[2]: Invalid value: "FLY": not a Linux capability; use a name from capabilities(7) with or without CAP_ (NET_ADMIN, CAP_NET_ADMIN) or ALL`,
+				`a.yaml:23: spec.template.spec.containers[0].securityContext.capabilities.drop[1]: Invalid value: "CAP_NOPE": not a Linux capability; use a name from capabilities(7) with or without CAP_ (NET_ADMIN, CAP_NET_ADMIN) or ALL`,
+				"a.yaml:24: spec.template.spec.containers[0].securityContext.runAsGroup: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+				`a.yaml:25: spec.template.spec.containers[0].securityContext.procMount: Unsupported value: "Unmasked": Bosun does not implement it yet (supported: "Default")`,
+				// The pod's runAsUser 0 is reported once, at the pod; the container's own at the container.
+				"a.yaml:28: spec.template.spec.containers[1].securityContext.runAsUser: Invalid value: 0: runAsNonRoot is true, so the container would never start; set a non-zero runAsUser or remove runAsNonRoot",
+			},
+		},
+		{
 			name: "affinity: required node affinity is implemented, pod anti-affinity is not",
 			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
 				"      affinity:\n        nodeAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n"+

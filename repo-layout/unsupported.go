@@ -26,7 +26,9 @@ type unsupportedField struct {
 // (nodeagent/pods) is not listed: init containers, startup probes, preStop hooks,
 // imagePullSecrets, hostAliases, dnsConfig, dnsPolicy None, memory-backed emptyDirs,
 // resourceFieldRef, subdomain, setHostnameAsFQDN, subPathExpr, hostNetwork, gRPC probes,
-// downwardAPI and projected volumes.
+// downwardAPI and projected volumes, and of securityContext: runAsUser, runAsGroup, runAsNonRoot,
+// supplementalGroups, capabilities, privileged, readOnlyRootFilesystem, allowPrivilegeEscalation
+// (TestEverySecurityFieldImplementedOrRefused holds each securityContext field to one side).
 var podSpecUnsupported = withInitContainers([]unsupportedField{
 	{path: "ephemeralContainers"},
 	// Required node affinity is scheduled (issue 3); preferences and pod (anti-)affinity are not.
@@ -80,7 +82,8 @@ var podSpecUnsupported = withInitContainers([]unsupportedField{
 	{path: "containers[*].securityContext.windowsOptions"},
 	{path: "containers[*].securityContext.seccompProfile"},
 	{path: "containers[*].securityContext.appArmorProfile"},
-	{path: "containers[*].securityContext.procMount"},
+	// The default is the runtime's masked and read-only /proc paths; Unmasked needs user namespaces.
+	{path: "containers[*].securityContext.procMount", allowed: []string{"Default"}},
 	{path: "containers[*].env[*].valueFrom.fileKeyRef"},
 	{path: "containers[*].volumeMounts[*].mountPropagation"},
 	{path: "containers[*].volumeMounts[*].recursiveReadOnly"},

@@ -267,6 +267,7 @@ func validatePodSpec(s *corev1.PodSpec, p *field.Path, inTemplate bool) field.Er
 	for i, t := range s.Tolerations {
 		errs = append(errs, validateToleration(&t, p.Child("tolerations").Index(i))...)
 	}
+	errs = append(errs, validatePodSecurity(s, p)...)
 	return errs
 }
 
