@@ -75,8 +75,8 @@ func container(name, image, script, extra string) string {
 }
 
 // TestPodsOnContainerd runs real pods from Git through the operator and an agent on a private
-// containerd: env and volumes, localhost between containers, crash loop, probes, OOM kill,
-// registry pulls, agent kill -9 with adoption, graceful stop and cleanup.
+// containerd: env and volumes, localhost between containers, securityContext, crash loop,
+// probes, OOM kill, registry pulls, agent kill -9 with adoption, graceful stop and cleanup.
 func TestPodsOnContainerd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the containerd integration test in -short mode")
@@ -171,8 +171,13 @@ spec:
     imagePullPolicy: IfNotPresent
     command: [sh, -c, "echo job-done"]
 `,
-		"t/pull.yaml":    deployment("pull", "      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", registry+"/test/busybox:v1", "sleep 3600", "")),
-		"t/badpull.yaml": deployment("badpull", "      containers:\n"+container("c", registry+"/test/busybox:nope", "sleep 3600", "")),
+		"t/secure.yaml": deployment("secure", "      terminationGracePeriodSeconds: 1\n      securityContext: {supplementalGroups: [1234]}\n      containers:\n"+
+			container("caps", ref, `echo "$(grep -E '^(CapEff|NoNewPrivs):' /proc/self/status | tr '\t\n' '  ')"; touch /x 2>/dev/null && echo root-writable || echo root-read-only; sleep 3600`,
+				"        securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}}\n")+
+			container("nonroot", ref, "id; sleep 3600", "        securityContext: {runAsNonRoot: true, runAsUser: 65534}\n")),
+		"t/rootonly.yaml": deployment("rootonly", "      securityContext: {runAsNonRoot: true}\n      containers:\n"+container("c", ref, "sleep 3600", "")),
+		"t/pull.yaml":     deployment("pull", "      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", registry+"/test/busybox:v1", "sleep 3600", "")),
+		"t/badpull.yaml":  deployment("badpull", "      containers:\n"+container("c", registry+"/test/busybox:nope", "sleep 3600", "")),
 	}
 	c := agenttest.Start(t, agenttest.Options{Files: files, Images: []string{tarPath}, PlainHTTP: []string{registry}})
 	c.StartAgent()
@@ -227,6 +232,19 @@ spec:
 	// downwardAPI and projected volumes.
 	downward := c.WaitPods("t", "app=downward", time.Minute, "Running", running)[0]
 	waitLog(t, c, downward.Name, "c", `labels=app="downward" `, " mem=32 ", " greeting=hello ", " name="+downward.Name)
+
+	// securityContext: capabilities, no_new_privs, read-only root, user and groups; runAsNonRoot
+	// refused for an image that runs as root.
+	secure := c.WaitPods("t", "app=secure", time.Minute, "Running", running)[0]
+	waitLog(t, c, secure.Name, "caps", "CapEff: 0000000000000400 ", "NoNewPrivs: 1 ", "root-read-only")
+	waitLog(t, c, secure.Name, "nonroot", "uid=65534(nobody) gid=65534(nogroup) groups=1234,65534(nogroup)")
+	rootOnly := c.WaitPods("t", "app=rootonly", time.Minute, "CreateContainerConfigError", func(ps []corev1.Pod) bool {
+		w := waiting(ps)
+		return w != nil && w.Reason == "CreateContainerConfigError"
+	})
+	if msg := waiting(rootOnly).Message; !strings.HasPrefix(msg, "container has runAsNonRoot and image will run as root") {
+		t.Errorf("runAsNonRoot on a root image: message %q, want the kubelet's", msg)
+	}
 
 	// Registry pull and pull error.
 	c.WaitPods("t", "app=pull", 2*time.Minute, "image pulled from the registry, Running", running)
@@ -307,7 +325,7 @@ spec:
 	}
 
 	// Graceful stop and cleanup: delete every workload from Git.
-	for _, f := range []string{"t/app.yaml", "t/hostnet.yaml", "t/downward.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml", "t/job.yaml"} {
+	for _, f := range []string{"t/app.yaml", "t/hostnet.yaml", "t/downward.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml", "t/secure.yaml", "t/rootonly.yaml", "t/job.yaml"} {
 		c.Repo.Remove(f)
 	}
 	c.Repo.CommitAndPush("delete everything")

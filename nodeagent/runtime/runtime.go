@@ -1,7 +1,9 @@
 // Package runtime implements pods.Runtime against containerd (Go client v1.7, daemon 1.6): it
 // pulls and imports images, creates containers that join the pod's pinned network namespace,
-// runs them with their output in the pod's log files, stops them gracefully, and reports their
-// status including OOM kills. Every call runs in one containerd namespace, applied here once.
+// with their user, groups, capabilities and other securityContext settings applied as
+// containerd's CRI plugin applies them, runs them with their output in the pod's log files,
+// stops them gracefully, and reports their status including OOM kills. Every call runs in one
+// containerd namespace, applied here once.
 //
 // Tasks are children of containerd's shims, not of the agent: they keep running when the agent
 // exits, and a new Runtime finds them again by their labels (ListContainers).
