@@ -1,8 +1,8 @@
-// Package pki is Bosun's small certificate authority: it creates or loads the operator CA under
-// the data directory, issues serving certificates (with SANs) and client certificates
-// (CN = user, O = groups, as Kubernetes reads them), and signs agents' certificate requests.
-// Keys are ECDSA P-256, which Go's TLS stack and client-go accept everywhere; private keys are
-// written with mode 0600.
+// Package pki is Bosun's small certificate authority: it creates or loads CAs under the data
+// directory (the operator keeps two: the cluster CA and the node serving CA), issues serving
+// certificates (with SANs) and client certificates (CN = user, O = groups, as Kubernetes reads
+// them), and signs agents' certificate requests. Keys are ECDSA P-256, which Go's TLS stack and
+// client-go accept everywhere; private keys are written with mode 0600.
 package pki
 
 import (
@@ -41,10 +41,23 @@ type CA struct {
 	Key     crypto.Signer
 }
 
+// Node identities as Kubernetes reads them: a node's certificates are for CN=NodeUserPrefix+name,
+// O=NodesGroup.
+const (
+	NodeUserPrefix = "system:node:"
+	NodesGroup     = "system:nodes"
+)
+
 // LoadOrCreateCA loads ca.crt and ca.key from dir, or creates a new self-signed CA named
 // commonName there when neither exists. Only one of the two existing is an error.
 func LoadOrCreateCA(dir, commonName string) (*CA, error) {
-	certPath, keyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	return LoadOrCreateNamedCA(dir, "ca", commonName)
+}
+
+// LoadOrCreateNamedCA is LoadOrCreateCA for the files name.crt and name.key: a directory may hold
+// several CAs.
+func LoadOrCreateNamedCA(dir, name, commonName string) (*CA, error) {
+	certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	certPEM, certErr := os.ReadFile(certPath)
 	keyPEM, keyErr := os.ReadFile(keyPath)
 	switch {
@@ -60,7 +73,7 @@ func LoadOrCreateCA(dir, commonName string) (*CA, error) {
 	case keyErr != nil && !errors.Is(keyErr, fs.ErrNotExist):
 		return nil, fmt.Errorf("reading CA key: %w", keyErr)
 	default:
-		return nil, fmt.Errorf("CA in %s is incomplete: restore both ca.crt and ca.key, or remove both to create a new CA (every issued certificate becomes invalid)", dir)
+		return nil, fmt.Errorf("CA in %s is incomplete: restore both %s.crt and %s.key, or remove both to create a new CA (every certificate it issued becomes invalid)", dir, name, name)
 	}
 	ca, err := NewCA(commonName)
 	if err != nil {
@@ -143,14 +156,56 @@ func (ca *CA) IssueServing(names []string, validity time.Duration) (certPEM, key
 		return nil, nil, err
 	}
 	tmpl := ca.leafTemplate(pkix.Name{CommonName: names[0]}, validity, x509.ExtKeyUsageServerAuth)
+	tmpl.IPAddresses, tmpl.DNSNames = splitNames(names)
+	return ca.sign(tmpl, key)
+}
+
+// IssueNodeServing issues the serving certificate of node nodeName (its agent's HTTPS endpoint):
+// CN=system:node:<nodeName>, O=system:nodes, which the operator's log proxy checks against the
+// node it dials, and names as SANs (IP addresses become IP SANs, everything else DNS SANs). The
+// caller decides that the names are the node's.
+func (ca *CA) IssueNodeServing(nodeName string, names []string, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if nodeName == "" || len(names) == 0 {
+		return nil, nil, errors.New("issuing node serving certificate: no node name or no names")
+	}
+	key, err := NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	ips, dnsNames := splitNames(names)
+	certPEM, err = ca.SignServing(key.Public(), pkix.Name{CommonName: NodeUserPrefix + nodeName, Organization: []string{NodesGroup}},
+		ips, dnsNames, validity)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err = EncodeKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return certPEM, keyPEM, nil
+}
+
+// SignServing signs pub as a TLS server certificate for subject with the given SANs (server
+// auth only). It checks nothing: the caller has decided that subject and names are allowed.
+func (ca *CA) SignServing(pub crypto.PublicKey, subject pkix.Name, ips []net.IP, dnsNames []string, validity time.Duration) ([]byte, error) {
+	tmpl := ca.leafTemplate(subject, validity, x509.ExtKeyUsageServerAuth)
+	tmpl.IPAddresses, tmpl.DNSNames = ips, dnsNames
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("signing serving certificate for %q: %w", subject.CommonName, err)
+	}
+	return EncodeCert(der), nil
+}
+
+func splitNames(names []string) (ips []net.IP, dnsNames []string) {
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			ips = append(ips, ip)
 		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
+			dnsNames = append(dnsNames, n)
 		}
 	}
-	return ca.sign(tmpl, key)
+	return ips, dnsNames
 }
 
 // IssueClient issues a TLS client certificate for user (the CN) in groups (the O entries), the
@@ -197,17 +252,27 @@ func NewCSR(user string, groups []string) (csrPEM, keyPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: user, Organization: groups},
-	}, key)
+	csrPEM, err = NewCSRForKey(key, user, groups)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating CSR: %w", err)
+		return nil, nil, err
 	}
 	keyPEM, err = EncodeKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), keyPEM, nil
+	return csrPEM, keyPEM, nil
+}
+
+// NewCSRForKey is a certificate request for user in groups with an existing key (what an agent
+// sends to renew its client certificate).
+func NewCSRForKey(key crypto.Signer, user string, groups []string) ([]byte, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: user, Organization: groups},
+	}, key)
+	if err != nil {
+		return nil, fmt.Errorf("creating CSR: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
 // LoadOrIssueServing returns the serving key pair stored as name.crt/name.key in dir, issuing
@@ -395,4 +460,12 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 	da, err1 := x509.MarshalPKIXPublicKey(a)
 	db, err2 := x509.MarshalPKIXPublicKey(b)
 	return err1 == nil && err2 == nil && bytes.Equal(da, db)
+}
+
+// RenewalDue reports whether a leaf certificate should be replaced at now: once less than a third
+// of its validity remains (about four months for CertValidity), which leaves a machine that is
+// down for a while ample time to renew before it expires.
+func RenewalDue(cert *x509.Certificate, now time.Time) bool {
+	lifetime := cert.NotAfter.Sub(cert.NotBefore)
+	return cert.NotAfter.Sub(now) < lifetime/3
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -65,6 +66,10 @@ func TestIssuedCertificatesVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	nodeServingPEM, _, err := ca.IssueNodeServing("n3", []string{"n3", "10.0.0.3"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		certPEM []byte
@@ -76,6 +81,7 @@ func TestIssuedCertificatesVerify(t *testing.T) {
 		{"serving", servingPEM, x509.ExtKeyUsageServerAuth, "127.0.0.1", "localhost", nil},
 		{"client", clientPEM, x509.ExtKeyUsageClientAuth, "", "system:node:n1", []string{"system:nodes"}},
 		{"signed CSR", signedPEM, x509.ExtKeyUsageClientAuth, "", "system:node:n2", []string{"system:nodes"}},
+		{"node serving", nodeServingPEM, x509.ExtKeyUsageServerAuth, "10.0.0.3", "system:node:n3", []string{"system:nodes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseCert(tc.certPEM)
@@ -130,5 +136,65 @@ func TestLoadOrIssueServingReissuesWhenNamesChange(t *testing.T) {
 	info, err := os.Stat(filepath.Join(dir, "srv.key"))
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("srv.key: %v mode %v", err, info.Mode().Perm())
+	}
+}
+
+// TestNamedCAsAreSeparate: two CAs in one directory keep their own files (the operator's cluster
+// CA and node serving CA), with the modes of LoadOrCreateCA.
+func TestNamedCAsAreSeparate(t *testing.T) {
+	dir := t.TempDir()
+	cluster, err := LoadOrCreateCA(dir, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := LoadOrCreateNamedCA(dir, "node-serving-ca", "node-serving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cluster.Cert.Equal(node.Cert) {
+		t.Fatal("the named CA is the cluster CA")
+	}
+	again, err := LoadOrCreateNamedCA(dir, "node-serving-ca", "node-serving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Cert.Equal(node.Cert) {
+		t.Error("second load created a new named CA")
+	}
+	for name, want := range map[string]os.FileMode{"ca.key": 0o600, "ca.crt": 0o644, "node-serving-ca.key": 0o600, "node-serving-ca.crt": 0o644} {
+		info, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm() != want {
+			t.Errorf("%s mode %v, want %v", name, info.Mode().Perm(), want)
+		}
+	}
+	if err := os.Remove(filepath.Join(dir, "node-serving-ca.crt")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadOrCreateNamedCA(dir, "node-serving-ca", "node-serving"); err == nil || !strings.Contains(err.Error(), "node-serving-ca.crt and node-serving-ca.key") {
+		t.Errorf("a named CA without its certificate: %v, want an error naming its files", err)
+	}
+}
+
+func TestRenewalDue(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name                string
+		notBefore, notAfter time.Time
+		want                bool
+	}{
+		{"fresh", now.Add(-time.Hour), now.Add(365 * 24 * time.Hour), false},
+		{"two thirds left", now.Add(-120 * 24 * time.Hour), now.Add(245 * 24 * time.Hour), false},
+		{"less than a third left", now.Add(-250 * 24 * time.Hour), now.Add(115 * 24 * time.Hour), true},
+		{"expired", now.Add(-400 * 24 * time.Hour), now.Add(-time.Hour), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &x509.Certificate{NotBefore: tc.notBefore, NotAfter: tc.notAfter}
+			if got := RenewalDue(c, now); got != tc.want {
+				t.Errorf("RenewalDue = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
