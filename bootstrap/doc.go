@@ -18,6 +18,13 @@
 // records its own pid and the agent's pid under /run, and on SIGTERM stops the agent and exits.
 // Restarting the agent never stops pods: the agent adopts running containers on start.
 //
+// The credentials step installs the cluster CA (ca.crt, which the agent verifies the API and the
+// operator's log proxy with), the node's client certificate signed by the cluster CA (node.crt,
+// CN system:node:<name>) and its serving certificate signed by the node serving CA (serving.crt,
+// the same CN, the node's name and IP as SANs), which only the operator's log proxy trusts. A
+// serving certificate from the cluster CA, as bootstraps issued before the node serving CA
+// existed, fails the check, so the next upgrade replaces it.
+//
 // Secrets (private keys) travel only on a session's stdin, never on a command line, and no
 // command prints them, so command output can be recorded as events as it is.
 package bootstrap

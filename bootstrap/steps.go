@@ -45,8 +45,12 @@ type Plan struct {
 	Layout Layout
 	// Binary returns the executable for a GOARCH ("amd64", "arm64").
 	Binary func(arch string) (Binary, error)
-	// CA signs the node's client and serving certificates.
+	// CA is the cluster CA: the node trusts it (ca.crt) and it signs the node's client
+	// certificate.
 	CA *pki.CA
+	// NodeServingCA signs the node's serving certificate (its logs endpoint), which only the
+	// operator's log proxy trusts.
+	NodeServingCA *pki.CA
 	// Agent is the agent configuration; paths are filled from Layout.
 	Agent AgentConfig
 	// SkipPackages leaves packages alone (the check still reports what is missing).
@@ -132,6 +136,9 @@ func (r *run) quiet(ctx context.Context, what, cmd string) ([]byte, error) {
 // Run bootstraps a machine: every step's check, and its action where the check fails. It stops
 // at the first error, naming the step.
 func Run(ctx context.Context, remote Remote, plan Plan, progress Progress) (Result, error) {
+	if plan.CA == nil || plan.NodeServingCA == nil {
+		return Result{}, errors.New("bootstrap plan: CA and NodeServingCA are required")
+	}
 	if plan.MinFreeMB == 0 {
 		plan.MinFreeMB = 512
 	}
@@ -378,7 +385,7 @@ echo "==modes"; stat -c '%%a %%n' node.key serving.key 2>/dev/null; true`, shell
 	}
 	sum := sha256.Sum256([]byte(files["node.crt"] + files["serving.crt"] + files["ca.crt"]))
 	r.credHash = hex.EncodeToString(sum[:])
-	r.progress.Output(r.step, "credentials are valid", []byte("node and serving certificates signed by the cluster CA"))
+	r.progress.Output(r.step, "credentials are valid", []byte("node certificate signed by the cluster CA, serving certificate by the node serving CA"))
 	return true, nil
 }
 
@@ -426,8 +433,11 @@ func (r *run) credentialProblem(files map[string]string) string {
 	if err != nil {
 		return "serving.crt: " + err.Error()
 	}
-	if err := serving.CheckSignatureFrom(ca.Cert); err != nil {
-		return "serving.crt is not signed by the cluster CA"
+	if err := serving.CheckSignatureFrom(r.plan.NodeServingCA.Cert); err != nil {
+		return "serving.crt is not signed by the node serving CA"
+	}
+	if serving.Subject.CommonName != pki.NodeUserPrefix+r.plan.NodeName {
+		return "serving.crt is for " + serving.Subject.CommonName
 	}
 	if serving.NotAfter.Before(deadline) {
 		return "serving.crt expires soon"
@@ -453,7 +463,7 @@ func applyCredentials(ctx context.Context, r *run) error {
 	if r.plan.NodeIP != "" {
 		names = append(names, r.plan.NodeIP)
 	}
-	servingPEM, servingKeyPEM, err := ca.IssueServing(names, pki.CertValidity)
+	servingPEM, servingKeyPEM, err := r.plan.NodeServingCA.IssueNodeServing(r.plan.NodeName, names, pki.CertValidity)
 	if err != nil {
 		return fmt.Errorf("credentials: %w", err)
 	}

@@ -327,7 +327,7 @@ func TestJoinRunLogs(t *testing.T) {
 
 	t.Run("mutual TLS", func(t *testing.T) {
 		url := "https://" + agent.ListenAddr().String() + "/containerLogs/default/mine/c?podUID=" + string(pod.UID)
-		tlsCfg := &tls.Config{RootCAs: c.srv.CA().Pool()}
+		tlsCfg := &tls.Config{RootCAs: c.srv.NodeServingCA().Pool()}
 		if _, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}).Get(url); err == nil {
 			t.Error("log endpoint answered a client without a certificate")
 		}

@@ -23,7 +23,7 @@ func serverNames(cfg Config) []string {
 	return names
 }
 
-// machineOptions wires the machine controller: the SSH identity, the CA, the API address the
+// machineOptions wires the machine controller: the SSH identity, the CAs, the API address the
 // agents use, and this very executable as the agent binary.
 func (o *Operator) machineOptions() machine.Options {
 	cfg := o.cfg
@@ -38,12 +38,13 @@ func (o *Operator) machineOptions() machine.Options {
 	var registry bootstrap.RegistryConfig
 	registry.PlainHTTP = cfg.AgentPlainHTTPRegistries
 	return machine.Options{
-		Signer:    o.signer,
-		CA:        server.CA(),
-		ServerURL: api,
-		Digest:    digest,
-		Registry:  registry,
-		Binary:    func(arch string) (bootstrap.Binary, error) { return agentBinary(cfg.DataDir, arch, digest) },
+		Signer:        o.signer,
+		CA:            server.CA(),
+		NodeServingCA: server.NodeServingCA(),
+		ServerURL:     api,
+		Digest:        digest,
+		Registry:      registry,
+		Binary:        func(arch string) (bootstrap.Binary, error) { return agentBinary(cfg.DataDir, arch, digest) },
 	}
 }
 

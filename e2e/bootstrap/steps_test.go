@@ -55,12 +55,16 @@ func TestBootstrapSteps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	nodeCA, err := pki.NewCA("test-node-serving-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	d := &bootstrap.Dialer{Signer: signer}
 	plan := func(m *machines.Machine) bootstrap.Plan {
 		return bootstrap.Plan{
-			NodeName: m.Name(), NodeIP: m.Addr().String(), Layout: bootstrap.DefaultLayout(), CA: ca,
+			NodeName: m.Name(), NodeIP: m.Addr().String(), Layout: bootstrap.DefaultLayout(), CA: ca, NodeServingCA: nodeCA,
 			Binary: func(string) (bootstrap.Binary, error) {
 				return bootstrap.Binary{Digest: digest, Open: func() (io.ReadCloser, error) { return os.Open(bin) }}, nil
 			},

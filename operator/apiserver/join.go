@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -11,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -31,11 +30,14 @@ import (
 //     from then on it verifies the server with that CA.
 //  2. POST /apis/bosun.dev/v1alpha1/join with "Authorization: Bearer <bootstrap token>" and
 //     JoinRequest → JoinResponse. The client CSR must ask for CN system:node:<nodeName>,
-//     O system:nodes; it is signed as a client certificate. The optional serving CSR (IP and DNS
-//     SANs of the node) is signed as the agent's HTTPS serving certificate (logs endpoint).
+//     O system:nodes; it is signed by the cluster CA as a client certificate. The optional
+//     serving CSR (IP and DNS SANs of the node) is signed as the agent's HTTPS serving
+//     certificate (logs endpoint) by the node serving CA, which only the operator's log proxy
+//     trusts: a node's certificate never passes for the API server's. Its names are checked
+//     (checkServingCSR): the node's name and addresses, no wildcard, not the operator's own.
 //
 // A node already holding its client certificate may call the join endpoint again, for its own
-// name only, to renew both certificates (for example when its address changed).
+// name only, to renew both certificates (when they near expiry, or its address changed).
 const (
 	joinPath      = "/apis/bosun.dev/v1alpha1/join"
 	clusterCAPath = "/apis/bosun.dev/v1alpha1/cluster-ca"
@@ -115,7 +117,7 @@ func (s *Server) serveJoin(w http.ResponseWriter, r *http.Request) *userInfo {
 			fmt.Errorf("node %q may only renew its own certificates", node)))
 		return u
 	}
-	resp, err := s.signJoin(req)
+	resp, err := s.signJoin(req, fromOperatorMachine(r))
 	if err != nil {
 		writeError(w, apierrors.NewBadRequest(err.Error()))
 		return u
@@ -151,8 +153,10 @@ func (s *Server) authenticateJoin(r *http.Request) (*userInfo, error) {
 	return u, nil
 }
 
-// signJoin checks the CSRs' identities and signs them.
-func (s *Server) signJoin(req JoinRequest) (*JoinResponse, error) {
+// signJoin checks the CSRs' identities and signs them: the client certificate with the cluster
+// CA, the serving certificate with the node serving CA. local says that the request came from the
+// operator's own machine (see fromOperatorMachine).
+func (s *Server) signJoin(req JoinRequest, local bool) (*JoinResponse, error) {
 	wantCN := nodeUserPrefix + req.NodeName
 	csr, err := parseCSR(req.CSR)
 	if err != nil {
@@ -162,27 +166,41 @@ func (s *Server) signJoin(req JoinRequest) (*JoinResponse, error) {
 		return nil, fmt.Errorf("csr: subject must be CN=%s, O=%s (got CN=%q, O=%q)", wantCN, groupNodes,
 			csr.Subject.CommonName, csr.Subject.Organization)
 	}
+	// The serving CSR is checked before anything is signed: a refused join issues nothing.
+	var serving *x509.CertificateRequest
+	if req.ServingCSR != "" {
+		if serving, err = s.checkServingCSR(req.ServingCSR, req.NodeName, local); err != nil {
+			return nil, fmt.Errorf("servingCSR: %w", err)
+		}
+	}
 	certPEM, err := s.ca.SignCSR([]byte(req.CSR), pki.CertValidity)
 	if err != nil {
 		return nil, err
 	}
 	resp := &JoinResponse{Certificate: string(certPEM), CA: string(s.ca.CertPEM)}
-	if req.ServingCSR != "" {
-		serving, err := s.signServingCSR(req.ServingCSR, req.NodeName)
+	if serving != nil {
+		subject := pkix.Name{CommonName: wantCN, Organization: []string{groupNodes}}
+		servingPEM, err := s.nodeCA.SignServing(serving.PublicKey, subject, serving.IPAddresses, serving.DNSNames, pki.CertValidity)
 		if err != nil {
 			return nil, fmt.Errorf("servingCSR: %w", err)
 		}
-		resp.ServingCertificate = string(serving)
+		resp.ServingCertificate = string(servingPEM)
 	}
 	return resp, nil
 }
 
-// signServingCSR signs the node's serving certificate: CN=system:node:<name>, the CSR's IP and
-// DNS SANs, server auth only.
-func (s *Server) signServingCSR(csrPEM, nodeName string) ([]byte, error) {
+// checkServingCSR parses the node's serving CSR and checks its names: the node's name (or a DNS
+// name under it) and IP addresses, no wildcard, none of the API server's own names and addresses
+// and no loopback address — except for a request from the operator's own machine (the local agent
+// of `bosun up`, which shares the operator's addresses). Only the public key and the names are
+// used: the subject is always CN=system:node:<nodeName>, O=system:nodes.
+func (s *Server) checkServingCSR(csrPEM, nodeName string, local bool) (*x509.CertificateRequest, error) {
 	csr, err := parseCSR(csrPEM)
 	if err != nil {
 		return nil, err
+	}
+	if len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
+		return nil, errors.New("only IP addresses and DNS names may be asked for, no URIs or email addresses")
 	}
 	if len(csr.IPAddresses)+len(csr.DNSNames) == 0 {
 		return nil, errors.New("no IP addresses or DNS names")
@@ -190,30 +208,62 @@ func (s *Server) signServingCSR(csrPEM, nodeName string) ([]byte, error) {
 	if len(csr.IPAddresses)+len(csr.DNSNames) > maxServingNames {
 		return nil, fmt.Errorf("more than %d names", maxServingNames)
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	for _, n := range csr.DNSNames {
+		switch {
+		case strings.Contains(n, "*"):
+			return nil, fmt.Errorf("DNS name %q: wildcard names are not allowed in a node's serving certificate", n)
+		case len(validation.IsDNS1123Subdomain(n)) > 0:
+			return nil, fmt.Errorf("DNS name %q: %s", n, strings.Join(validation.IsDNS1123Subdomain(n), "; "))
+		case n != nodeName && !strings.HasPrefix(n, nodeName+"."):
+			return nil, fmt.Errorf("DNS name %q is not node %s's: a node's serving certificate may name the node (%s, or a name under it such as %s.example.com) and its IP addresses",
+				n, nodeName, nodeName, nodeName)
+		case !local && slices.Contains(s.apiNames, n):
+			return nil, fmt.Errorf("DNS name %q is the API server's: a node's serving certificate may not name the operator", n)
+		}
+	}
+	for _, ip := range csr.IPAddresses {
+		switch {
+		case ip.IsUnspecified() || ip.IsMulticast():
+			return nil, fmt.Errorf("IP address %s cannot be a node's address", ip)
+		case !local && ip.IsLoopback():
+			return nil, fmt.Errorf("IP address %s is a loopback address: only the agent on the operator's own machine may name one; "+
+				"give the agent the address the operator reaches it on (--node-ip)", ip)
+		case !local && slices.ContainsFunc(s.apiIPs, ip.Equal):
+			return nil, fmt.Errorf("IP address %s is the API server's: a node's serving certificate may not name the operator; "+
+				"give the agent its own address (--node-ip)", ip)
+		}
+	}
+	return csr, nil
+}
+
+// fromOperatorMachine reports whether the request came from the operator's own machine: its peer
+// address is a loopback address or one of this machine's own addresses. A remote host cannot
+// complete a TCP handshake with such a source address, since the answers never leave the machine.
+func fromOperatorMachine(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return nil, fmt.Errorf("serial number: %w", err)
+		return false
 	}
-	now := time.Now()
-	notAfter := now.Add(pki.CertValidity)
-	if notAfter.After(s.ca.Cert.NotAfter) {
-		notAfter = s.ca.Cert.NotAfter
+	peer := net.ParseIP(host)
+	if peer == nil {
+		return false
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: nodeUserPrefix + nodeName, Organization: []string{groupNodes}},
-		NotBefore:    now.Add(-5 * time.Minute),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  csr.IPAddresses,
-		DNSNames:     csr.DNSNames,
+	if peer.IsLoopback() {
+		return true
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.ca.Cert, csr.PublicKey, s.ca.Key)
+	if local, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok && local.IP.Equal(peer) {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
 	if err != nil {
-		return nil, fmt.Errorf("signing serving certificate for %q: %w", nodeName, err)
+		return false
 	}
-	return pki.EncodeCert(der), nil
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(peer) {
+			return true
+		}
+	}
+	return false
 }
 
 func parseCSR(csrPEM string) (*x509.CertificateRequest, error) {

@@ -1,9 +1,13 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,15 +26,24 @@ import (
 // proxy); agents accept only this CN, signed by the cluster CA.
 const OperatorClientUser = "system:bosun-operator"
 
-// nodeProxy reaches agents' HTTPS endpoints with the operator's client certificate, verifying
-// their serving certificates against the cluster CA.
+// nodeProxy reaches agents' HTTPS endpoints with the operator's client certificate. It accepts an
+// agent's serving certificate only when it is for the node it dials (CN system:node:<name>, and
+// the node's InternalIP as a SAN) and signed by the node serving CA — or, for serving
+// certificates issued before the node serving CA existed, by the cluster CA (see verifyNode).
 type nodeProxy struct {
-	client *http.Client
+	client    *http.Client
+	tls       *tls.Config
+	dialer    *net.Dialer
+	clusterCA *x509.Certificate
+	log       *slog.Logger
 }
 
+// proxyNodeKey is the context key of the name of the node a proxy request is for.
+type proxyNodeKey struct{}
+
 // newNodeProxy issues the operator's client certificate (in memory, a new one each start).
-func newNodeProxy(ca *pki.CA) (*nodeProxy, error) {
-	certPEM, keyPEM, err := ca.IssueClient(OperatorClientUser, nil, pki.CertValidity)
+func newNodeProxy(clusterCA, nodeCA *pki.CA, log *slog.Logger) (*nodeProxy, error) {
+	certPEM, keyPEM, err := clusterCA.IssueClient(OperatorClientUser, nil, pki.CertValidity)
 	if err != nil {
 		return nil, fmt.Errorf("issuing the operator's client certificate for agents: %w", err)
 	}
@@ -38,19 +51,78 @@ func newNodeProxy(ca *pki.CA) (*nodeProxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the operator's client certificate: %w", err)
 	}
-	tr := &http.Transport{
-		TLSClientConfig: &tls.Config{
+	roots := nodeCA.Pool()
+	roots.AddCert(clusterCA.Cert) // serving certificates issued before the node serving CA
+	p := &nodeProxy{
+		tls: &tls.Config{
 			MinVersion:   tls.VersionTLS12,
-			RootCAs:      ca.Pool(),
+			RootCAs:      roots,
 			Certificates: []tls.Certificate{pair},
 		},
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		dialer:    &net.Dialer{Timeout: 10 * time.Second},
+		clusterCA: clusterCA.Cert,
+		log:       log,
+	}
+	tr := &http.Transport{
+		DialTLSContext:        p.dialNode,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       90 * time.Second,
+		// Each connection is verified for one node (dialNode); a kept-alive one could be handed
+		// to a request for another node that took over the same address.
+		DisableKeepAlives: true,
 	}
-	return &nodeProxy{client: &http.Client{Transport: tr}}, nil
+	p.client = &http.Client{Transport: tr}
+	return p, nil
+}
+
+// get requests url from node's agent.
+func (p *nodeProxy) get(ctx context.Context, node, url string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, proxyNodeKey{}, node), http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	return p.client.Do(req)
+}
+
+// dialNode opens a TLS connection to the agent of the node named in ctx, verifying that it is
+// that node's.
+func (p *nodeProxy) dialNode(ctx context.Context, network, addr string) (net.Conn, error) {
+	node, _ := ctx.Value(proxyNodeKey{}).(string)
+	if node == "" {
+		return nil, errors.New("dialing an agent without knowing its node") // a bug: get sets it
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := p.tls.Clone()
+	cfg.ServerName = host
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error { return p.verifyNode(cs, node) }
+	d := &tls.Dialer{NetDialer: p.dialer, Config: cfg}
+	return d.DialContext(ctx, network, addr)
+}
+
+// verifyNode runs after the standard verification (a chain to one of the two CAs, the dialed IP
+// as a SAN, server auth): the certificate must be the node's own, CN=system:node:<node>. The
+// cluster CA signed nodes' serving certificates (with that CN) before the node serving CA existed;
+// they are accepted until their agents replace them, which each agent does when it starts.
+func (p *nodeProxy) verifyNode(cs tls.ConnectionState, node string) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("the agent presented no certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	if want := nodeUserPrefix + node; leaf.Subject.CommonName != want {
+		return fmt.Errorf("the agent presented a certificate for %q, not %q: is another machine using node %s's address?",
+			leaf.Subject.CommonName, want, node)
+	}
+	for _, chain := range cs.VerifiedChains {
+		if len(chain) > 0 && chain[len(chain)-1].Equal(p.clusterCA) {
+			p.log.Warn("the node's agent serves logs with a certificate from the cluster CA; restart the agent to replace it with one from the node serving CA",
+				"node", node)
+			break
+		}
+	}
+	return nil
 }
 
 // servePodLog is GET /api/v1/namespaces/{ns}/pods/{name}/log: it finds the pod's node and
@@ -88,12 +160,7 @@ func (s *Server) servePodLog(w http.ResponseWriter, r *http.Request, ri *request
 		writeError(w, err)
 		return
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		writeError(w, apierrors.NewInternalError(err))
-		return
-	}
-	resp, err := s.nodes.client.Do(req)
+	resp, err := s.nodes.get(ctx, pod.Spec.NodeName, target)
 	if err != nil {
 		writeError(w, apierrors.NewServiceUnavailable(fmt.Sprintf("reading logs from node %s: %v", pod.Spec.NodeName, err)))
 		return

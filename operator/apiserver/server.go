@@ -17,10 +17,15 @@ import (
 
 // Server is the HTTPS API server.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	ca       *pki.CA
-	cert     tls.Certificate
+	cfg    Config
+	log    *slog.Logger
+	ca     *pki.CA // the cluster CA: the API's serving certificate, every client certificate
+	nodeCA *pki.CA // the node serving CA: agents' serving certificates, trusted by the log proxy only
+	cert   tls.Certificate
+	// apiNames and apiIPs are the names and addresses of the API's serving certificate, which
+	// no node's serving certificate may name.
+	apiNames []string
+	apiIPs   []net.IP
 	tokens   *tokenAuthenticator
 	listener net.Listener
 	url      string
@@ -32,7 +37,7 @@ type Server struct {
 	nodes    *nodeProxy // reaches agents' HTTPS endpoints (pod logs)
 }
 
-// New prepares the server: it creates the CA, serving certificate, admin token and
+// New prepares the server: it creates the CAs, serving certificate, admin token and
 // admin.kubeconfig on first start (and reuses them afterwards) and binds the listen address, so
 // URL is known before Run.
 func New(ctx context.Context, cfg Config) (*Server, error) {
@@ -63,6 +68,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.nodeCA, err = pki.LoadOrCreateNamedCA(pkiDir, NodeServingCAName, "bosun-node-serving-ca")
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -85,7 +94,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
-	s.nodes, err = newNodeProxy(s.ca)
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			s.apiIPs = append(s.apiIPs, ip)
+		} else {
+			s.apiNames = append(s.apiNames, n)
+		}
+	}
+	s.nodes, err = newNodeProxy(s.ca, s.nodeCA, log)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -145,8 +161,16 @@ func (s *Server) AdminKubeconfigPath() string {
 	return filepath.Join(s.cfg.DataDir, "admin.kubeconfig")
 }
 
-// CA is the operator CA, for issuing agents' client certificates.
+// NodeServingCAName is the base name of the node serving CA's files in DataDir/pki.
+const NodeServingCAName = "node-serving-ca"
+
+// CA is the cluster CA: clients verify the API server with it, and it signs agents' client
+// certificates.
 func (s *Server) CA() *pki.CA { return s.ca }
+
+// NodeServingCA signs agents' serving certificates (their logs endpoint). Only the operator's log
+// proxy trusts it; no client of the API does.
+func (s *Server) NodeServingCA() *pki.CA { return s.nodeCA }
 
 // Handler serves the API without TLS (for tests; client certificates then cannot authenticate).
 func (s *Server) Handler() http.Handler { return s.handler }

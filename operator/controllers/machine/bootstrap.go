@@ -169,11 +169,12 @@ func (mc *Controller) runBootstrap(ctx context.Context, m *bosunv1.Machine, upgr
 	defer client.Close()
 	cl := mc.c.Cluster().Spec
 	plan := bootstrap.Plan{
-		NodeName: m.Name,
-		NodeIP:   ip,
-		Layout:   mc.o.Layout,
-		Binary:   mc.o.Binary,
-		CA:       mc.o.CA,
+		NodeName:      m.Name,
+		NodeIP:        ip,
+		Layout:        mc.o.Layout,
+		Binary:        mc.o.Binary,
+		CA:            mc.o.CA,
+		NodeServingCA: mc.o.NodeServingCA,
 		Agent: bootstrap.AgentConfig{
 			Server:        mc.o.ServerURL,
 			ClusterCIDR:   cl.PodCIDR,

@@ -37,8 +37,10 @@ const Finalizer = "bosun.dev/machine-retire"
 type Options struct {
 	// Signer is the operator's SSH identity.
 	Signer ssh.Signer
-	// CA signs the nodes' certificates.
+	// CA is the cluster CA: it signs the nodes' client certificates.
 	CA *pki.CA
+	// NodeServingCA signs the nodes' serving certificates (their logs endpoints).
+	NodeServingCA *pki.CA
 	// ServerURL is the API address the agents use (https://<advertise-address>:<port>).
 	ServerURL string
 	// Binary returns the bosun executable for a GOARCH.
@@ -214,8 +216,8 @@ func NewConstructor(o Options) controllers.Constructor {
 // New builds the machine controller.
 func New(c *controllers.Context, o Options) (*Controller, error) {
 	o.defaults()
-	if o.Signer == nil || o.CA == nil || o.Binary == nil {
-		return nil, errors.New("machine controller: Signer, CA and Binary are required")
+	if o.Signer == nil || o.CA == nil || o.NodeServingCA == nil || o.Binary == nil {
+		return nil, errors.New("machine controller: Signer, CA, NodeServingCA and Binary are required")
 	}
 	mc := &Controller{
 		c:        c,

@@ -122,7 +122,11 @@ func newLogicEnv(t *testing.T, o Options, boot *fakeBoot, maxUnavailable int32) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.Signer, o.CA, o.Bootstrapper = signer, ca, boot
+	nodeCA, err := pki.NewCA("test-node-serving-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Signer, o.CA, o.NodeServingCA, o.Bootstrapper = signer, ca, nodeCA, boot
 	o.ServerURL = "https://192.0.2.254:6443"
 	o.Binary = func(string) (bootstrap.Binary, error) {
 		return bootstrap.Binary{}, errors.New("the fake bootstrapper uploads nothing")
