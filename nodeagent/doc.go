@@ -9,4 +9,9 @@
 //	      ^   │                                       │        └──> network (netns + CNI, ipMasq off)
 //	      │   └─ Services, Endpoints, Nodes ──> proxy (iptables), dns (gateway:53), routes (+masquerade)
 //	      └────────── Node, Lease, pod status ────────┘
+//
+// Its credentials come from the join (Join, with a bootstrap token): a client certificate from
+// the cluster CA for the API, and a serving certificate from the node serving CA for its logs
+// endpoint, which accepts only the operator's client certificate. The agent renews both through
+// the join endpoint, at start and hourly, once a third of their validity remains (credentials.go).
 package nodeagent

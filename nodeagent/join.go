@@ -279,7 +279,7 @@ func detectNodeIP(hostport string) (string, error) {
 }
 
 // renewWithClientCert calls the join endpoint authenticated with the node's client certificate
-// (renewal of the serving certificate).
+// (renewal of the node's certificates).
 func renewWithClientCert(ctx context.Context, cfg Config, jr joinRequest) (*joinResponse, error) {
 	caPEM, err := os.ReadFile(cfg.CAFile)
 	if err != nil {

@@ -2,20 +2,15 @@ package nodeagent
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/bosun-gitops/bosun/internal/memtrim"
-	"github.com/bosun-gitops/bosun/internal/pki"
 	"github.com/bosun-gitops/bosun/internal/version"
 	"github.com/bosun-gitops/bosun/nodeagent/logs"
 	"github.com/bosun-gitops/bosun/nodeagent/node"
@@ -74,6 +69,9 @@ type Deps struct {
 	RuntimeVersion func(ctx context.Context) (string, error)
 	// Registrar overrides node registration settings (tests shorten the intervals).
 	Registrar func(*node.Config)
+	// RenewalInterval is how often the running agent checks whether its certificates are due
+	// for renewal; 0 = hourly (tests shorten it).
+	RenewalInterval time.Duration
 }
 
 // Agent is a running `bosun agent`.
@@ -149,7 +147,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	serving, caPool, err := a.servingCert(ctx, nodeIP)
+	creds, err := a.loadCredentials(ctx, nodeIP)
 	if err != nil {
 		return err
 	}
@@ -192,7 +190,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		Pods:    a.pod,
 		Logger:  a.log,
 	})
-	srv := &http.Server{Handler: lh, TLSConfig: logs.TLSConfig(serving, caPool), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: lh, TLSConfig: logs.TLSConfig(creds.getServing, creds.pool), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	goRun("logs endpoint", func() error {
 		err := srv.ServeTLS(ln, "", "")
@@ -202,6 +200,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	})
 	go func() { <-ctx.Done(); srv.Close() }()
+
+	// Certificate renewal while the agent runs.
+	interval := a.deps.RenewalInterval
+	if interval <= 0 {
+		interval = defaultRenewalInterval
+	}
+	goRun("certificate renewal", func() error { a.renewLoop(ctx, creds, nodeIP, interval); return nil })
 
 	// Metrics and health on loopback.
 	reg := prometheus.NewRegistry()
@@ -409,63 +414,6 @@ func (nopManager) UpdatePod(*corev1.Pod)         {}
 func (nopManager) DeletePod(*corev1.Pod)         {}
 func (nopManager) SyncAll([]*corev1.Pod)         {}
 func (nopManager) Run(ctx context.Context) error { <-ctx.Done(); return nil }
-
-// servingCert loads the agent's serving certificate, or asks the join endpoint (authenticated
-// with the node's client certificate) for one when there is none or it lacks the node IP.
-func (a *Agent) servingCert(ctx context.Context, nodeIP string) (tls.Certificate, *x509.CertPool, error) {
-	caPEM, err := os.ReadFile(a.cfg.CAFile)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("reading caFile: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return tls.Certificate{}, nil, fmt.Errorf("caFile %s: no certificate", a.cfg.CAFile)
-	}
-	certFile, keyFile := a.cfg.ServingCertFile, a.cfg.ServingKeyFile
-	if certFile == "" {
-		certFile = filepath.Join(a.cfg.DataDir, "pki", "serving.crt")
-		keyFile = filepath.Join(a.cfg.DataDir, "pki", "serving.key")
-	}
-	if pair, err := tls.LoadX509KeyPair(certFile, keyFile); err == nil {
-		if c, err := x509.ParseCertificate(pair.Certificate[0]); err == nil && servingCovers(c, nodeIP) && time.Until(c.NotAfter) > 30*24*time.Hour {
-			return pair, pool, nil
-		}
-	}
-	a.log.Info("requesting a serving certificate for the logs endpoint", "nodeIP", nodeIP)
-	csrPEM, keyPEM, err := newServingCSR(a.cfg.NodeName, nodeIP)
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	clientCSR, _, err := pki.NewCSR("system:node:"+a.cfg.NodeName, []string{"system:nodes"})
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	resp, err := renewWithClientCert(ctx, a.cfg, joinRequest{NodeName: a.cfg.NodeName, CSR: string(clientCSR), ServingCSR: string(csrPEM)})
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("getting a serving certificate: %w", err)
-	}
-	if err := pki.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	if err := pki.WriteFile(certFile, []byte(resp.ServingCertificate), 0o644); err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	pair, err := tls.X509KeyPair([]byte(resp.ServingCertificate), keyPEM)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("loading the new serving certificate: %w", err)
-	}
-	return pair, pool, nil
-}
-
-func servingCovers(c *x509.Certificate, nodeIP string) bool {
-	ip := net.ParseIP(nodeIP)
-	for _, x := range c.IPAddresses {
-		if x.Equal(ip) {
-			return true
-		}
-	}
-	return false
-}
 
 func hostOf(server string) string {
 	if u, err := parseURL(server); err == nil {

@@ -74,14 +74,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// TLSConfig is the server side of the mutual TLS: the agent's serving certificate, and client
-// certificates required and verified against the cluster CA.
-func TLSConfig(serving tls.Certificate, clusterCA *x509.CertPool) *tls.Config {
+// TLSConfig is the server side of the mutual TLS: the agent's serving certificate (the current one,
+// from serving: it is renewed while the agent runs), and client certificates required and
+// verified against the cluster CA.
+func TLSConfig(serving func(*tls.ClientHelloInfo) (*tls.Certificate, error), clusterCA *x509.CertPool) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{serving},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    clusterCA,
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: serving,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+		ClientCAs:      clusterCA,
 	}
 }
 
