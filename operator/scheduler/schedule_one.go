@@ -59,6 +59,10 @@ func (s *Scheduler) scheduleOne(ctx context.Context, qp *queuedPod, cycle int64)
 // schedulePodLocked returns the best node for pod. s.cache.mu must be held.
 func (s *Scheduler) schedulePodLocked(ctx context.Context, state *framework.CycleState, pod *corev1.Pod) (string, error) {
 	all := s.cache.list
+	if len(all) == 0 {
+		// As kube-scheduler: before any plugin runs ("no nodes available to schedule pods").
+		return "", &framework.FitError{Pod: pod}
+	}
 	diagnosis := framework.Diagnosis{NodeToStatus: map[string]*framework.Status{}, UnschedulablePlugins: map[string]bool{}}
 	if st := s.fwk.RunPreFilterPlugins(ctx, state, pod); !st.IsSuccess() {
 		if !st.IsRejected() {

@@ -11,6 +11,7 @@ import (
 	"github.com/bosun-gitops/bosun/operator/controllers"
 	"github.com/bosun-gitops/bosun/operator/controllers/controllertest"
 	corev1 "k8s.io/api/core/v1"
+	apiresource "k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -249,4 +250,45 @@ func TestBindConflictRequeues(t *testing.T) {
 		return nil
 	})
 	_ = metav1.Now
+}
+
+// TestExtendedResourcesAndNoNodes follows a GPU pod from a cluster without nodes ("no nodes
+// available", kube-scheduler's words), through a node without GPUs, to a node with one.
+func TestExtendedResourcesAndNoNodes(t *testing.T) {
+	env := controllertest.New(t, nil)
+	gpuPod := testPod("train", "100m", "", "")
+	gpuPod.Spec.Containers[0].Resources.Requests["nvidia.com/gpu"] = apiresource.MustParse("1")
+	env.MustCreate(resource.Pods, gpuPod)
+	start(t, env, Config{InitialBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}, nil)
+	unschedulable := func(want string) func() error {
+		return func() error {
+			o, err := env.Store.Get(env.Ctx, resource.Pods, "default", "train")
+			if err != nil {
+				return err
+			}
+			p := o.(*corev1.Pod)
+			if c := condition(p, corev1.PodScheduled); p.Spec.NodeName != "" || c == nil || c.Message != want {
+				return fmt.Errorf("%s", describeConditions(p))
+			}
+			return nil
+		}
+	}
+	env.Eventually(30*time.Second, "no nodes", unschedulable("no nodes available to schedule pods"))
+
+	env.MustCreate(resource.Nodes, testNode("cpu-only", "8", "8Gi", 110))
+	env.Eventually(30*time.Second, "no GPU", unschedulable("0/1 nodes are available: 1 Insufficient nvidia.com/gpu."))
+
+	withGPU := testNode("gpu", "8", "8Gi", 110)
+	withGPU.Status.Allocatable["nvidia.com/gpu"] = apiresource.MustParse("1")
+	env.MustCreate(resource.Nodes, withGPU)
+	env.Eventually(30*time.Second, "bound to the GPU node", func() error {
+		o, err := env.Store.Get(env.Ctx, resource.Pods, "default", "train")
+		if err != nil {
+			return err
+		}
+		if p := o.(*corev1.Pod); p.Spec.NodeName != "gpu" {
+			return fmt.Errorf("%s", describeConditions(p))
+		}
+		return nil
+	})
 }

@@ -184,13 +184,20 @@ type FitError struct {
 	Diagnosis   Diagnosis
 }
 
-// NoNodeAvailableMsg starts the message of a FitError.
-const NoNodeAvailableMsg = "0/%v nodes are available"
+// Messages of a FitError, as kube-scheduler words them: NoNodeAvailableMsg starts the message
+// when there are nodes, NoNodesMsg is all of it when there are none.
+const (
+	NoNodeAvailableMsg = "0/%v nodes are available"
+	NoNodesMsg         = "no nodes available to schedule pods"
+)
 
 // Error returns the message in kube-scheduler's form: "0/3 nodes are available: 1 node(s) had
 // untolerated taint {dedicated: db}, 2 Insufficient cpu." — each reason with the number of nodes
-// it applies to, sorted as strings.
+// it applies to, sorted as strings — or NoNodesMsg when the cluster has no node at all.
 func (e *FitError) Error() string {
+	if e.NumAllNodes == 0 {
+		return NoNodesMsg
+	}
 	msg := fmt.Sprintf(NoNodeAvailableMsg+":", e.NumAllNodes)
 	if e.Diagnosis.PreFilterMsg != "" {
 		return msg + " " + e.Diagnosis.PreFilterMsg + "."

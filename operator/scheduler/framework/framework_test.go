@@ -58,7 +58,9 @@ func TestFitErrorMessage(t *testing.T) {
 			"b": NewStatus(Unschedulable, "Insufficient cpu", "Insufficient memory"),
 			"c": NewStatus(UnschedulableAndUnresolvable, "node(s) had untolerated taint {dedicated: db}"),
 		}}, "0/3 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {dedicated: db}, 2 Insufficient cpu."},
-		{"no nodes", 0, Diagnosis{}, "0/0 nodes are available."},
+		{"no nodes", 0, Diagnosis{}, "no nodes available to schedule pods"},
+		{"no nodes, prefilter", 0, Diagnosis{PreFilterMsg: "node(s) didn't match Pod's node affinity/selector"}, "no nodes available to schedule pods"},
+		{"nodes, no reasons", 2, Diagnosis{}, "0/2 nodes are available."},
 		{"prefilter", 2, Diagnosis{PreFilterMsg: "node(s) didn't match Pod's node affinity/selector"}, "0/2 nodes are available: node(s) didn't match Pod's node affinity/selector."},
 	}
 	for _, tc := range tests {
@@ -141,6 +143,76 @@ func TestPodRequests(t *testing.T) {
 	// containers and the sidecar), more than any init container step (2).
 	if nonZero.Memory != 3*DefaultMemoryRequest {
 		t.Errorf("non-zero memory %d, want %d", nonZero.Memory, 3*DefaultMemoryRequest)
+	}
+}
+
+func TestPodRequestsOtherResources(t *testing.T) {
+	always := corev1.ContainerRestartPolicyAlways
+	c := func(rl ...string) corev1.Container {
+		req := corev1.ResourceList{}
+		for i := 0; i < len(rl); i += 2 {
+			req[corev1.ResourceName(rl[i])] = mustQ(rl[i+1])
+		}
+		return corev1.Container{Resources: corev1.ResourceRequirements{Requests: req}}
+	}
+	sidecar := c("nvidia.com/gpu", "1", "ephemeral-storage", "1Gi")
+	sidecar.RestartPolicy = &always
+	p := &corev1.Pod{Spec: corev1.PodSpec{
+		Containers: []corev1.Container{
+			c("nvidia.com/gpu", "1", "ephemeral-storage", "2Gi", "hugepages-2Mi", "4Mi"),
+			c("example.com/dongle", "1", "ephemeral-storage", "1Gi", "hugepages-2Mi", "2Mi"),
+		},
+		InitContainers: []corev1.Container{
+			c("nvidia.com/gpu", "3", "ephemeral-storage", "1Gi"),
+			sidecar,
+			c("nvidia.com/gpu", "1", "ephemeral-storage", "5Gi", "example.com/dongle", "2"),
+		},
+		Overhead: corev1.ResourceList{corev1.ResourceEphemeralStorage: mustQ("1Gi"), "example.com/dongle": mustQ("1")},
+		// Pod-level requests replace the containers' for cpu, memory and hugepages only.
+		Resources: &corev1.ResourceRequirements{Requests: corev1.ResourceList{"hugepages-2Mi": mustQ("8Mi"), corev1.ResourceEphemeralStorage: mustQ("1")}},
+	}}
+	reqs, nonZero := PodRequests(p)
+	const gi = 1 << 30
+	// Running: gpu 1 + sidecar 1 = 2, disk 2+1 + sidecar 1 = 4Gi, dongle 1. Init steps: gpu 3,
+	// then 1+1 = 2; disk 1Gi, then 5+1 = 6Gi; dongle 2. Overhead: +1Gi, +1 dongle.
+	want := Resource{EphemeralStorage: 7 * gi, Pods: 1, Scalar: map[corev1.ResourceName]int64{
+		"nvidia.com/gpu": 3, "example.com/dongle": 3, "hugepages-2Mi": 8 << 20,
+	}}
+	if diff := cmp.Diff(want, reqs); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+	if nonZero.Scalar != nil || nonZero.EphemeralStorage != 0 {
+		t.Errorf("non-zero requests %+v: the scores read cpu and memory only", nonZero)
+	}
+}
+
+func TestIsScalarResourceName(t *testing.T) {
+	for name, want := range map[corev1.ResourceName]bool{
+		"nvidia.com/gpu": true, "example.com/dongle": true, "hugepages-1Gi": true,
+		"attachable-volumes-aws-ebs": true, "kubernetes.io/something": true,
+		"cpu": false, "memory": false, "ephemeral-storage": false, "pods": false, "foo": false,
+		"requests.example.com/x": false, "-bad.com/x": false,
+	} {
+		if got := IsScalarResourceName(name); got != want {
+			t.Errorf("IsScalarResourceName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// A pod that asks for cpu and memory only, the scheduler's common case, costs no map.
+func TestPodRequestsAllocatesNothing(t *testing.T) {
+	rl := corev1.ResourceList{corev1.ResourceCPU: mustQ("100m"), corev1.ResourceMemory: mustQ("64Mi")}
+	p := &corev1.Pod{Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: rl}}},
+		Containers:     []corev1.Container{{Resources: corev1.ResourceRequirements{Requests: rl}}, {}},
+	}}
+	if n := testing.AllocsPerRun(100, func() { PodRequests(p) }); n != 0 {
+		t.Errorf("PodRequests allocates %v times", n)
+	}
+	ni := NewNodeInfo(&corev1.Node{Status: corev1.NodeStatus{Allocatable: rl}})
+	pi := NewPodInfo(p)
+	if n := testing.AllocsPerRun(100, func() { ni.AddPod(pi); ni.RemovePod(pi.Pod.UID) }); n != 0 {
+		t.Errorf("AddPod+RemovePod allocate %v times", n)
 	}
 }
 

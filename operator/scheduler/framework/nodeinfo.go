@@ -1,6 +1,9 @@
 package framework
 
 import (
+	"maps"
+	"slices"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -12,6 +15,9 @@ type PodInfo struct {
 	// Requests are the effective requests; NonZeroRequests count request-less containers at the
 	// scoring defaults.
 	Requests, NonZeroRequests Resource
+	// ScalarNames are the names in Requests.Scalar, sorted: the order in which NodeResourcesFit
+	// reports them.
+	ScalarNames []corev1.ResourceName
 	// HostPorts are the host ports the pod's containers claim.
 	HostPorts []HostPort
 	// OwnerUID is the UID of the pod's controller (ReplicaSet, DaemonSet, ...), empty if none.
@@ -22,6 +28,9 @@ type PodInfo struct {
 func NewPodInfo(pod *corev1.Pod) *PodInfo {
 	pi := &PodInfo{Pod: pod, HostPorts: PodHostPorts(pod)}
 	pi.Requests, pi.NonZeroRequests = PodRequests(pod)
+	if len(pi.Requests.Scalar) > 0 {
+		pi.ScalarNames = slices.Sorted(maps.Keys(pi.Requests.Scalar))
+	}
 	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
 		pi.OwnerUID = ref.UID
 	}

@@ -13,8 +13,10 @@ const (
 	ErrReasonInsufficient = "Insufficient "
 )
 
-// NodeResourcesFit rejects nodes whose allocatable cpu, memory or pod count cannot hold the pod
-// next to the pods already bound or assumed there.
+// NodeResourcesFit rejects nodes whose allocatable resources cannot hold the pod next to the
+// pods already bound or assumed there: cpu, memory, ephemeral-storage, the pod count and the
+// scalar resources (extended resources such as nvidia.com/gpu, hugepages-*), as kube-scheduler's
+// fitsRequest. A node that does not report a resource in status.allocatable has none of it.
 type NodeResourcesFit struct{}
 
 var _ framework.FilterPlugin = (*NodeResourcesFit)(nil)
@@ -22,10 +24,12 @@ var _ framework.FilterPlugin = (*NodeResourcesFit)(nil)
 // Name implements framework.Plugin.
 func (*NodeResourcesFit) Name() string { return NodeResourcesFitName }
 
-// Filter implements framework.FilterPlugin. Every insufficient resource is a reason.
+// Filter implements framework.FilterPlugin. Every insufficient resource is a reason
+// ("Insufficient nvidia.com/gpu"), scalar resources in name order.
 func (*NodeResourcesFit) Filter(_ context.Context, state *framework.CycleState, pod *corev1.Pod, node *framework.NodeInfo) *framework.Status {
-	req := framework.PodInfoFrom(state, pod).Requests
-	alloc, used := node.Allocatable, node.Requested
+	pi := framework.PodInfoFrom(state, pod)
+	req := &pi.Requests
+	alloc, used := &node.Allocatable, &node.Requested
 	var reasons []string
 	if int64(len(node.Pods))+1 > alloc.Pods {
 		reasons = append(reasons, ErrReasonTooManyPods)
@@ -35,6 +39,14 @@ func (*NodeResourcesFit) Filter(_ context.Context, state *framework.CycleState, 
 	}
 	if req.Memory > 0 && req.Memory > alloc.Memory-used.Memory {
 		reasons = append(reasons, ErrReasonInsufficient+string(corev1.ResourceMemory))
+	}
+	if req.EphemeralStorage > 0 && req.EphemeralStorage > alloc.EphemeralStorage-used.EphemeralStorage {
+		reasons = append(reasons, ErrReasonInsufficient+string(corev1.ResourceEphemeralStorage))
+	}
+	for _, name := range pi.ScalarNames {
+		if q := req.Scalar[name]; q > 0 && q > alloc.Scalar[name]-used.Scalar[name] {
+			reasons = append(reasons, ErrReasonInsufficient+string(name))
+		}
 	}
 	if len(reasons) > 0 {
 		return framework.NewStatus(framework.Unschedulable, reasons...)
@@ -58,7 +70,9 @@ func fractions(state *framework.CycleState, pod *corev1.Pod, node *framework.Nod
 }
 
 // LeastAllocated prefers nodes with the most free cpu and memory after placing the pod:
-// the mean over cpu and memory of (allocatable - requested) * 100 / allocatable.
+// the mean over cpu and memory of (allocatable - requested) * 100 / allocatable. Like
+// kube-scheduler's default scoring it weighs only cpu and memory: extended resources, ephemeral
+// storage and hugepages are filtered on, never scored.
 type LeastAllocated struct{}
 
 var _ framework.ScorePlugin = (*LeastAllocated)(nil)

@@ -60,6 +60,31 @@ func TestFilters(t *testing.T) {
 			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: port, HostIP: ip}}
 		}
 	}
+	// asks adds requests to the pod's container, or to a new init container with init set.
+	asks := func(init bool, rl ...string) func(*corev1.Pod) {
+		return func(p *corev1.Pod) {
+			c := &p.Spec.Containers[0]
+			if init {
+				p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: "init"})
+				c = &p.Spec.InitContainers[len(p.Spec.InitContainers)-1]
+			}
+			if c.Resources.Requests == nil {
+				c.Resources.Requests = corev1.ResourceList{}
+			}
+			for i := 0; i < len(rl); i += 2 {
+				c.Resources.Requests[corev1.ResourceName(rl[i])] = resource.MustParse(rl[i+1])
+			}
+		}
+	}
+	// offers adds allocatable resources to the node.
+	offers := func(rl ...string) func(*corev1.Node) {
+		return func(n *corev1.Node) {
+			for i := 0; i < len(rl); i += 2 {
+				n.Status.Allocatable[corev1.ResourceName(rl[i])] = resource.MustParse(rl[i+1])
+			}
+		}
+	}
+	gpuNode := node("n", offers("nvidia.com/gpu", "2", "ephemeral-storage", "10Gi"))
 	tests := []struct {
 		name   string
 		plugin framework.FilterPlugin
@@ -75,6 +100,27 @@ func TestFilters(t *testing.T) {
 		{"init container maximum", &NodeResourcesFit{}, pod("100m", "", func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "init", Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2500m")}}}}
 		}), nodeInfo(node("n", nil)), []string{"Insufficient cpu"}, framework.Unschedulable},
+		{"ephemeral-storage fits", &NodeResourcesFit{}, pod("", "", asks(false, "ephemeral-storage", "4Gi")), nodeInfo(gpuNode,
+			withName("a", pod("", "", asks(false, "ephemeral-storage", "6Gi")))), nil, 0},
+		{"insufficient ephemeral-storage", &NodeResourcesFit{}, pod("", "", asks(false, "ephemeral-storage", "5Gi")), nodeInfo(gpuNode,
+			withName("a", pod("", "", asks(false, "ephemeral-storage", "6Gi")))), []string{"Insufficient ephemeral-storage"}, framework.Unschedulable},
+		{"no ephemeral-storage reported", &NodeResourcesFit{}, pod("", "", asks(false, "ephemeral-storage", "1")), nodeInfo(node("n", nil)), []string{"Insufficient ephemeral-storage"}, framework.Unschedulable},
+		{"extended resource fits", &NodeResourcesFit{}, pod("", "", asks(false, "nvidia.com/gpu", "2")), nodeInfo(gpuNode), nil, 0},
+		{"extended resource taken by bound pods", &NodeResourcesFit{}, pod("", "", asks(false, "nvidia.com/gpu", "1")), nodeInfo(gpuNode,
+			withName("a", pod("", "", asks(false, "nvidia.com/gpu", "1"))), withName("b", pod("", "", asks(false, "nvidia.com/gpu", "1")))), []string{"Insufficient nvidia.com/gpu"}, framework.Unschedulable},
+		{"extended resource freed by a removed pod", &NodeResourcesFit{}, pod("", "", asks(false, "nvidia.com/gpu", "2")), func() *framework.NodeInfo {
+			ni := nodeInfo(gpuNode, withName("a", pod("", "", asks(false, "nvidia.com/gpu", "2"))))
+			ni.RemovePod("a")
+			return ni
+		}(), nil, 0},
+		{"extended resource the node lacks", &NodeResourcesFit{}, pod("", "", asks(false, "nvidia.com/gpu", "1")), nodeInfo(node("n", nil)), []string{"Insufficient nvidia.com/gpu"}, framework.Unschedulable},
+		{"zero of a resource the node lacks", &NodeResourcesFit{}, pod("", "", asks(false, "nvidia.com/gpu", "0", "ephemeral-storage", "0")), nodeInfo(node("n", nil)), nil, 0},
+		{"extended resource of an init container", &NodeResourcesFit{}, pod("", "", func(p *corev1.Pod) {
+			asks(false, "nvidia.com/gpu", "1")(p)
+			asks(true, "nvidia.com/gpu", "3")(p)
+		}), nodeInfo(gpuNode), []string{"Insufficient nvidia.com/gpu"}, framework.Unschedulable},
+		{"every insufficient resource, scalars by name", &NodeResourcesFit{}, pod("3", "", asks(false, "nvidia.com/gpu", "3", "example.com/dongle", "1", "hugepages-2Mi", "2Mi", "ephemeral-storage", "11Gi")), nodeInfo(gpuNode),
+			[]string{"Insufficient cpu", "Insufficient ephemeral-storage", "Insufficient example.com/dongle", "Insufficient hugepages-2Mi", "Insufficient nvidia.com/gpu"}, framework.Unschedulable},
 		{"untolerated taint", &TaintToleration{}, pod("", "", nil), nodeInfo(node("n", func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{taint} })), []string{"node(s) had untolerated taint {dedicated: db}"}, framework.UnschedulableAndUnresolvable},
 		{"tolerated taint", &TaintToleration{}, pod("", "", tolerate), nodeInfo(node("n", func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{taint} })), nil, 0},
 		{"PreferNoSchedule does not filter", &TaintToleration{}, pod("", "", nil), nodeInfo(node("n", func(n *corev1.Node) {
@@ -123,6 +169,10 @@ func TestScores(t *testing.T) {
 		yes := true
 		p.OwnerReferences = []metav1.OwnerReference{{UID: "rs", Controller: &yes}}
 	}
+	gpu := func(p *corev1.Pod) {
+		p.Spec.Containers[0].Resources.Requests["nvidia.com/gpu"] = resource.MustParse("1")
+		p.Spec.Containers[0].Resources.Requests[corev1.ResourceEphemeralStorage] = resource.MustParse("1Gi")
+	}
 	empty := nodeInfo(node("empty", nil))
 	half := nodeInfo(node("half", nil), withName("a", pod("1", "2Gi", owned)))
 	skewed := nodeInfo(node("skewed", nil), withName("b", pod("2", "0", owned)), withName("c", pod("", "", owned)))
@@ -134,6 +184,10 @@ func TestScores(t *testing.T) {
 	}{
 		{"least allocated", &LeastAllocated{}, pod("0", "0", nil), []int64{100, 50, 47}}, // skewed: cpu full (0), memory 95% free
 		{"balanced", &BalancedAllocation{}, pod("0", "0", nil), []int64{100, 100, 52}},
+		// kube-scheduler scores cpu and memory only: asking for a GPU (that no node here has)
+		// or for disk changes no score.
+		{"least allocated ignores other resources", &LeastAllocated{}, pod("0", "0", gpu), []int64{100, 50, 47}},
+		{"balanced ignores other resources", &BalancedAllocation{}, pod("0", "0", gpu), []int64{100, 100, 52}},
 		{"spread", &SelectorSpread{}, pod("", "", owned), []int64{100, 50, 0}},
 		{"spread without owner", &SelectorSpread{}, pod("", "", nil), []int64{100, 100, 100}},
 	}
@@ -185,5 +239,22 @@ func TestTaintTolerationScore(t *testing.T) {
 	}
 	if diff := cmp.Diff([]int64{100, 100, 50, 0}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// The scheduler binds thousands of pods a second: a pod that asks only for cpu and memory must
+// cost the resource filter no allocation per node.
+func TestNodeResourcesFitAllocatesNothing(t *testing.T) {
+	p := pod("100m", "128Mi", nil)
+	ni := nodeInfo(node("n", nil), withName("a", pod("1", "1Gi", nil)))
+	state := framework.NewCycleState()
+	state.SetPodInfo(framework.NewPodInfo(p))
+	fit := &NodeResourcesFit{}
+	if n := testing.AllocsPerRun(100, func() {
+		if st := fit.Filter(context.Background(), state, p, ni); st != nil {
+			t.Fatal(st.AsError())
+		}
+	}); n != 0 {
+		t.Errorf("Filter allocates %v times per node", n)
 	}
 }
