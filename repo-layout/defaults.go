@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/bosun-gitops/bosun/internal/poddefaults"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 )
 
@@ -36,6 +37,9 @@ func setDefaults(obj any) {
 		o.Labels[corev1.LabelMetadataName] = o.Name
 	case *corev1.Pod:
 		defaultPodSpec(&o.Spec)
+		// Requests from limits are a Pod's default, not a template's (as in Kubernetes): a
+		// workload's pods get them from the store when their controller creates them.
+		poddefaults.SetRequests(&o.Spec)
 	case *corev1.ReplicationController:
 		defaultReplicas(&o.Spec.Replicas)
 		if t := o.Spec.Template; t != nil {

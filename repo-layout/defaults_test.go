@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -224,5 +225,62 @@ spec:
 	}
 	if v := vols[1].Projected.Sources[2].DownwardAPI.Items[0].FieldRef.APIVersion; v != "v1" {
 		t.Errorf("projected downwardAPI fieldRef apiVersion = %q, want v1", v)
+	}
+}
+
+// TestPodRequestsDefaultToLimits: as the Kubernetes API server, a Pod's containers request what
+// they limit unless they say otherwise; a pod template keeps what it says (its pods get the
+// defaults when they are written to the store).
+func TestPodRequestsDefaultToLimits(t *testing.T) {
+	set, err := LoadDir(writeTree(t, map[string]string{"app.yaml": `apiVersion: v1
+kind: Pod
+metadata: {name: trainer}
+spec:
+  initContainers:
+  - {name: fetch, image: "busybox:1.36", resources: {limits: {cpu: "2", ephemeral-storage: 1Gi}}}
+  containers:
+  - name: c
+    image: "busybox:1.36"
+    resources:
+      requests: {cpu: 250m}
+      limits: {cpu: "1", memory: 512Mi, nvidia.com/gpu: "1"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: c, image: "busybox:1.36", resources: {limits: {memory: 64Mi}}}]
+`}))
+	if err != nil {
+		t.Fatalf("LoadDir: %v", err)
+	}
+	var pod *corev1.Pod
+	var d *appsv1.Deployment
+	for _, o := range set.Objects {
+		switch v := o.Object.(type) {
+		case *corev1.Pod:
+			pod = v
+		case *appsv1.Deployment:
+			d = v
+		}
+	}
+	got := map[string]corev1.ResourceList{
+		"fetch": pod.Spec.InitContainers[0].Resources.Requests,
+		"c":     pod.Spec.Containers[0].Resources.Requests,
+	}
+	want := map[string]corev1.ResourceList{
+		"fetch": {corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceEphemeralStorage: resource.MustParse("1Gi")},
+		"c": {corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("512Mi"),
+			"nvidia.com/gpu": resource.MustParse("1")},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pod requests (-want +got):\n%s", diff)
+	}
+	if r := d.Spec.Template.Spec.Containers[0].Resources.Requests; r != nil {
+		t.Errorf("template requests %v, want none: Kubernetes defaults them on the pods only", r)
 	}
 }

@@ -14,6 +14,11 @@
 // same events, so the store decodes each event's value once and hands all of them the same
 // object, which they must not modify (as client-go asks of the objects in an informer's cache).
 //
+// The store does what Kubernetes' pod registry and defaulting do to every pod written, whoever
+// writes it: a new pod without a phase is Pending, and a container's limit without a request
+// becomes its request (package poddefaults), so that controllers' pods, created from templates
+// that keep no such default, are scheduled as in Kubernetes.
+//
 // A minimal single-member setup:
 //
 //	etcd, err := store.StartEtcd(ctx, store.EtcdConfig{Name: "bosun", DataDir: dir, Logger: log})

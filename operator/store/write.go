@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bosun-gitops/bosun/internal/poddefaults"
 	"github.com/bosun-gitops/bosun/internal/resource"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -98,8 +99,11 @@ func (s *Store) planCreate(res *resource.Resource, in resource.Object) (*plan, e
 	obj.SetGeneration(1)
 	obj.SetDeletionTimestamp(nil)
 	obj.SetDeletionGracePeriodSeconds(nil)
-	if pod, ok := obj.(*corev1.Pod); ok && pod.Status.Phase == "" {
-		pod.Status.Phase = corev1.PodPending // as the API server's pod strategy does on create
+	if pod, ok := obj.(*corev1.Pod); ok {
+		if pod.Status.Phase == "" {
+			pod.Status.Phase = corev1.PodPending // as the API server's pod strategy does on create
+		}
+		defaultPodRequests(pod)
 	}
 	data, err := s.encode(res, key, obj)
 	if err != nil {
@@ -112,6 +116,17 @@ func (s *Store) planCreate(res *resource.Resource, in resource.Object) (*plan, e
 		obj:  obj,
 		size: 2*len(key) + len(data) + 32,
 	}, nil
+}
+
+// defaultPodRequests gives pod's containers the requests Kubernetes defaults from their limits
+// (see package poddefaults), on every spec write, as the API server defaults every pod it
+// decodes: pods created by controllers from templates, which keep no such defaults, get them
+// here. pod may share its spec with the caller's object: the spec is copied before it changes.
+func defaultPodRequests(pod *corev1.Pod) {
+	if poddefaults.NeedsRequests(&pod.Spec) {
+		pod.Spec = *pod.Spec.DeepCopy()
+		poddefaults.SetRequests(&pod.Spec)
+	}
 }
 
 // Update writes spec and metadata. With a resourceVersion it fails with Conflict unless that is
@@ -193,6 +208,9 @@ func (s *Store) planUpdate(res *resource.Resource, key string, cur resource.Obje
 		setStatus(next, in)
 	} else {
 		next = copyObject(in)
+		if pod, ok := next.(*corev1.Pod); ok {
+			defaultPodRequests(pod)
+		}
 		next.SetNamespace(cur.GetNamespace())
 		next.SetUID(cur.GetUID())
 		next.SetCreationTimestamp(cur.GetCreationTimestamp())

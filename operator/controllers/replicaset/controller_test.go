@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apiresource "k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
@@ -421,5 +422,20 @@ func TestNoDoubleCreateOnLargeScaleUp(t *testing.T) {
 	}
 	if !slices.Equal(batches[:4], []int{1, 2, 4, 8}) {
 		t.Fatalf("batches %v, want slow start 1, 2, 4, 8, ...", batches)
+	}
+}
+
+// TestPodsRequestWhatTheTemplateLimits: the template keeps only limits (Kubernetes defaults
+// requests on pods, not templates); the pods created from it are stored with the requests.
+func TestPodsRequestWhatTheTemplateLimits(t *testing.T) {
+	env := controllertest.New(t, nil)
+	env.Start(map[string]controllers.Constructor{Name: New})
+	rs := newRS("gpu", 1, map[string]string{"app": "gpu"})
+	rs.Spec.Template.Spec.Containers[0].Resources.Limits = corev1.ResourceList{"nvidia.com/gpu": apiresource.MustParse("1")}
+	uid := string(env.MustCreate(resource.ReplicaSets, rs).GetUID())
+	env.Eventually(30*time.Second, "1 pod", wantPods(env, uid, 1))
+	got := ownedBy(pods(env), uid)[0].Spec.Containers[0].Resources.Requests
+	if q := got["nvidia.com/gpu"]; q.String() != "1" {
+		t.Errorf("pod requests %v, want nvidia.com/gpu 1 from the template's limit", got)
 	}
 }
