@@ -132,10 +132,13 @@ func ignoreNotFound(err error) error {
 }
 
 // claimReplicaSets returns the ReplicaSets d controls, adopting matching orphans and releasing
-// owned ones that no longer match.
+// owned ones that no longer match. Before the first adoption d is read again from the store
+// (controllers.AdoptionCheck): a Deployment deleted or replaced there while the cache still
+// shows it adopts nothing.
 func (dc *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment, sel labels.Selector) ([]*appsv1.ReplicaSet, error) {
 	var out []*appsv1.ReplicaSet
 	var errs []error
+	check := controllers.NewAdoptionCheck(dc.store, resource.Deployments, d)
 	for _, idx := range []string{string(d.UID), replicaset.OrphanIndexKey(d.Namespace)} {
 		objs, _ := dc.replicaSets.GetIndexer().ByIndex(replicaset.ControllerIndex, idx)
 		for _, o := range objs {
@@ -161,6 +164,10 @@ func (dc *Controller) claimReplicaSets(ctx context.Context, d *appsv1.Deployment
 					errs = append(errs, fmt.Errorf("releasing replica set %s: %w", rs.Name, err))
 				}
 			case !owned && matches && d.DeletionTimestamp == nil && rs.DeletionTimestamp == nil:
+				if err := check.CanAdopt(ctx); err != nil {
+					errs = append(errs, fmt.Errorf("can't adopt replica set %s: %w", rs.Name, err))
+					continue
+				}
 				cp := rs.DeepCopy()
 				cp.OwnerReferences = append(cp.OwnerReferences, controllerRef(d))
 				got, err := dc.store.Update(ctx, resource.ReplicaSets, cp)

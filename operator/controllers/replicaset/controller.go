@@ -53,6 +53,7 @@ var _ controllers.Controller = (*Controller)(nil)
 
 // Store is the subset of the object store the controller writes through.
 type Store interface {
+	Get(ctx context.Context, res *resource.Resource, namespace, name string) (resource.Object, error)
 	Update(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error)
 	UpdateStatus(ctx context.Context, res *resource.Resource, obj resource.Object) (resource.Object, error)
 	Batch(ctx context.Context, ops []store.Op) []store.OpResult

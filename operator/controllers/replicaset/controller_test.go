@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,4 +439,121 @@ func TestPodsRequestWhatTheTemplateLimits(t *testing.T) {
 	if q := got["nvidia.com/gpu"]; q.String() != "1" {
 		t.Errorf("pod requests %v, want nvidia.com/gpu 1 from the template's limit", got)
 	}
+}
+
+// getCountingStore counts the owner reads that adoption makes.
+type getCountingStore struct {
+	*store.Store
+	gets atomic.Int32
+}
+
+func (s *getCountingStore) Get(ctx context.Context, res *resource.Resource, namespace, name string) (resource.Object, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, res, namespace, name)
+}
+
+// TestNoAdoptionByAnOwnerGoneFromTheStore reconciles against caches filled by hand, so that the
+// cache shows a ReplicaSet the store no longer has as it was: deleted, replaced by another of the
+// same name, or being deleted. Its orphans must stay orphans, and nothing is created for it.
+func TestNoAdoptionByAnOwnerGoneFromTheStore(t *testing.T) {
+	lbl := map[string]string{"app": "db"}
+	setup := func(t *testing.T) (*controllertest.Env, *Controller, *getCountingStore, *appsv1.ReplicaSet) {
+		env := controllertest.New(t, nil)
+		rc, err := newController(env.Context, Name, replicaSetKind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counting := &getCountingStore{Store: env.Store}
+		rc.store = counting
+		rs := env.MustCreate(resource.ReplicaSets, newRS("db", 2, lbl)).(*appsv1.ReplicaSet)
+		if err := rc.owners.GetIndexer().Add(rs); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"orphan-1", "orphan-2"} {
+			p := env.MustCreate(resource.Pods, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: lbl},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			})
+			if err := rc.pods.GetIndexer().Add(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return env, rc, counting, rs
+	}
+	orphans := func(env *controllertest.Env) int {
+		n := 0
+		for _, p := range pods(env) {
+			if len(p.OwnerReferences) == 0 {
+				n++
+			}
+		}
+		return n
+	}
+
+	for _, tc := range []struct {
+		name  string
+		store func(t *testing.T, env *controllertest.Env, rs *appsv1.ReplicaSet)
+	}{
+		{"deleted", func(t *testing.T, env *controllertest.Env, rs *appsv1.ReplicaSet) {
+			if _, err := env.Store.Delete(env.Ctx, resource.ReplicaSets, ns, rs.Name, store.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"replaced", func(t *testing.T, env *controllertest.Env, rs *appsv1.ReplicaSet) {
+			if _, err := env.Store.Delete(env.Ctx, resource.ReplicaSets, ns, rs.Name, store.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			env.MustCreate(resource.ReplicaSets, newRS("db", 2, lbl))
+		}},
+		{"being deleted", func(t *testing.T, env *controllertest.Env, rs *appsv1.ReplicaSet) {
+			if _, err := env.Store.Delete(env.Ctx, resource.ReplicaSets, ns, rs.Name,
+				store.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, rc, counting, rs := setup(t)
+			tc.store(t, env, rs)
+			_, err := rc.reconcile(env.Ctx, ns+"/db")
+			if err == nil {
+				t.Fatal("reconcile succeeded; want the adoption refused")
+			}
+			t.Logf("reconcile: %v", err)
+			if n := orphans(env); n != 2 || len(pods(env)) != 2 {
+				t.Errorf("%d pods, %d of them orphans; want the 2 orphans left alone and no pod created", len(pods(env)), n)
+			}
+			if n := counting.gets.Load(); n != 1 {
+				t.Errorf("%d owner reads for two orphans, want 1", n)
+			}
+		})
+	}
+
+	t.Run("owner as cached", func(t *testing.T) {
+		env, rc, counting, _ := setup(t)
+		if _, err := rc.reconcile(env.Ctx, ns+"/db"); err != nil {
+			t.Fatal(err)
+		}
+		if n := orphans(env); n != 0 || len(pods(env)) != 2 {
+			t.Errorf("%d pods, %d of them orphans; want both adopted", len(pods(env)), n)
+		}
+		if n := counting.gets.Load(); n != 1 {
+			t.Errorf("%d owner reads for two adoptions, want 1", n)
+		}
+		// Nothing left to adopt: no read.
+		for _, p := range pods(env) {
+			if err := rc.pods.GetIndexer().Update(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rc.owners.GetIndexer().Update(getRS(t, env, "db")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rc.reconcile(env.Ctx, ns+"/db"); err != nil {
+			t.Fatal(err)
+		}
+		if n := counting.gets.Load(); n != 1 {
+			t.Errorf("%d owner reads after a reconcile with nothing to adopt, want still 1", n)
+		}
+	})
 }

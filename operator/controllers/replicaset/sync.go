@@ -75,11 +75,15 @@ func (rc *Controller) reconcile(ctx context.Context, key string) (controllers.Re
 }
 
 // claim adopts active orphans that match the selector and releases owned pods that no longer
-// match; it returns the pods the owner controls afterwards.
+// match; it returns the pods the owner controls afterwards. Before the first adoption the owner
+// is read again from the store (controllers.AdoptionCheck): an owner deleted or replaced there
+// while the cache still shows it adopts nothing, and the reconcile fails, so it creates no pods
+// either until the cache catches up.
 func (rc *Controller) claim(ctx context.Context, w *workload, pods []*corev1.Pod) ([]*corev1.Pod, error) {
 	var owned []*corev1.Pod
 	var errs []error
 	deleting := w.obj.GetDeletionTimestamp() != nil
+	check := controllers.NewAdoptionCheck(rc.store, rc.kind.res, w.obj)
 	for _, p := range pods {
 		matches := w.selector.Matches(labelSet(p.Labels))
 		ref := metav1.GetControllerOfNoCopy(p)
@@ -96,7 +100,7 @@ func (rc *Controller) claim(ctx context.Context, w *workload, pods []*corev1.Pod
 				errs = append(errs, err)
 			}
 		case ref == nil && matches && !deleting:
-			adopted, err := rc.adopt(ctx, w, p)
+			adopted, err := rc.adopt(ctx, check, w, p)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -109,7 +113,10 @@ func (rc *Controller) claim(ctx context.Context, w *workload, pods []*corev1.Pod
 	return owned, errors.Join(errs...)
 }
 
-func (rc *Controller) adopt(ctx context.Context, w *workload, p *corev1.Pod) (*corev1.Pod, error) {
+func (rc *Controller) adopt(ctx context.Context, check *controllers.AdoptionCheck, w *workload, p *corev1.Pod) (*corev1.Pod, error) {
+	if err := check.CanAdopt(ctx); err != nil {
+		return nil, fmt.Errorf("can't adopt pod %s/%s: %w", p.Namespace, p.Name, err)
+	}
 	pod := p.DeepCopy()
 	pod.OwnerReferences = append(pod.OwnerReferences, controllerRef(rc.kind.res, w.obj))
 	out, err := rc.store.Update(ctx, resource.Pods, pod) // resourceVersion: no lost updates
