@@ -5,7 +5,8 @@
 // that goes back to an older one (a Git revert) reuses that older ReplicaSet with a new revision.
 //
 //	deployment/replicaset/pod events ──> queue(deployment key) ──> reconcile:
-//	    claim ReplicaSets ─> paused/scaling? sync : rollout (rolling | recreate) ─> status
+//	    claim ReplicaSets ─> being deleted? status only
+//	                         paused/scaling? sync : rollout (rolling | recreate) ─> status
 package deployment
 
 import (

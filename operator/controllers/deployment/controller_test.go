@@ -352,6 +352,45 @@ func TestPauseAndScaleWhilePaused(t *testing.T) {
 	env.Eventually(60*time.Second, "rollout after resume", rolledOut(t, env, "api", "api:2", 4))
 }
 
+// TestDeletingDeploymentOnlySyncsStatus: a Deployment held by a foreground deletion (no garbage
+// collector runs here to finish it) neither scales nor rolls out, as in Kubernetes; its status
+// still follows its generation.
+func TestDeletingDeploymentOnlySyncsStatus(t *testing.T) {
+	env := start(t)
+	runKubelet(t, env)
+	env.MustCreate(resource.Deployments, newDeployment("gone", 2, "gone:1"))
+	env.Eventually(60*time.Second, "first rollout", rolledOut(t, env, "gone", "gone:1", 2))
+	if _, err := env.Store.Delete(env.Ctx, resource.Deployments, ns, "gone",
+		store.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}); err != nil {
+		t.Fatal(err)
+	}
+	updateDeploy(t, env, "gone", func(d *appsv1.Deployment) {
+		d.Spec.Replicas = ptr.To[int32](5)
+		d.Spec.Template.Spec.Containers[0].Image = "gone:2"
+	})
+	env.Eventually(30*time.Second, "status of the new generation", func() error {
+		d := getDeploy(t, env, "gone")
+		if d.DeletionTimestamp == nil {
+			t.Fatal("the deployment is not being deleted")
+		}
+		if d.Status.ObservedGeneration != d.Generation {
+			return fmt.Errorf("observedGeneration %d, generation %d", d.Status.ObservedGeneration, d.Generation)
+		}
+		return nil
+	})
+	time.Sleep(500 * time.Millisecond) // a scale would have been written along with the status
+	rss := replicaSets(env)
+	if len(rss) != 1 || ptr.Deref(rss[0].Spec.Replicas, 0) != 2 {
+		for _, rs := range rss {
+			t.Errorf("replica set %s: %d replicas", rs.Name, ptr.Deref(rs.Spec.Replicas, 0))
+		}
+		t.Fatal("a deployment being deleted was scaled or rolled out; want its one replica set left at 2")
+	}
+	if n := len(activePods(env)); n != 2 {
+		t.Fatalf("%d pods, want 2", n)
+	}
+}
+
 func TestRevertReusesOldReplicaSetAndHistoryLimit(t *testing.T) {
 	env := start(t)
 	runKubelet(t, env)

@@ -105,7 +105,7 @@ func (dc *Controller) reconcile(ctx context.Context, key string) (controllers.Re
 	s := &syncer{dc: dc, d: d, stored: *d.Status.DeepCopy()}
 	switch {
 	case d.DeletionTimestamp != nil:
-		err = s.sync(ctx, rsList)
+		err = s.syncStatusOnly(ctx, rsList)
 	default:
 		if err = s.checkPausedConditions(ctx); err != nil {
 			break
@@ -520,6 +520,16 @@ func (s *syncer) isScalingEvent(rsList []*appsv1.ReplicaSet) bool {
 		}
 	}
 	return false
+}
+
+// syncStatusOnly is all a Deployment being deleted gets (Kubernetes' syncStatusOnly): its status
+// follows its ReplicaSets, which neither scale nor roll out while they wait to go with it.
+func (s *syncer) syncStatusOnly(ctx context.Context, rsList []*appsv1.ReplicaSet) error {
+	newRS, old, err := s.getAllReplicaSetsAndSyncRevision(ctx, rsList, false)
+	if err != nil {
+		return err
+	}
+	return s.syncStatus(ctx, append(old, newRS), newRS)
 }
 
 // sync scales without rolling out (paused deployments and scaling events) and updates status.
