@@ -96,7 +96,9 @@ func ScaleDownBudget(d *appsv1.Deployment, all []rsState) int32 {
 }
 
 // replicaSetFraction is the change in size of a ReplicaSet of size rsSize when its Deployment,
-// last sized annotated+surge, becomes d (proportional scaling).
+// whose replicas+maxSurge were annotated when the ReplicaSet was last sized (see
+// maxReplicasBeforeScale), becomes d (proportional scaling). Without an annotated size (0) there
+// is no proportion to keep: 0.
 func replicaSetFraction(rsSize int32, annotated int32, d *appsv1.Deployment) int32 {
 	if *d.Spec.Replicas == 0 {
 		return -rsSize

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 )
 
@@ -151,5 +152,58 @@ func TestComputeHash(t *testing.T) {
 	withHash.Labels[appsv1.DefaultDeploymentUniqueLabelKey] = h
 	if !EqualIgnoreHash(tmpl, withHash) || EqualIgnoreHash(tmpl, other) {
 		t.Fatal("EqualIgnoreHash")
+	}
+}
+
+func TestMaxReplicasBeforeScale(t *testing.T) {
+	d := rolling(10, intstr.FromInt32(2), intstr.FromInt32(0))
+	d.Status.Replicas = 7
+	for _, tc := range []struct {
+		name        string
+		annotations map[string]string
+		want        int32
+	}{
+		{"annotated", map[string]string{MaxReplicasAnnotation: "12"}, 12},
+		{"missing: status.replicas", nil, 7},
+		{"not a number: status.replicas", map[string]string{MaxReplicasAnnotation: "twelve"}, 7},
+		{"zero: status.replicas", map[string]string{MaxReplicasAnnotation: "0"}, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Annotations: tc.annotations}}
+			if got := maxReplicasBeforeScale(rs, d); got != tc.want {
+				t.Errorf("maxReplicasBeforeScale = %d, want %d", got, tc.want)
+			}
+		})
+	}
+	// A ReplicaSet of 4 of a Deployment that had 7 pods grows to 4*12/7 ≈ 7 when the annotation
+	// says 0; without the fallback it would not grow at all.
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{MaxReplicasAnnotation: "0"}}}
+	if got := proportion(4, maxReplicasBeforeScale(rs, d), d, 5, 0); got != 3 {
+		t.Errorf("proportion with a zeroed annotation = %d, want 3", got)
+	}
+}
+
+func TestStatusUnavailableReplicas(t *testing.T) {
+	rs := func(spec, available int32) *appsv1.ReplicaSet {
+		return &appsv1.ReplicaSet{Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To(spec)},
+			Status: appsv1.ReplicaSetStatus{Replicas: spec, AvailableReplicas: available}}
+	}
+	for _, tc := range []struct {
+		name string
+		rss  []*appsv1.ReplicaSet
+		want int32
+	}{
+		// Mid-rollout with surge: 3 + 2 pods wanted, 3 available.
+		{"all replica sets' spec", []*appsv1.ReplicaSet{rs(3, 1), rs(2, 2), nil}, 2},
+		// Scaled down to 1 while 3 are still available: never negative.
+		{"scale-down", []*appsv1.ReplicaSet{rs(1, 3)}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := rolling(3, intstr.FromInt32(2), intstr.FromInt32(0))
+			s := &syncer{dc: &Controller{clock: clock.RealClock{}}, d: d}
+			if got := s.calculateStatus(tc.rss, nil).UnavailableReplicas; got != tc.want {
+				t.Errorf("unavailableReplicas = %d, want %d", got, tc.want)
+			}
+		})
 	}
 }

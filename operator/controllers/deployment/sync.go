@@ -347,13 +347,25 @@ func (s *syncer) setReplicasAnnotations(rs *appsv1.ReplicaSet) bool {
 	return true
 }
 
+// annotatedInt reads an integer annotation as Kubernetes' getIntFromAnnotation.
 func annotatedInt(rs *appsv1.ReplicaSet, key string) (int32, bool) {
 	v, ok := rs.Annotations[key]
 	if !ok {
 		return 0, false
 	}
-	n, err := strconv.ParseInt(v, 10, 32)
+	n, err := strconv.Atoi(v)
 	return int32(n), err == nil
+}
+
+// maxReplicasBeforeScale is the Deployment size (replicas + maxSurge) rs was last sized for, from
+// its max-replicas annotation. When someone removed the annotation or set it to something that is
+// not a number or to 0, it is the Deployment's status.replicas instead, as in Kubernetes'
+// getReplicaSetFraction; proportion gives nothing to a ReplicaSet for which that is 0 as well.
+func maxReplicasBeforeScale(rs *appsv1.ReplicaSet, d *appsv1.Deployment) int32 {
+	if n, ok := annotatedInt(rs, MaxReplicasAnnotation); ok && n != 0 {
+		return n
+	}
+	return d.Status.Replicas
 }
 
 // setDeploymentRevision writes the revision annotation on the Deployment (metadata only).
@@ -598,11 +610,7 @@ func (s *syncer) scale(ctx context.Context, newRS *appsv1.ReplicaSet, old []*app
 	for i, rs := range all {
 		sizes[i] = replicas(rs)
 		if toAdd != 0 {
-			annotated, ok := annotatedInt(rs, MaxReplicasAnnotation)
-			if !ok {
-				annotated = d.Status.Replicas
-			}
-			p := proportion(replicas(rs), annotated, d, toAdd, added)
+			p := proportion(replicas(rs), maxReplicasBeforeScale(rs, d), d, toAdd, added)
 			sizes[i] += p
 			added += p
 		}
@@ -772,7 +780,13 @@ func (s *syncer) calculateStatus(all []*appsv1.ReplicaSet, newRS *appsv1.Replica
 	if newRS != nil {
 		st.UpdatedReplicas = newRS.Status.Replicas
 	}
-	st.UnavailableReplicas = max(*d.Spec.Replicas-st.AvailableReplicas, 0)
+	// As Kubernetes' calculateStatus: the pods all ReplicaSets should have (their spec.replicas,
+	// not the Deployment's) less the available ones, never negative (after a scale-down).
+	var total int32
+	for _, rs := range all {
+		total += replicas(rs)
+	}
+	st.UnavailableReplicas = max(total-st.AvailableReplicas, 0)
 	if st.AvailableReplicas >= *d.Spec.Replicas-MaxUnavailable(d) {
 		setStatusCondition(&st, s.newCondition(appsv1.DeploymentAvailable, corev1.ConditionTrue, ReasonMinimumAvailable, "Deployment has minimum availability."))
 	} else {
