@@ -7,4 +7,5 @@ import (
 
 func everything() labels.Selector { return labels.Everything() }
 
-func storeDelete() store.DeleteOptions { return store.DeleteOptions{} }
+// storeDelete deletes at once (grace period 0): no node is there to stop the tests' bound pods.
+func storeDelete() store.DeleteOptions { return store.DeleteOptions{GracePeriodSeconds: new(int64(0))} }
