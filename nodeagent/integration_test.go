@@ -106,6 +106,12 @@ func TestPodsOnContainerd(t *testing.T) {
         volumeMounts:
         - {name: cfg, mountPath: /cfg}
         - {name: host, mountPath: /host}
+        readinessProbe:
+          httpGet: {path: /index.html, port: 8080}
+          periodSeconds: 1
+        livenessProbe:
+          tcpSocket: {port: 8080}
+          periodSeconds: 2
 `)+container("side", ref, `for i in 1 2 3 4 5 6 7 8 9 10; do if printf 'GET /index.html HTTP/1.0\r\n\r\n' | nc 127.0.0.1 8080; then break; fi; sleep 1; done; sleep 3600`, "")+`      volumes:
       - name: cfg
         configMap: {name: cfg}
@@ -142,7 +148,7 @@ spec:
 			`echo "netns=$(readlink /proc/self/ns/net) hostname=$(hostname) etc-hostname=$(cat /etc/hostname)"; httpd -p 18080 -h /www; sleep 3600`,
 			"        ports: [{containerPort: 18080}]\n")),
 		"t/downward.yaml": deployment("downward", "      terminationGracePeriodSeconds: 1\n      containers:\n"+container("c", ref,
-			`echo "labels=$(tr '\n' ' ' < /info/labels) mem=$(cat /info/mem) greeting=$(cat /all/greeting) name=$(cat /all/name)"; sleep 3600`,
+			`echo "labels=$(tr '\n' ' ' < /info/labels) mem=$(cat /info/mem) greeting=$(cat /all/greeting) name=$(cat /all/name) all-fs=$(awk '$2=="/all"{print $3}' /proc/mounts)"; sleep 3600`,
 			`        resources:
           limits: {memory: 32Mi}
         volumeMounts:
@@ -231,7 +237,8 @@ spec:
 
 	// downwardAPI and projected volumes.
 	downward := c.WaitPods("t", "app=downward", time.Minute, "Running", running)[0]
-	waitLog(t, c, downward.Name, "c", `labels=app="downward" `, " mem=32 ", " greeting=hello ", " name="+downward.Name)
+	// The projected volume (a Secret's data could be in it) is on tmpfs, never on the node's disk.
+	waitLog(t, c, downward.Name, "c", `labels=app="downward" `, " mem=32 ", " greeting=hello ", " name="+downward.Name+" ", "all-fs=tmpfs")
 
 	// securityContext: capabilities, no_new_privs, read-only root, user and groups; runAsNonRoot
 	// refused for an image that runs as root.
@@ -317,6 +324,11 @@ spec:
 	}
 	time.Sleep(2 * time.Second) // let the adopted pod's worker settle and report
 	app = c.Pods("t", "app=app")[0]
+	for _, cs := range app.Status.ContainerStatuses {
+		if cs.RestartCount != 0 {
+			t.Errorf("container %s of %s restarted %d times; its tcpSocket liveness probe on a serving port must pass", cs.Name, app.Name, cs.RestartCount)
+		}
+	}
 	if after := containerIDs(&app); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("containers after the agent's kill -9 and restart = %v, want the same as before %v (adopted)", after, before)
 	}

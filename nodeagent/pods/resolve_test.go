@@ -375,7 +375,13 @@ func TestVolumes(t *testing.T) {
 	if diff := cmp.Diff(wantFiles, files); diff != "" {
 		t.Errorf("volume files (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{filepath.Join(volDir, "mem")}, mounter.mounted); diff != "" {
+	// The memory emptyDir and, as the kubelet does, the secret, downwardAPI and projected
+	// volumes are on tmpfs; configMap and hostPath volumes are not.
+	wantTmpfs := []string{"mem", "sec", "opt", "info", "all"}
+	for i, n := range wantTmpfs {
+		wantTmpfs[i] = filepath.Join(volDir, n)
+	}
+	if diff := cmp.Diff(wantTmpfs, mounter.mounted); diff != "" {
 		t.Errorf("tmpfs mounts (-want +got):\n%s", diff)
 	}
 	if st, err := os.Stat(hostDir); err != nil || !st.IsDir() {

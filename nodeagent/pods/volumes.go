@@ -81,15 +81,14 @@ func (v *podVolumes) prepareOne(ctx context.Context, cache *objectCache, ec envC
 		if err := os.Chmod(dir, 0o777); err != nil { // the kubelet makes emptyDirs world-writable
 			return err
 		}
-		if vol.EmptyDir.Medium == corev1.StorageMediumMemory && !v.tmpfs[vol.Name] {
+		if vol.EmptyDir.Medium == corev1.StorageMediumMemory {
 			var size int64
 			if vol.EmptyDir.SizeLimit != nil {
 				size = vol.EmptyDir.SizeLimit.Value()
 			}
-			if err := v.mounter.MountTmpfs(dir, size); err != nil {
+			if err := v.ensureTmpfs(vol.Name, size); err != nil {
 				return err
 			}
-			v.tmpfs[vol.Name] = true
 		}
 		v.dirs[vol.Name] = dir
 	case vol.HostPath != nil:
@@ -104,25 +103,27 @@ func (v *podVolumes) prepareOne(ctx context.Context, cache *objectCache, ec envC
 			return err
 		}
 		return v.writeDataVolume(vol.Name, files)
+	// Secret, downwardAPI and projected volumes live in memory, as the kubelet keeps them: a
+	// secret never reaches the node's disk.
 	case vol.Secret != nil:
 		src := vol.Secret
 		files, err := secretFiles(ctx, cache, src.SecretName, src.Items, src.DefaultMode, src.Optional)
 		if err != nil {
 			return err
 		}
-		return v.writeDataVolume(vol.Name, files)
+		return v.writeMemoryVolume(vol.Name, files)
 	case vol.DownwardAPI != nil:
 		files, err := downwardAPIFiles(ec, vol.DownwardAPI.Items, vol.DownwardAPI.DefaultMode)
 		if err != nil {
 			return err
 		}
-		return v.writeDataVolume(vol.Name, files)
+		return v.writeMemoryVolume(vol.Name, files)
 	case vol.Projected != nil:
 		files, err := projectedFiles(ctx, cache, ec, vol.Projected)
 		if err != nil {
 			return err
 		}
-		return v.writeDataVolume(vol.Name, files)
+		return v.writeMemoryVolume(vol.Name, files)
 	default:
 		return fmt.Errorf("volume type not supported on bosun nodes (use emptyDir, hostPath, configMap, secret, downwardAPI or projected)")
 	}
@@ -273,6 +274,38 @@ func checkRelativePath(p string) error {
 
 // writeDataVolume makes the volume's directory hold exactly files, updated atomically
 // (atomicwriter.go).
+// ensureTmpfs mounts a tmpfs (size bytes, 0 = the kernel's default) on the volume's directory
+// unless one is there, also one mounted before an agent restart: mounting again would hide what
+// the pod's containers wrote.
+func (v *podVolumes) ensureTmpfs(name string, size int64) error {
+	if v.tmpfs[name] {
+		return nil
+	}
+	dir := v.volumeDir(name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if mounted, err := isMountPoint(dir); err != nil || !mounted {
+		if err := v.mounter.MountTmpfs(dir, size); err != nil {
+			return err
+		}
+	}
+	v.tmpfs[name] = true
+	return nil
+}
+
+// writeMemoryVolume is writeDataVolume on a tmpfs.
+func (v *podVolumes) writeMemoryVolume(name string, files map[string]dataFile) error {
+	if err := v.ensureTmpfs(name, memoryVolumeSize); err != nil {
+		return err
+	}
+	return v.writeDataVolume(name, files)
+}
+
+// memoryVolumeSize bounds the tmpfs of a secret, downwardAPI or projected volume: their data
+// comes from API objects of at most 1.5 MiB each.
+const memoryVolumeSize = 64 << 20
+
 func (v *podVolumes) writeDataVolume(name string, files map[string]dataFile) error {
 	dir := v.volumeDir(name)
 	if err := writeAtomic(dir, files); err != nil {
