@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/bosun-gitops/bosun/operator/store/storetest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
 )
 
 // TestThreeMemberCluster runs a real three-member cluster on loopback and stops one member:
@@ -33,9 +36,40 @@ func TestThreeMemberCluster(t *testing.T) {
 	defer client.Close()
 	s := store.New(client, store.Options{Logger: storetest.Logger(t)})
 
-	if _, err := s.Create(ctx, resource.Pods, pod("a", "before", "")); err != nil {
+	before, err := s.Create(ctx, resource.Pods, pod("a", "before", ""))
+	if err != nil {
 		t.Fatal(err)
 	}
+	// A watch started before the failover follows every later write, resuming from the last
+	// resourceVersion it saw when the store ends it (etcd lost its leader), as a reflector does.
+	seen := make(chan []string, 1)
+	go func() {
+		var names []string
+		rv := rvOf(t, before)
+		for len(names) < 20 && ctx.Err() == nil {
+			ch, err := s.Watch(ctx, resource.Pods, "a", store.WatchOptions{ResourceVersion: rv})
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range ch {
+				if ev.Type == watch.Error {
+					t.Logf("watch ended during failover: %v; resuming from %d", ev.Err, rv)
+					break
+				}
+				if ev.Type == watch.Added {
+					names = append(names, ev.Object.GetName())
+				}
+				if n, err := strconv.ParseInt(ev.Object.GetResourceVersion(), 10, 64); err == nil {
+					rv = n
+				}
+				if len(names) == 20 {
+					break
+				}
+			}
+		}
+		seen <- names
+	}()
 	// Stop the leader, the hardest case: the others must elect a new one.
 	leader := leaderIndex(ctx, t, client, members)
 	if err := members[leader].Close(); err != nil {
@@ -73,6 +107,10 @@ func TestThreeMemberCluster(t *testing.T) {
 	}
 	if got.(*corev1.Pod).Spec.Containers[0].Image != "busybox" {
 		t.Errorf("read back %v", got)
+	}
+	names := <-seen
+	if len(names) != 20 || len(slices.Compact(slices.Sorted(slices.Values(names)))) != 20 {
+		t.Errorf("the watch saw %d pods added after the failover (%v), want each of the 20 once", len(names), names)
 	}
 }
 
