@@ -440,7 +440,9 @@ spec:
 // the same data dir, adds more services, and checks nothing moved and nothing is duplicated.
 func TestServiceAllocationsSurviveRestart(t *testing.T) {
 	c := newTestCluster(t)
-	files := map[string]string{}
+	// A /27 holds 29 cluster IPs for the 20 Services: allocations lost in the restart would all
+	// but certainly be handed out twice.
+	files := map[string]string{"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: test}\nspec: {serviceCIDR: 10.96.0.0/27}\n"}
 	for i := range 10 {
 		files[fmt.Sprintf("svc/s%d.yaml", i)] = serviceYAML(fmt.Sprintf("s%d", i), i%2 == 0)
 	}
