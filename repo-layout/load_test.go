@@ -513,6 +513,21 @@ func TestLoadErrors(t *testing.T) {
 			want: nil,
 		},
 		{
+			name:  "duplicate JSON key",
+			files: map[string]string{"c.json": `{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "1", "a": "2"}}`},
+			want:  []string{`c.json:1: invalid JSON: mapping key "a" already defined at line 1`},
+		},
+		{
+			name: "invalid selector operator, and the template still checked",
+			files: map[string]string{"d.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  selector:\n" +
+				"    matchExpressions:\n    - {key: app, operator: Inn, values: [web]}\n  template:\n    metadata: {labels: {app: web}}\n" +
+				"    spec:\n      containers: [{name: C_bad, image: busybox}]\n"},
+			want: []string{
+				`d.yaml:7: spec.selector.matchExpressions[0].operator: Invalid value: "Inn": not a valid selector operator`,
+				`d.yaml:11: spec.template.spec.containers[0].name: Invalid value: "C_bad": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`,
+			},
+		},
+		{
 			name: "service addresses",
 			files: map[string]string{
 				"bosun.yaml": "apiVersion: bosun.dev/v1alpha1\nkind: Cluster\nmetadata: {name: c}\nspec: {serviceCIDR: 10.96.0.0/24}\n",

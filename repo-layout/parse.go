@@ -142,7 +142,16 @@ func yamlError(file string, err error, line int) Error {
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
-	return Error{File: file, Line: line, Reason: "invalid YAML: " + msg}
+	return Error{File: file, Line: line, Reason: invalidSyntax(file) + msg}
+}
+
+// invalidSyntax starts the reason of a syntax error: JSON files are read as the YAML they also
+// are, but their errors say JSON.
+func invalidSyntax(file string) string {
+	if strings.HasSuffix(file, ".json") {
+		return "invalid JSON: "
+	}
+	return "invalid YAML: "
 }
 
 // newDocument converts a parsed YAML document; it returns nil for an empty document.
@@ -184,10 +193,10 @@ func documentFromNodeGeneral(file string, root *yaml.Node, prefix string) (*docu
 		if errors.As(err, &te) {
 			var errs ErrorList
 			for _, m := range te.Errors {
-				e := Error{File: file, Line: root.Line, Reason: "invalid YAML: " + m}
+				e := Error{File: file, Line: root.Line, Reason: invalidSyntax(file) + m}
 				if sm := yamlTypeErrorLine.FindStringSubmatch(m); sm != nil {
 					e.Line, _ = strconv.Atoi(sm[1])
-					e.Reason = "invalid YAML: " + sm[2]
+					e.Reason = invalidSyntax(file) + sm[2]
 				}
 				errs = append(errs, e)
 			}

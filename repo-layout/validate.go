@@ -102,7 +102,12 @@ func validateSelectedTemplate(sel *metav1.LabelSelector, t *corev1.PodTemplateSp
 	}
 	selector, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
-		return append(errs, field.Invalid(sp, sel, err.Error()))
+		if len(errs) == 0 { // else already said, at the faulty field
+			errs = append(errs, field.Invalid(sp, sel, err.Error()))
+		}
+		// The template is still checked, so that every error is listed; whether the selector
+		// matches its labels cannot be.
+		selector = labels.Everything()
 	}
 	return append(errs, validateTemplate(t, selector, spec.Child("template"))...)
 }
