@@ -94,11 +94,7 @@ func (p *recordedProgress) Output(_, what string, out []byte) {
 
 func readPEMCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := pki.ParseCert(b)
+	c, err := pki.ReadCert(path)
 	if err != nil {
 		t.Fatal(err)
 	}

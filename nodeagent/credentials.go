@@ -194,13 +194,9 @@ func (a *Agent) servingDue(c *credentials, certFile, keyFile, nodeIP string, now
 
 // clientDue says why the client certificate must be renewed, "" when it need not.
 func (a *Agent) clientDue(now time.Time) string {
-	certPEM, err := os.ReadFile(a.cfg.CertFile)
-	if err != nil {
-		return "" // the API client reports it; without it the agent cannot renew anyway
-	}
-	cert, err := pki.ParseCert(certPEM)
+	cert, err := pki.ReadCert(a.cfg.CertFile)
 	if err != nil || !pki.RenewalDue(cert, now) {
-		return ""
+		return "" // unreadable: the API client reports it; without it the agent cannot renew anyway
 	}
 	return "expires " + cert.NotAfter.UTC().Format(time.DateOnly)
 }

@@ -88,11 +88,7 @@ func signAged(t *testing.T, ca *pki.CA, pub any, subject pkix.Name, usage x509.E
 
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := pki.ParseCert(b)
+	c, err := pki.ReadCert(path)
 	if err != nil {
 		t.Fatal(err)
 	}

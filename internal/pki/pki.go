@@ -416,6 +416,19 @@ func ParseCert(certPEM []byte) (*x509.Certificate, error) {
 	return c, nil
 }
 
+// ReadCert reads the first certificate of the PEM file at path.
+func ReadCert(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseCert(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
 // WriteFile writes data atomically (temporary file, then rename) with mode perm, creating the
 // directory (0700) when needed. Use 0600 for keys and tokens.
 func WriteFile(path string, data []byte, perm fs.FileMode) error {

@@ -27,9 +27,9 @@ func eventually(t *testing.T, what string, cond func() error) {
 	t.Fatalf("%s: %v", what, err)
 }
 
-func TestNodesPodsAndLeases(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// startCluster runs a Cluster with fast heartbeats on a fake clientset until ctx ends.
+func startCluster(t *testing.T, ctx context.Context) (*Cluster, *fake.Clientset) {
+	t.Helper()
 	client := fake.NewClientset()
 	c, err := New(Config{Client: client, HeartbeatInterval: 50 * time.Millisecond, StartDelay: 10 * time.Millisecond})
 	if err != nil {
@@ -42,6 +42,13 @@ func TestNodesPodsAndLeases(t *testing.T) {
 		}
 		return nil
 	})
+	return c, client
+}
+
+func TestNodesPodsAndLeases(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, client := startCluster(t, ctx)
 	specs := []NodeSpec{
 		{Name: "a", CPU: "8", Memory: "32Gi", Pods: 50, PodCIDR: "10.244.7.0/24", Labels: map[string]string{"disk": "ssd"}},
 		{Name: "b", Taints: []corev1.Taint{{Key: "dedicated", Value: "db", Effect: corev1.TaintEffectNoSchedule}}},
@@ -161,18 +168,7 @@ func TestNodesPodsAndLeases(t *testing.T) {
 func TestReadyReasserted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	client := fake.NewClientset()
-	c, err := New(Config{Client: client, HeartbeatInterval: 50 * time.Millisecond, StartDelay: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go c.Run(ctx)
-	eventually(t, "synced", func() error {
-		if !c.Synced() {
-			return fmt.Errorf("not synced")
-		}
-		return nil
-	})
+	c, client := startCluster(t, ctx)
 	if err := c.AddNodes(ctx, NodeSpec{Name: "a", PodCIDR: "10.244.3.0/24"}); err != nil {
 		t.Fatal(err)
 	}
@@ -250,18 +246,7 @@ func TestReadyReasserted(t *testing.T) {
 func TestTerminatingPodsDeletedByLiveNodes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	client := fake.NewClientset()
-	c, err := New(Config{Client: client, HeartbeatInterval: 50 * time.Millisecond, StartDelay: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go c.Run(ctx)
-	eventually(t, "synced", func() error {
-		if !c.Synced() {
-			return fmt.Errorf("not synced")
-		}
-		return nil
-	})
+	c, client := startCluster(t, ctx)
 	if err := c.AddNodes(ctx, NodeSpec{Name: "up"}, NodeSpec{Name: "down"}); err != nil {
 		t.Fatal(err)
 	}
