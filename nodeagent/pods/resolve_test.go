@@ -586,3 +586,32 @@ func TestPullPolicyDefault(t *testing.T) {
 }
 
 func envTime() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
+
+// TestSecretVolumeWrittenOnDiskStaysThere checks the upgrade path of memory-backed volumes: a
+// secret volume that an older agent wrote on disk, which the pod's running containers have
+// bind-mounted, keeps being updated there rather than hidden under a new tmpfs.
+func TestSecretVolumeWrittenOnDiskStaysThere(t *testing.T) {
+	dir := t.TempDir()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop", UID: "u-old"},
+		Spec: corev1.PodSpec{Volumes: []corev1.Volume{
+			{Name: "sec", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "sec"}}},
+		}}}
+	secret := &corev1.Secret{Data: map[string][]byte{"token": []byte("v1")}}
+	objects := mapObjects{secrets: map[string]*corev1.Secret{"sec": secret}}
+	volDir := filepath.Join(PodDir(dir, "u-old"), "volumes")
+	if err := writeAtomic(filepath.Join(volDir, "sec"), map[string]dataFile{"token": {data: []byte("v1"), mode: 0o644}}); err != nil {
+		t.Fatal(err) // what the older agent left
+	}
+	mounter := &recordingMounter{}
+	v := newPodVolumes(dir, mounter, objects, "u-old")
+	secret.Data["token"] = []byte("v2")
+	if err := v.prepare(context.Background(), pod, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(mounter.mounted) != 0 {
+		t.Errorf("a tmpfs was mounted over the volume the running containers use: %v", mounter.mounted)
+	}
+	if got := visibleFiles(t, volDir)["sec/token"]; got != "-rw-r--r-- v2" {
+		t.Errorf("sec/token = %q, want the update written where the containers see it", got)
+	}
+}

@@ -296,6 +296,16 @@ func (v *podVolumes) ensureTmpfs(name string, size int64) error {
 
 // writeMemoryVolume is writeDataVolume on a tmpfs.
 func (v *podVolumes) writeMemoryVolume(name string, files map[string]dataFile) error {
+	if !v.tmpfs[name] {
+		dir := v.volumeDir(name)
+		entries, err := os.ReadDir(dir)
+		if mounted, _ := isMountPoint(dir); err == nil && len(entries) > 0 && !mounted {
+			// Written on disk by an agent that kept these volumes there, and bind-mounted into
+			// the pod's running containers: a tmpfs over it would hide later updates from them.
+			// It moves to memory when the pod is recreated.
+			return v.writeDataVolume(name, files)
+		}
+	}
 	if err := v.ensureTmpfs(name, memoryVolumeSize); err != nil {
 		return err
 	}

@@ -335,8 +335,10 @@ func (w *podWorker) confirmDeletion(ctx context.Context, pod *corev1.Pod) {
 		}
 	}
 	err := w.m.cfg.Status.DeletePod(ctx, pod)
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		w.log.Error("deleting the stopped pod", "err", err)
+	if err != nil && !apierrors.IsNotFound(err) {
+		// A conflict too is tried again: if another pod now has the name, this one is gone
+		// and its removal from the informer ends this worker first.
+		w.log.Warn("deleting the stopped pod", "err", err)
 		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
 		return
 	}

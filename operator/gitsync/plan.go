@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 )
@@ -58,6 +59,9 @@ type plan struct {
 	// Machines), namespaced creates/updates, namespaced deletes, cluster-scoped deletes.
 	phases    [4][]change
 	unchanged int
+	// waiting names the declared objects that cannot be written yet: their live copy is being
+	// deleted (a pod its node is stopping, say); they are created again once it is gone.
+	waiting []string
 }
 
 func (p *plan) count(a action) int {
@@ -94,6 +98,21 @@ func appliedHash(raw []byte, file string, line int) string {
 	return hex.EncodeToString(h.Sum(nil)[:20])
 }
 
+// objectRef names obj for people: "Pod shop/web", "Namespace shop".
+func objectRef(res *resource.Resource, obj resource.Object) string {
+	if res.Namespaced {
+		return res.Kind + " " + obj.GetNamespace() + "/" + obj.GetName()
+	}
+	return res.Kind + " " + obj.GetName()
+}
+
+// waitingList is p.waiting for a message, sorted.
+func (p *plan) waitingList() string {
+	w := append([]string(nil), p.waiting...)
+	sort.Strings(w)
+	return strings.Join(w, ", ")
+}
+
 // isManaged reports whether Git manages obj (it is part of the inventory).
 func isManaged(obj resource.Object) bool {
 	_, ok := obj.GetAnnotations()[resource.AnnotationSource]
@@ -112,6 +131,9 @@ func computePlan(want []*desired, live map[objKey]resource.Object) *plan {
 		cur, ok := live[k]
 		var c change
 		switch {
+		case ok && cur.GetDeletionTimestamp() != nil:
+			p.waiting = append(p.waiting, objectRef(d.res, cur))
+			continue
 		case !ok:
 			c = change{action: actCreate, res: d.res, want: d}
 		case !isManaged(cur):
@@ -129,8 +151,8 @@ func computePlan(want []*desired, live map[objKey]resource.Object) *plan {
 		p.phases[ph] = append(p.phases[ph], c)
 	}
 	for k, cur := range live {
-		if declared[k] || !isManaged(cur) {
-			continue
+		if declared[k] || !isManaged(cur) || cur.GetDeletionTimestamp() != nil {
+			continue // kept, not Git's, or already being deleted
 		}
 		res := k.res
 		ph := 2

@@ -590,3 +590,61 @@ func TestSyncListsManagedKinds(t *testing.T) {
 		t.Errorf("pod apps/solo after the sync: %v, annotations %v", err, pod)
 	}
 }
+
+// TestTerminatingObjectsWait checks Git sync against objects being deleted gracefully (a pod
+// its node is stopping): a pruned pod that is still terminating is not deleted again nor
+// counted, and a commit that declares it again waits (Syncing, not Synced) and creates it once
+// it is gone, without another commit.
+func TestTerminatingObjectsWait(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := storetest.NewStore(t)
+	f := newGitFixture(t)
+	const podYAML = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default}\nspec:\n  containers: [{name: c, image: busybox}]\n"
+	f.write("web.yaml", podYAML)
+	f.write("a.yaml", configMap("default", "a", "1"))
+	f.commitPush("web", "main")
+	s := newSyncer(t, f, st, nil)
+	mustSync(t, s)
+	// The scheduler binds it: deleting it now waits for its node.
+	obj, err := st.Get(ctx, resource.Pods, "default", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := obj.(*corev1.Pod)
+	bound.Spec.NodeName = "n1"
+	if _, err := st.Update(ctx, resource.Pods, bound); err != nil {
+		t.Fatal(err)
+	}
+	oldUID := bound.UID
+
+	f.remove("web.yaml")
+	f.commitPush("remove web", "main")
+	if res := mustSync(t, s); res.Counts.Deleted != 1 {
+		t.Fatalf("counts after removing the pod: %+v, want 1 deleted", res.Counts)
+	}
+	f.write("b.yaml", configMap("default", "b", "1"))
+	f.commitPush("another commit", "main")
+	if res := mustSync(t, s); res.Counts.Deleted != 0 {
+		t.Errorf("counts while the pod terminates: %+v; it was deleted already, nothing to delete or count", res.Counts)
+	}
+
+	// The pod comes back in Git before its node has stopped it.
+	f.write("web.yaml", podYAML)
+	f.commitPush("revert", "main")
+	mustSync(t, s)
+	status := gitSyncStatus(t, st, "default")
+	if status.State != bosunv1.SyncStateSyncing || !strings.Contains(status.Message, "Pod default/web") {
+		t.Errorf("status while the pod terminates: %s %q, want Syncing, naming the pod it waits for", status.State, status.Message)
+	}
+	go func() { _ = s.Run(ctx) }()
+	force := int64(0)
+	if _, err := st.Delete(ctx, resource.Pods, "default", "web", store.DeleteOptions{GracePeriodSeconds: &force}); err != nil {
+		t.Fatal(err) // its node has stopped it
+	}
+	waitFor(t, "the pod created again once the old one is gone", func() bool {
+		obj, err := st.Get(ctx, resource.Pods, "default", "web")
+		return err == nil && obj.GetUID() != oldUID && obj.GetDeletionTimestamp() == nil &&
+			gitSyncStatus(t, st, "default").State == bosunv1.SyncStateSynced
+	})
+}

@@ -266,6 +266,24 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 	}
 	res.Counts = bosunv1.SyncCounts{Created: n.created, Updated: n.updated, Deleted: n.deleted, Unchanged: p.unchanged}
 	res.Duration = time.Since(start)
+	if len(p.waiting) > 0 {
+		// Not synced yet: the commit is applied again, for what waited, once that is gone.
+		msg := fmt.Sprintf("commit %s applied but for %s, still being deleted (a pod waits for its node to stop it); created again once gone, retrying every %s",
+			shortSHA(info.SHA), p.waitingList(), waitingRetry)
+		if err := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
+			st.State = bosunv1.SyncStateSyncing
+			st.Sync = bosunv1.SyncStatusOutOfSync
+			st.Commit = commitStatus(info)
+			st.Message = msg
+			st.Counts = res.Counts
+			st.ObservedSyncRequest = request
+		}); err != nil {
+			return nil, err
+		}
+		s.log.Info("waiting for objects being deleted", "commit", shortSHA(info.SHA), "objects", p.waitingList())
+		time.AfterFunc(waitingRetry, s.Trigger)
+		return res, nil
+	}
 	if err := s.writeStatus(ctx, func(st *bosunv1.GitSyncStatus) {
 		now := metav1.NewTime(time.Now())
 		st.State = bosunv1.SyncStateSynced
@@ -483,6 +501,9 @@ func repoFile(dir, file string) string {
 // bigSync is the number of objects written (or about parsed) above which a sync returns the
 // freed heap to the OS; objectsPerFileGuess turns it into a number of files parsed.
 const bigSync, objectsPerFileGuess = 1000, 10
+
+// waitingRetry is how soon a sync that waited for objects being deleted runs again.
+const waitingRetry = 2 * time.Second
 
 // clusterFile is where the Cluster object is declared.
 const clusterFile = "bosun.yaml"

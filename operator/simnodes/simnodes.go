@@ -144,9 +144,11 @@ func (c *Cluster) enqueue(obj any) {
 	}
 }
 
-// terminating reports whether a bound pod is being deleted gracefully and waits for its node.
+// terminating reports whether a bound pod is being deleted gracefully and waits for its node
+// (finalizers may hold it after that).
 func terminating(p *corev1.Pod) bool {
-	return p.Spec.NodeName != "" && p.DeletionTimestamp != nil && len(p.Finalizers) == 0
+	return p.Spec.NodeName != "" && p.DeletionTimestamp != nil &&
+		(p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds > 0)
 }
 
 // needsSync reports whether a bound pod is not (or no longer) what its simulated agent says:

@@ -207,6 +207,32 @@ func TestGracefulPodDeletion(t *testing.T) {
 		t.Error("a delete with grace 0 left the pod")
 	}
 
+	// With a finalizer: the node's delete (grace 0) ends the grace period, and the pod goes
+	// when the finalizer does; a later delete does not lengthen a grace period that ended.
+	create("held", "n1", corev1.PodRunning, grace(20))
+	held := get("held")
+	held.Finalizers = []string{"bosun.dev/test"}
+	if _, err := s.Update(ctx, resource.Pods, held); err != nil {
+		t.Fatal(err)
+	}
+	del("held", nil)
+	del("held", grace(0))
+	if p := get("held"); p == nil || p.DeletionGracePeriodSeconds == nil || *p.DeletionGracePeriodSeconds != 0 || time.Until(p.DeletionTimestamp.Time) > time.Second {
+		t.Fatalf("a pod its finalizer holds, after its node's delete: %+v, want it marked with no grace pending", p)
+	}
+	del("held", nil)
+	held = get("held")
+	if *held.DeletionGracePeriodSeconds != 0 {
+		t.Errorf("a delete after the grace period ended set it to %d s again", *held.DeletionGracePeriodSeconds)
+	}
+	held.Finalizers = nil
+	if _, err := s.Update(ctx, resource.Pods, held); err != nil {
+		t.Fatal(err)
+	}
+	if get("held") != nil {
+		t.Error("the pod stayed after its last finalizer was removed")
+	}
+
 	create("default-grace", "n1", corev1.PodRunning, nil)
 	del("default-grace", nil)
 	if p := get("default-grace"); p == nil || *p.DeletionGracePeriodSeconds != corev1.DefaultTerminationGracePeriodSeconds {

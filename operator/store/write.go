@@ -303,27 +303,29 @@ func (s *Store) planDelete(res *resource.Resource, key string, cur resource.Obje
 	if len(finalizers) == 0 && grace == 0 {
 		return &plan{key: key, cmps: cmps, op: clientv3.OpDelete(key), obj: copyObject(cur), deleted: true, size: 2*len(key) + 32}, nil
 	}
-	shorter := grace > 0 && (!gracePending(cur) || grace < *cur.GetDeletionGracePeriodSeconds())
-	if cur.GetDeletionTimestamp() != nil && !changed && !shorter {
+	// The deletion's deadline is set by the first delete and may only be brought forward: by a
+	// shorter grace period, down to 0 (its node confirming, or a forced delete), which leaves an
+	// object that finalizers still hold marked with no grace pending.
+	dt := cur.GetDeletionTimestamp()
+	pending := int64(0)
+	if g := cur.GetDeletionGracePeriodSeconds(); dt != nil && g != nil {
+		pending = *g
+	}
+	shorter := dt == nil || grace < pending
+	if !changed && !shorter {
 		return &plan{key: key, obj: cur, noop: true}, nil
 	}
 	next := copyObject(cur)
 	next.SetFinalizers(finalizers)
-	switch {
-	case shorter:
-		// A graceful pod deletion: the pod's node stops its containers within grace, then
-		// deletes it for good (grace 0). A later delete may only shorten the grace period.
+	if shorter {
+		// A graceful pod deletion (grace > 0): the pod's node stops its containers within
+		// grace, then deletes it for good (grace 0).
 		ts := metav1.NewTime(now().Add(time.Duration(grace) * time.Second))
-		if old := cur.GetDeletionTimestamp(); old != nil && old.Before(&ts) {
-			ts = *old
+		if dt != nil && dt.Before(&ts) {
+			ts = *dt
 		}
 		next.SetDeletionTimestamp(&ts)
 		next.SetDeletionGracePeriodSeconds(&grace)
-	case next.GetDeletionTimestamp() == nil:
-		ts := now()
-		next.SetDeletionTimestamp(&ts)
-		zero := int64(0)
-		next.SetDeletionGracePeriodSeconds(&zero)
 	}
 	data, err := s.encode(res, key, next)
 	if err != nil {

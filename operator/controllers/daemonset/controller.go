@@ -126,12 +126,13 @@ func (dc *Controller) Run(ctx context.Context) error {
 }
 
 // livePods returns the DaemonSet's pods as the cache shows them, corrected by the writes the
-// cache has not caught up with.
-func (dc *Controller) livePods(key string, ds *appsv1.DaemonSet, now time.Time) ([]*corev1.Pod, error) {
+// cache has not caught up with, and the nodes where one of its pods is terminating.
+func (dc *Controller) livePods(key string, ds *appsv1.DaemonSet, now time.Time) ([]*corev1.Pod, map[string]bool, error) {
 	objs, err := dc.pods.GetIndexer().ByIndex(byControllerIndex, string(ds.UID))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	terminating := map[string]bool{}
 	dc.mu.Lock()
 	defer dc.mu.Unlock()
 	fl := dc.inflight[key]
@@ -148,10 +149,16 @@ func (dc *Controller) livePods(key string, ds *appsv1.DaemonSet, now time.Time) 
 		}
 		seen[p.Name] = true
 		delete(fl.created, p.Name)
-		if t, ok := fl.deleted[p.Name]; ok && now.Sub(t) < expectationTimeout {
-			continue
+		_, deleting := fl.deleted[p.Name]
+		if deleting && now.Sub(fl.deleted[p.Name]) >= expectationTimeout {
+			deleting = false
 		}
-		if p.DeletionTimestamp != nil {
+		if deleting || p.DeletionTimestamp != nil {
+			// Deleted (by us, the cache not showing it yet) or terminating: gone from the
+			// decisions, but its node waits for it to go.
+			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
+				terminating[TargetNode(p)] = true
+			}
 			continue
 		}
 		pods = append(pods, p)
@@ -168,7 +175,7 @@ func (dc *Controller) livePods(key string, ds *appsv1.DaemonSet, now time.Time) 
 		}
 		pods = append(pods, p)
 	}
-	return pods, nil
+	return pods, terminating, nil
 }
 
 func (dc *Controller) expectCreated(key string, p *corev1.Pod, now time.Time) {
@@ -220,7 +227,7 @@ func (dc *Controller) reconcile(ctx context.Context, key string) (controllers.Re
 	if err != nil {
 		return controllers.Result{}, err
 	}
-	pods, err := dc.livePods(key, ds, now)
+	pods, terminating, err := dc.livePods(key, ds, now)
 	if err != nil {
 		return controllers.Result{}, err
 	}
@@ -238,7 +245,7 @@ func (dc *Controller) reconcile(ctx context.Context, key string) (controllers.Re
 		sort.Slice(ps, func(i, j int) bool { return olderPod(ps[i], ps[j]) })
 	}
 
-	deletes, creates, failed := dc.manage(ds, nodes, byNode, hash)
+	deletes, creates, failed := dc.manage(ds, nodes, byNode, terminating, hash)
 	for _, p := range failed {
 		dc.c.Recorder.Eventf(ds, corev1.EventTypeWarning, "FailedDaemonPod", "Found failed daemon pod %s/%s on node %s, will try to kill it", p.Namespace, p.Name, TargetNode(p))
 	}
@@ -279,8 +286,10 @@ func isUpdated(pod *corev1.Pod, hash string, generation int64) bool {
 }
 
 // manage decides the pods to delete and the nodes to start a pod on so that every eligible node
-// runs the daemon and no other does; failed pods are deleted (and reported).
-func (dc *Controller) manage(ds *appsv1.DaemonSet, nodes []*corev1.Node, byNode map[string][]*corev1.Pod, hash string) (deletes []*corev1.Pod, creates []string, failed []*corev1.Pod) {
+// runs the daemon and no other does; failed pods are deleted (and reported). As in Kubernetes, a
+// node whose daemon pod is terminating gets its new one once the old one is gone, so that the two
+// never run together there (host ports, node-wide agents).
+func (dc *Controller) manage(ds *appsv1.DaemonSet, nodes []*corev1.Node, byNode map[string][]*corev1.Pod, terminating map[string]bool, hash string) (deletes []*corev1.Pod, creates []string, failed []*corev1.Pod) {
 	surge := false
 	if rollingUpdateStrategy(ds) {
 		if s, _, err := updateBudget(ds, len(nodes)); err == nil && s > 0 {
@@ -303,7 +312,7 @@ func (dc *Controller) manage(ds *appsv1.DaemonSet, nodes []*corev1.Node, byNode 
 			running = append(running, p)
 		}
 		switch {
-		case shouldRun && len(running) == 0 && nodeFailed == 0:
+		case shouldRun && len(running) == 0 && nodeFailed == 0 && !terminating[node.Name]:
 			// (after a failed pod, the next sync starts the replacement, as Kubernetes does)
 			creates = append(creates, node.Name)
 		case !shouldContinue:

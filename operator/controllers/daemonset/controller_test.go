@@ -206,13 +206,19 @@ func TestNodesSelectorsAndTaints(t *testing.T) {
 	})
 }
 
-// readyWatcher follows pod events and records the fewest ready pods and the most pods seen
-// at once after it is armed.
+// readyWatcher follows pod events and records, after it is armed, the fewest ready pods, the
+// most pods not being deleted (what maxSurge bounds, as in Kubernetes) and the most pods on one
+// node, terminating ones included (without surge a node's new pod waits for the old one to go).
 type readyWatcher struct {
-	mu               sync.Mutex
-	pods             map[string]bool // name → ready
-	armed            bool
-	minReady, maxAll int
+	mu                            sync.Mutex
+	pods                          map[string]watchedPod
+	armed                         bool
+	minReady, maxLive, maxPerNode int
+}
+
+type watchedPod struct {
+	node               string
+	ready, terminating bool
 }
 
 func watchReady(t *testing.T, env *controllertest.Env) *readyWatcher {
@@ -220,7 +226,7 @@ func watchReady(t *testing.T, env *controllertest.Env) *readyWatcher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &readyWatcher{pods: map[string]bool{}, minReady: 1 << 30}
+	w := &readyWatcher{pods: map[string]watchedPod{}, minReady: 1 << 30}
 	go func() {
 		for ev := range ch {
 			if ev.Object == nil {
@@ -228,27 +234,32 @@ func watchReady(t *testing.T, env *controllertest.Env) *readyWatcher {
 			}
 			p := ev.Object.(*corev1.Pod)
 			w.mu.Lock()
-			if ev.Type == watch.Deleted || p.DeletionTimestamp != nil {
-				// A pod being deleted is on its way out: neither ready nor counted.
+			if ev.Type == watch.Deleted {
 				delete(w.pods, p.Name)
 			} else {
-				ready := false
+				wp := watchedPod{node: daemonset.TargetNode(p), terminating: p.DeletionTimestamp != nil}
 				for _, c := range p.Status.Conditions {
 					if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-						ready = true
+						wp.ready = !wp.terminating
 					}
 				}
-				w.pods[p.Name] = ready
+				w.pods[p.Name] = wp
 			}
 			if w.armed {
-				n := 0
-				for _, r := range w.pods {
-					if r {
-						n++
+				ready, live := 0, 0
+				perNode := map[string]int{}
+				for _, wp := range w.pods {
+					if wp.ready {
+						ready++
 					}
+					if !wp.terminating {
+						live++
+					}
+					perNode[wp.node]++
+					w.maxPerNode = max(w.maxPerNode, perNode[wp.node])
 				}
-				w.minReady = min(w.minReady, n)
-				w.maxAll = max(w.maxAll, len(w.pods))
+				w.minReady = min(w.minReady, ready)
+				w.maxLive = max(w.maxLive, live)
 			}
 			w.mu.Unlock()
 		}
@@ -262,10 +273,10 @@ func (w *readyWatcher) arm() {
 	w.armed = true
 }
 
-func (w *readyWatcher) result() (minReady, maxAll int) {
+func (w *readyWatcher) result() (minReady, maxLive, maxPerNode int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.minReady, w.maxAll
+	return w.minReady, w.maxLive, w.maxPerNode
 }
 
 func TestRollingUpdateKeepsPodsAvailable(t *testing.T) {
@@ -316,14 +327,18 @@ func TestRollingUpdateKeepsPodsAvailable(t *testing.T) {
 				}
 				return nil
 			})
-			// At least 4-maxUnavailable pods stay ready; a node runs a second pod only with surge.
-			minReady, maxPods := w.result()
-			t.Logf("during the update: fewest ready %d, most pods %d", minReady, maxPods)
+			// At least 4-maxUnavailable pods stay ready; a node runs a second pod only with
+			// surge, also while its old pod terminates.
+			minReady, maxPods, maxPerNode := w.result()
+			t.Logf("during the update: fewest ready %d, most pods %d, most on one node %d", minReady, maxPods, maxPerNode)
 			if minReady < tt.wantMinReady {
 				t.Errorf("fewest ready pods during the update = %d, want >= %d", minReady, tt.wantMinReady)
 			}
 			if maxPods > tt.wantMaxPods {
-				t.Errorf("most pods at once during the update = %d, want <= %d", maxPods, tt.wantMaxPods)
+				t.Errorf("most pods at once (not being deleted) during the update = %d, want <= %d", maxPods, tt.wantMaxPods)
+			}
+			if surge := tt.wantMaxPods > 4; !surge && maxPerNode > 1 {
+				t.Errorf("a node ran %d daemon pods at once (a terminating one included) without surge", maxPerNode)
 			}
 			if revs := env.List(resource.ControllerRevisions, "default"); len(revs) != 2 {
 				t.Errorf("%d controller revisions, want 2", len(revs))
