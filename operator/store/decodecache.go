@@ -1,19 +1,18 @@
 package store
 
 import (
+	"reflect"
 	"sync"
 	"sync/atomic"
-	"time"
+	"unsafe"
+	"weak"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Bounds of the watches' shared decodes.
-const (
-	decodeCacheSize = 4096            // values remembered
-	decodeCacheTTL  = 5 * time.Second // how long an unused value stays
-)
+// decodeCacheSize is how many values the watches' shared decodes remember.
+const decodeCacheSize = 4096
 
 // decodeCache lets the store's watches share the objects they decode. Every watch of a resource
 // receives the same etcd events, usually milliseconds apart: the first watch to reach an event
@@ -22,15 +21,14 @@ const (
 // clients watch whole kinds), and decoding an event once rather than once per watch is what lets
 // them follow a busy resource; kube-apiserver's watch cache exists for the same reason.
 //
-// It remembers the last decodeCacheSize values for at most decodeCacheTTL, so that it holds
-// nothing once the store is idle; a watch that has fallen further behind decodes for itself.
+// It refers to the objects weakly, so it never keeps one alive: an object is shared while some
+// watch, informer or response still holds it, and is collected as usual after that. It remembers
+// the last decodeCacheSize values; a watch that has fallen further behind decodes for itself.
 type decodeCache struct {
 	mu      sync.Mutex
-	index   map[decodeKey]resource.Object
-	ring    []decodeEntry // FIFO, oldest at head
+	index   map[decodeKey]weakObject
+	ring    []decodeKey // FIFO of the keys in index, oldest at head
 	head, n int
-	ttl     time.Duration
-	sweep   *time.Timer // pending expiry of the oldest entries; nil when empty
 
 	decoded, shared atomic.Uint64
 }
@@ -43,26 +41,43 @@ type decodeKey struct {
 	resourceRev int64
 }
 
-type decodeEntry struct {
-	key   decodeKey
-	added time.Time
+// weakObject refers to a decoded object without keeping it alive.
+type weakObject struct {
+	typ reflect.Type       // the object's struct type (corev1.Pod for a *corev1.Pod)
+	ref weak.Pointer[byte] // the object's first byte, which stands for the whole object
 }
 
-// newDecodeCache returns a cache of size values kept at most ttl.
-func newDecodeCache(size int, ttl time.Duration) *decodeCache {
-	return &decodeCache{index: map[decodeKey]resource.Object{}, ring: make([]decodeEntry, size), ttl: ttl}
+func weakOf(obj resource.Object) weakObject {
+	v := reflect.ValueOf(obj)
+	return weakObject{typ: v.Type().Elem(), ref: weak.Make((*byte)(v.UnsafePointer()))}
+}
+
+// get returns the object, or nil once it has been collected.
+func (w weakObject) get() resource.Object {
+	p := w.ref.Value()
+	if p == nil {
+		return nil
+	}
+	return reflect.NewAt(w.typ, unsafe.Pointer(p)).Interface().(resource.Object)
+}
+
+// newDecodeCache returns a cache of the last size values.
+func newDecodeCache(size int) *decodeCache {
+	return &decodeCache{index: map[decodeKey]weakObject{}, ring: make([]decodeKey, size)}
 }
 
 // decode returns the object of value (res's value at etcdKey, written at valueRev) with
-// resourceVersion resourceRev, decoding it unless a watch already did.
+// resourceVersion resourceRev, decoding it unless a watch already did and still holds it.
 func (c *decodeCache) decode(res *resource.Resource, etcdKey []byte, valueRev, resourceRev int64, value []byte) (resource.Object, error) {
 	k := decodeKey{key: string(etcdKey), valueRev: valueRev, resourceRev: resourceRev}
 	c.mu.Lock()
-	obj, ok := c.index[k]
+	w, ok := c.index[k]
 	c.mu.Unlock()
 	if ok {
-		c.shared.Add(1)
-		return obj, nil
+		if obj := w.get(); obj != nil {
+			c.shared.Add(1)
+			return obj, nil
+		}
 	}
 	obj, err := decode(res, value, resourceRev)
 	if err != nil {
@@ -71,48 +86,23 @@ func (c *decodeCache) decode(res *resource.Resource, etcdKey []byte, valueRev, r
 	c.decoded.Add(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if prev, ok := c.index[k]; ok {
-		return prev, nil // decoded by another watch meanwhile: all get the same object
+	if w, ok := c.index[k]; ok {
+		if prev := w.get(); prev != nil {
+			return prev, nil // decoded by another watch meanwhile: all get the same object
+		}
+		c.index[k] = weakOf(obj) // the earlier one was collected; the key keeps its place
+		return obj, nil
 	}
 	if c.n == len(c.ring) {
-		c.dropOldestLocked()
+		delete(c.index, c.ring[c.head])
+		c.ring[c.head] = decodeKey{}
+		c.head = (c.head + 1) % len(c.ring)
+		c.n--
 	}
-	c.ring[(c.head+c.n)%len(c.ring)] = decodeEntry{key: k, added: time.Now()}
+	c.ring[(c.head+c.n)%len(c.ring)] = k
 	c.n++
-	c.index[k] = obj
-	if c.sweep == nil {
-		c.sweep = time.AfterFunc(c.ttl, c.expire)
-	}
+	c.index[k] = weakOf(obj)
 	return obj, nil
-}
-
-func (c *decodeCache) dropOldestLocked() {
-	delete(c.index, c.ring[c.head].key)
-	c.ring[c.head] = decodeEntry{}
-	c.head = (c.head + 1) % len(c.ring)
-	c.n--
-}
-
-// expire drops the entries older than the TTL and comes back when the next one is due.
-func (c *decodeCache) expire() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	for c.n > 0 && now.Sub(c.ring[c.head].added) >= c.ttl {
-		c.dropOldestLocked()
-	}
-	if c.n == 0 {
-		c.sweep = nil
-		return
-	}
-	c.sweep = time.AfterFunc(c.ttl-now.Sub(c.ring[c.head].added), c.expire)
-}
-
-// len returns the number of objects held.
-func (c *decodeCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n
 }
 
 // Collectors returns the store's Prometheus metrics: how many watch events' objects were

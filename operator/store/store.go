@@ -102,7 +102,7 @@ type Store struct {
 // New returns a Store using client. The caller keeps ownership of the client.
 func New(client *clientv3.Client, opts Options) *Store {
 	opts = opts.withDefaults()
-	return &Store{client: client, opts: opts, log: opts.Logger.With("component", "store"), decodes: newDecodeCache(decodeCacheSize, decodeCacheTTL)}
+	return &Store{client: client, opts: opts, log: opts.Logger.With("component", "store"), decodes: newDecodeCache(decodeCacheSize)}
 }
 
 // Client returns the etcd client the store uses (for leader election and health checks).
