@@ -335,7 +335,7 @@ func TestLoadErrors(t *testing.T) {
 			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
 				"      securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, supplementalGroups: [5, 6]}\n"+
 					"      initContainers:\n        - name: init\n          image: docker.io/library/busybox:1.36\n"+
-					"          securityContext: {runAsGroup: 7, capabilities: {drop: [ALL]}, procMount: Default}\n      containers:\n", 1) +
+					"          securityContext: {runAsGroup: 7, capabilities: {drop: [ALL]}, procMount: Default, seccompProfile: {type: RuntimeDefault}}\n      containers:\n", 1) +
 				"          securityContext:\n            privileged: false\n            readOnlyRootFilesystem: true\n" +
 				"            allowPrivilegeEscalation: false\n            capabilities: {add: [NET_BIND_SERVICE, cap_net_raw], drop: [all]}\n" +
 				"        - name: root\n          image: docker.io/library/busybox:1.36\n" +
@@ -345,7 +345,7 @@ func TestLoadErrors(t *testing.T) {
 			name: "security settings Kubernetes or the kubelet refuse, and those Bosun does not implement",
 			files: map[string]string{"a.yaml": strings.Replace(deployment, "      containers:\n",
 				"      securityContext:\n        runAsNonRoot: true\n        runAsUser: 0\n        supplementalGroups: [5, -2]\n"+
-					"        seccompProfile: {type: RuntimeDefault}\n      containers:\n", 1) +
+					"        seccompProfile: {type: Localhost, localhostProfile: my.json}\n      containers:\n", 1) +
 				"          securityContext:\n            privileged: true\n            allowPrivilegeEscalation: false\n" +
 				"            capabilities: {add: [NET_ADMIN, sys_admin, FLY], drop: [ALL, CAP_NOPE]}\n" +
 				"            runAsGroup: -1\n            procMount: Unmasked\n" +
@@ -355,7 +355,8 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{
 				"a.yaml:14: spec.template.spec.securityContext.runAsUser: Invalid value: 0: runAsNonRoot is true, so the container would never start; set a non-zero runAsUser or remove runAsNonRoot",
 				"a.yaml:15: spec.template.spec.securityContext.supplementalGroups[1]: Invalid value: -2: must be between 0 and 2147483647, inclusive",
-				"a.yaml:16: spec.template.spec.securityContext.seccompProfile: Unsupported: Bosun does not implement this field yet; remove it",
+				"a.yaml:16: spec.template.spec.securityContext.seccompProfile.localhostProfile: Unsupported: Bosun does not implement this field yet; remove it",
+				`a.yaml:16: spec.template.spec.securityContext.seccompProfile.type: Unsupported value: "Localhost": Bosun does not implement it yet (supported: "RuntimeDefault", "Unconfined")`,
 				"a.yaml:22: spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation: Invalid value: false: cannot set `allowPrivilegeEscalation` to false and `capabilities.Add` CAP_SYS_ADMIN",
 				"a.yaml:22: spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation: Invalid value: false: cannot set `allowPrivilegeEscalation` to false and `privileged` to true",
 				`a.yaml:23: spec.template.spec.containers[0].securityContext.capabilities.add[2]: Invalid value: "FLY": not a Linux capability; use a name from capabilities(7) with or without CAP_ (NET_ADMIN, CAP_NET_ADMIN) or ALL`,

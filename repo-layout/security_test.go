@@ -14,9 +14,9 @@ import (
 // fails this test until it is given one.
 func TestEverySecurityFieldImplementedOrRefused(t *testing.T) {
 	implemented := map[string][]string{
-		"securityContext": {"runAsUser", "runAsGroup", "runAsNonRoot", "supplementalGroups"},
+		"securityContext": {"runAsUser", "runAsGroup", "runAsNonRoot", "supplementalGroups", "seccompProfile"},
 		"containers[*].securityContext": {"runAsUser", "runAsGroup", "runAsNonRoot", "capabilities", "privileged",
-			"readOnlyRootFilesystem", "allowPrivilegeEscalation"},
+			"readOnlyRootFilesystem", "allowPrivilegeEscalation", "seccompProfile"},
 	}
 	refused := map[string]bool{}
 	for _, f := range podSpecUnsupported {

@@ -57,7 +57,9 @@ var podSpecUnsupported = withInitContainers([]unsupportedField{
 	{path: "automountServiceAccountToken"},
 	{path: "securityContext.seLinuxOptions"},
 	{path: "securityContext.windowsOptions"},
-	{path: "securityContext.seccompProfile"},
+	// RuntimeDefault is containerd's default profile; Localhost profiles would have to be on every node.
+	{path: "securityContext.seccompProfile.type", allowed: []string{"RuntimeDefault", "Unconfined"}},
+	{path: "securityContext.seccompProfile.localhostProfile"},
 	{path: "securityContext.appArmorProfile"},
 	{path: "securityContext.sysctls"},
 	{path: "securityContext.fsGroup"},
@@ -80,7 +82,8 @@ var podSpecUnsupported = withInitContainers([]unsupportedField{
 	{path: "containers[*].tty"},
 	{path: "containers[*].securityContext.seLinuxOptions"},
 	{path: "containers[*].securityContext.windowsOptions"},
-	{path: "containers[*].securityContext.seccompProfile"},
+	{path: "containers[*].securityContext.seccompProfile.type", allowed: []string{"RuntimeDefault", "Unconfined"}},
+	{path: "containers[*].securityContext.seccompProfile.localhostProfile"},
 	{path: "containers[*].securityContext.appArmorProfile"},
 	// The default is the runtime's masked and read-only /proc paths; Unmasked needs user namespaces.
 	{path: "containers[*].securityContext.procMount", allowed: []string{"Default"}},

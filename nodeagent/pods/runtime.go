@@ -124,6 +124,9 @@ type Security struct {
 	ReadOnlyRootFilesystem bool
 	// NoNewPrivileges sets no_new_privs: setuid binaries and file capabilities grant nothing.
 	NoNewPrivileges bool
+	// SeccompRuntimeDefault confines the container's system calls with the runtime's default
+	// seccomp profile (seccompProfile: RuntimeDefault); else it runs unconfined, as in Kubernetes.
+	SeccompRuntimeDefault bool
 	// AddCapabilities and DropCapabilities change the runtime's default capability set: "CAP_*"
 	// names, or AllCapabilities. As the CRI does, adding all comes first, then dropping all,
 	// then the single names.

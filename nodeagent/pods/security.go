@@ -50,6 +50,12 @@ func (e effectiveSecurity) security(pod *corev1.Pod) Security {
 	}
 	if psc := pod.Spec.SecurityContext; psc != nil {
 		s.SupplementalGroups = append([]int64(nil), psc.SupplementalGroups...)
+		if psc.SeccompProfile != nil {
+			s.SeccompRuntimeDefault = psc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault
+		}
+	}
+	if sc.SeccompProfile != nil { // the container's wins
+		s.SeccompRuntimeDefault = sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault
 	}
 	if caps := sc.Capabilities; caps != nil {
 		for _, c := range caps.Add {

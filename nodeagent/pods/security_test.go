@@ -120,9 +120,11 @@ func TestSecurityContextReachesRuntime(t *testing.T) {
 		corev1.Container{Name: "plain", Image: testImage},
 		corev1.Container{Name: "priv", Image: testImage, SecurityContext: &corev1.SecurityContext{
 			Privileged: boolp(true), RunAsUser: int64p(0), AllowPrivilegeEscalation: boolp(true),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined},
 		}},
 	)
-	pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: int64p(1000), RunAsGroup: int64p(2000), SupplementalGroups: []int64{5, 6}}
+	pod.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: int64p(1000), RunAsGroup: int64p(2000), SupplementalGroups: []int64{5, 6},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
 	h.m.UpdatePod(pod)
 	h.settle()
 	type user struct{ UID, GID *int64 }
@@ -134,8 +136,10 @@ func TestSecurityContextReachesRuntime(t *testing.T) {
 		{"app", user{int64p(1000), int64p(3000)}, pods.Security{
 			SupplementalGroups: []int64{5, 6}, ReadOnlyRootFilesystem: true, NoNewPrivileges: true,
 			AddCapabilities: []string{"CAP_NET_BIND_SERVICE", "CAP_NET_RAW"}, DropCapabilities: []string{pods.AllCapabilities},
+			SeccompRuntimeDefault: true, // the pod's
 		}},
-		{"plain", user{int64p(1000), int64p(2000)}, pods.Security{SupplementalGroups: []int64{5, 6}}},
+		{"plain", user{int64p(1000), int64p(2000)}, pods.Security{SupplementalGroups: []int64{5, 6}, SeccompRuntimeDefault: true}},
+		// The container's Unconfined wins over the pod's RuntimeDefault.
 		{"priv", user{int64p(0), int64p(2000)}, pods.Security{SupplementalGroups: []int64{5, 6}, Privileged: true}},
 	}
 	for _, tt := range tests {

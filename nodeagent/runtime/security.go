@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/contrib/seccomp"
 	"github.com/containerd/containerd/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -41,6 +42,10 @@ func securityOpts(spec pods.ContainerSpec) []oci.SpecOpts {
 	}
 	if sec.ReadOnlyRootFilesystem {
 		opts = append(opts, oci.WithRootFSReadonly())
+	}
+	if sec.SeccompRuntimeDefault && !sec.Privileged {
+		// containerd's default profile, the one the CRI applies for RuntimeDefault.
+		opts = append(opts, seccomp.WithDefaultProfile())
 	}
 	return opts
 }

@@ -16,7 +16,7 @@ import (
 func TestSecurityContextOnContainerd(t *testing.T) {
 	r, _, ref := withImage(t)
 	hostCapEff := capEff(t, mustRead(t, "/proc/self/status"))
-	const showStatus = `grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; grep ' /sys ' /proc/mounts; id`
+	const showStatus = `grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; grep ' /sys ' /proc/mounts; id`
 
 	// run runs script in a container of spec's settings and returns its output.
 	n := 0
@@ -86,6 +86,16 @@ func TestSecurityContextOnContainerd(t *testing.T) {
 		}
 		if _, err := os.Stat("/dev/loop-control"); err == nil && !strings.Contains(out, "host-devices") {
 			t.Errorf("the node's /dev/loop-control is not in the container:\n%s", out)
+		}
+	})
+
+	t.Run("seccompProfile RuntimeDefault", func(t *testing.T) {
+		if !strings.Contains(defaults, "Seccomp:\t0") {
+			t.Errorf("defaults: want no seccomp filter (Seccomp 0):\n%s", defaults)
+		}
+		out := run(t, showStatus, func(s *pods.ContainerSpec) { s.Security.SeccompRuntimeDefault = true })
+		if !strings.Contains(out, "Seccomp:\t2") {
+			t.Errorf("want the default profile's filter (Seccomp 2):\n%s", out)
 		}
 	})
 

@@ -179,6 +179,21 @@ func TestSecurityOptsRootAndPrivileges(t *testing.T) {
 	}
 }
 
+// TestSecurityOptsSeccomp checks seccompProfile: RuntimeDefault gets containerd's default
+// profile (what the CRI applies), while the default and privileged containers run unconfined.
+func TestSecurityOptsSeccomp(t *testing.T) {
+	if s := securitySpec(t, "", pods.ContainerSpec{}); s.Linux != nil && s.Linux.Seccomp != nil {
+		t.Errorf("default: seccomp %+v, want none (unconfined, as Kubernetes)", s.Linux.Seccomp.DefaultAction)
+	}
+	s := securitySpec(t, "", pods.ContainerSpec{Security: pods.Security{SeccompRuntimeDefault: true}})
+	if s.Linux == nil || s.Linux.Seccomp == nil || s.Linux.Seccomp.DefaultAction != specs.ActErrno || len(s.Linux.Seccomp.Syscalls) == 0 {
+		t.Fatalf("RuntimeDefault: seccomp %+v, want containerd's default profile", s.Linux.Seccomp)
+	}
+	if s := securitySpec(t, "", pods.ContainerSpec{Security: pods.Security{SeccompRuntimeDefault: true, Privileged: true}}); s.Linux != nil && s.Linux.Seccomp != nil {
+		t.Error("privileged with RuntimeDefault: want unconfined, as the CRI does")
+	}
+}
+
 func TestSecurityOptsUser(t *testing.T) {
 	tests := []struct {
 		name      string
