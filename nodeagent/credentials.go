@@ -44,13 +44,9 @@ func (c *credentials) getServing(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 // loadCredentials reads the cluster CA and brings the certificates up to date (renewCredentials).
 func (a *Agent) loadCredentials(ctx context.Context, nodeIP string) (*credentials, error) {
-	caPEM, err := os.ReadFile(a.cfg.CAFile)
+	ca, err := pki.ReadCert(a.cfg.CAFile)
 	if err != nil {
 		return nil, fmt.Errorf("reading caFile: %w", err)
-	}
-	ca, err := pki.ParseCert(caPEM)
-	if err != nil {
-		return nil, fmt.Errorf("caFile %s: %w", a.cfg.CAFile, err)
 	}
 	c := &credentials{clusterCA: ca, pool: x509.NewCertPool()}
 	c.pool.AddCert(ca)

@@ -272,8 +272,6 @@ func checkRelativePath(p string) error {
 	return nil
 }
 
-// writeDataVolume makes the volume's directory hold exactly files, updated atomically
-// (atomicwriter.go).
 // ensureTmpfs mounts a tmpfs (size bytes, 0 = the kernel's default) on the volume's directory
 // unless one is there, also one mounted before an agent restart: mounting again would hide what
 // the pod's containers wrote.
@@ -316,6 +314,8 @@ func (v *podVolumes) writeMemoryVolume(name string, files map[string]dataFile) e
 // comes from API objects of at most 1.5 MiB each.
 const memoryVolumeSize = 64 << 20
 
+// writeDataVolume makes the volume's directory hold exactly files, updated atomically
+// (atomicwriter.go).
 func (v *podVolumes) writeDataVolume(name string, files map[string]dataFile) error {
 	dir := v.volumeDir(name)
 	if err := writeAtomic(dir, files); err != nil {

@@ -57,19 +57,28 @@ func scpUserinfo(repo string) (userinfo, rest string, ok bool) {
 	return repo[:at], repo[at:], true
 }
 
-// hasPassword reports whether repo carries a password: a URL's userinfo with one, or the
-// scp-like "user:secret@host:path" that git does not accept but a user may still type.
-func hasPassword(repo string) bool {
+// repoPassword returns the password repo carries: a URL's userinfo's, or the part after ':' of
+// the scp-like "user:secret@host:path" that git does not accept but a user may still type.
+func repoPassword(repo string) (string, bool) {
 	if strings.Contains(repo, "://") {
 		u, err := url.Parse(repo)
 		if err != nil {
-			return false // remoteKind refuses it, naming it redacted
+			return "", false // remoteKind refuses it, naming it redacted
 		}
-		_, ok := u.User.Password()
-		return ok
+		return u.User.Password()
 	}
-	userinfo, _, ok := scpUserinfo(repo)
-	return ok && strings.Contains(userinfo, ":")
+	if userinfo, _, ok := scpUserinfo(repo); ok {
+		if _, password, ok := strings.Cut(userinfo, ":"); ok {
+			return password, true
+		}
+	}
+	return "", false
+}
+
+// hasPassword reports whether repo carries a password.
+func hasPassword(repo string) bool {
+	_, ok := repoPassword(repo)
+	return ok
 }
 
 // secretsOf lists the strings of cfg that must never be printed: the token, the password of
@@ -87,14 +96,8 @@ func secretsOf(cfg Config) []string {
 	if cfg.Token != "" {
 		add(base64.StdEncoding.EncodeToString([]byte(basicAuthUser(cfg.Repo) + ":" + cfg.Token)))
 	}
-	if u, err := url.Parse(cfg.Repo); err == nil && strings.Contains(cfg.Repo, "://") {
-		if p, ok := u.User.Password(); ok {
-			add(p)
-		}
-	} else if userinfo, _, ok := scpUserinfo(cfg.Repo); ok {
-		if colon := strings.IndexByte(userinfo, ':'); colon >= 0 {
-			add(userinfo[colon+1:])
-		}
+	if p, ok := repoPassword(cfg.Repo); ok {
+		add(p)
 	}
 	return secrets
 }

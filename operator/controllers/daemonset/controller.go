@@ -149,11 +149,8 @@ func (dc *Controller) livePods(key string, ds *appsv1.DaemonSet, now time.Time) 
 		}
 		seen[p.Name] = true
 		delete(fl.created, p.Name)
-		_, deleting := fl.deleted[p.Name]
-		if deleting && now.Sub(fl.deleted[p.Name]) >= expectationTimeout {
-			deleting = false
-		}
-		if deleting || p.DeletionTimestamp != nil {
+		t, deleting := fl.deleted[p.Name]
+		if deleting && now.Sub(t) < expectationTimeout || p.DeletionTimestamp != nil {
 			// Deleted (by us, the cache not showing it yet) or terminating: gone from the
 			// decisions, but its node waits for it to go.
 			if p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed {
