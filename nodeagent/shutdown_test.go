@@ -43,7 +43,7 @@ func TestShutdownStopsPods(t *testing.T) {
 		if err := rt.CreateContainer(ctx, s); err != nil {
 			t.Fatal(err)
 		}
-		if err := rt.StartContainer(ctx, s.ID); err != nil {
+		if _, err := rt.StartContainer(ctx, s.ID); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,7 +3,9 @@
 // pod CIDR + portmap for hostPorts). Containers join the pinned namespace, so the pod's network
 // outlives any one container and CNI DEL always finds the namespace it set up.
 //
-//	SetupPod:    unshare+lo up+bind-mount <RunDir>/netns/<uid> ──> CNI ADD (bridge, portmap)
+//	PinNetns:    unshare+lo up+bind-mount <RunDir>/netns/<uid>   (the pod workers create the
+//	             pod's containers in it while SetupPod runs)
+//	SetupPod:    [pin, unless pinned] ──> CNI ADD (bridge, portmap)
 //	TeardownPod: CNI DEL (cached config: IP released, masquerade/hostPort rules gone) ──> umount, rm
 package network
 
@@ -243,7 +245,29 @@ func (n *Network) runtimeConf(pod pods.PodRef, netnsPath string, ports []pods.Po
 	return rt
 }
 
-// SetupPod creates and pins the pod's namespace and runs CNI ADD. When the namespace exists and
+// PinNetns creates and pins the pod's namespace, unless it is pinned already, and returns its
+// path; SetupPod then wires it. The pod workers pin first so that containers can be created
+// while CNI ADD runs.
+func (n *Network) PinNetns(pod pods.PodRef) (string, error) {
+	if pod.UID == "" {
+		return "", errors.New("pinning pod network namespace: pod has no UID")
+	}
+	path := n.NetnsPath(pod.UID)
+	pinned, err := isPinned(path)
+	if err != nil {
+		return "", fmt.Errorf("pinning network namespace of pod %s: %w", pod.UID, err)
+	}
+	if pinned {
+		return path, nil
+	}
+	n.releaseLost(context.Background(), pod, path)
+	if err := pinNetns(path); err != nil {
+		return "", fmt.Errorf("pinning network namespace of pod %s: %w", pod.UID, err)
+	}
+	return path, nil
+}
+
+// SetupPod creates and pins the pod's namespace (unless PinNetns did) and runs CNI ADD. When the namespace exists and
 // libcni has a cached result, that result is returned without running CNI again.
 func (n *Network) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.PortMapping) (pods.PodNetwork, error) {
 	if pod.UID == "" {

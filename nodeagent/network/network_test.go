@@ -93,9 +93,11 @@ func TestPodNetwork(t *testing.T) {
 	pod := pods.PodRef{UID: "0b7c3e2a-net-test", Namespace: "default", Name: "web"}
 	hostPort := int32(20000 + rand.IntN(20000))
 	ports := []pods.PortMapping{{HostPort: hostPort, ContainerPort: 8080, Protocol: "tcp"}}
-	pn, err := nw.SetupPod(ctx, pod, ports)
+	// As the pod workers do: pin the namespace, create the containers (runc joins the namespace),
+	// run CNI ADD, then start them.
+	netnsPath, err := nw.PinNetns(pod)
 	if err != nil {
-		t.Fatalf("SetupPod: %v", err)
+		t.Fatalf("PinNetns: %v", err)
 	}
 	tornDown := false
 	t.Cleanup(func() {
@@ -103,20 +105,14 @@ func TestPodNetwork(t *testing.T) {
 			_ = nw.TeardownPod(context.Background(), pod)
 		}
 	})
-	again, err := nw.SetupPod(ctx, pod, ports)
-	if err != nil || again != pn {
-		t.Errorf("second SetupPod = %+v, %v; want %+v", again, err, pn)
-	}
-	t.Logf("pod network %+v", pn)
-	list, err := nw.ListPods(ctx)
-	if err != nil || len(list) != 1 || list[0] != pod {
-		t.Errorf("ListPods = %+v, %v; want [%+v]", list, err, pod)
+	if again, err := nw.PinNetns(pod); err != nil || again != netnsPath {
+		t.Errorf("second PinNetns = %q, %v; want %q", again, err, netnsPath)
 	}
 
 	logDir := t.TempDir()
 	container := func(name string, args ...string) pods.ContainerSpec {
 		return pods.ContainerSpec{
-			ID: pod.UID + "-" + name + "-0", Image: ref, Args: args, NetnsPath: pn.NetnsPath,
+			ID: pod.UID + "-" + name + "-0", Image: ref, Args: args, NetnsPath: netnsPath,
 			Labels:  map[string]string{pods.LabelPodUID: pod.UID, pods.LabelContainerName: name},
 			LogPath: pods.LogPath(logDir, pod.UID, name, 0),
 		}
@@ -127,7 +123,25 @@ func TestPodNetwork(t *testing.T) {
 		if err := rt.CreateContainer(ctx, s); err != nil {
 			t.Fatal(err)
 		}
-		if err := rt.StartContainer(ctx, s.ID); err != nil {
+	}
+	pn, err := nw.SetupPod(ctx, pod, ports)
+	if err != nil {
+		t.Fatalf("SetupPod: %v", err)
+	}
+	if pn.NetnsPath != netnsPath {
+		t.Errorf("SetupPod wired %s, want the pinned %s", pn.NetnsPath, netnsPath)
+	}
+	again, err := nw.SetupPod(ctx, pod, ports)
+	if err != nil || again != pn {
+		t.Errorf("second SetupPod = %+v, %v; want %+v", again, err, pn)
+	}
+	t.Logf("pod network %+v", pn)
+	list, err := nw.ListPods(ctx)
+	if err != nil || len(list) != 1 || list[0] != pod {
+		t.Errorf("ListPods = %+v, %v; want [%+v]", list, err, pod)
+	}
+	for _, s := range []pods.ContainerSpec{web, client} {
+		if _, err := rt.StartContainer(ctx, s.ID); err != nil {
 			t.Fatal(err)
 		}
 	}

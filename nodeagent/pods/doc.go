@@ -4,11 +4,17 @@
 //
 //	informer ──UpdatePod/DeletePod/SyncAll──> Manager ──one goroutine per pod──> podWorker
 //	                                              │                                │  sync(): level-triggered
-//	Runtime.Events ──container exited──> wake ────┘                                ├─ Network.SetupPod / TeardownPod
+//	Runtime.Events ──container exited──> wake ────┘                                ├─ Network.PinNetns / SetupPod / TeardownPod
 //	                                                                               ├─ volumes, /etc/hosts, resolv.conf under PodDir
 //	                                                                               ├─ Runtime.EnsureImage / Create / Start / Stop
 //	                                                                               ├─ probes (exec, HTTP, TCP, gRPC health)
 //	                                                                               └─ StatusWriter (when the API's copy differs, rate-limited)
+//
+// A pod's first start overlaps its network set-up with its containers' creation: the worker pins
+// the pod's network namespace and writes its /etc files, runs CNI ADD in the background while it
+// checks images and creates the containers (runc sets up each one in the namespace and holds it
+// before its process runs), then completes /etc/hosts with the pod IP in place and starts them.
+// No process runs before the pod's network is up.
 //
 // A pod marked for a graceful deletion (deletionTimestamp) has its containers stopped within its
 // deletionGracePeriodSeconds and is then deleted for good through the StatusWriter; its removal

@@ -224,12 +224,31 @@ func mergeDNSOptions(existing []string, extra []corev1.PodDNSConfigOption) []str
 	return out
 }
 
-// writeFileIfChanged writes data to path atomically unless it already holds exactly data.
-func writeFileIfChanged(path string, data []byte, mode os.FileMode) error {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+// writeFileIfChanged writes data to path unless it holds it already (with mode). A changed file
+// is replaced by a rename or, inPlace and existing, truncated and rewritten: the same inode, so
+// that bind mounts of it see the new content.
+func writeFileIfChanged(path string, data []byte, mode os.FileMode, inPlace bool) error {
+	old, err := os.ReadFile(path)
+	if err == nil && bytes.Equal(old, data) {
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == mode.Perm() {
 			return nil
 		}
+	}
+	if inPlace && err == nil {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+		if err == nil {
+			_, err = f.Write(data)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err == nil {
+			err = os.Chmod(path, mode)
+		}
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		return nil
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, mode); err != nil {

@@ -17,11 +17,13 @@ type Runtime interface {
 	// when missing, Never fails when missing), reporting progress lines through progress (may be
 	// nil). Auth holds credentials from the pod's imagePullSecrets.
 	EnsureImage(ctx context.Context, ref string, policy PullPolicy, auth []RegistryAuth, progress func(string)) (ImageInfo, error)
-	// CreateContainer creates (but does not start) a container; the returned ID is spec.ID. An
+	// CreateContainer creates a container ready to start (namespaces, mounts and cgroup set up;
+	// spec's network namespace and mount sources must exist) without running its process. An
 	// existing container with that ID makes it fail with an error wrapping ErrContainerExists.
 	CreateContainer(ctx context.Context, spec ContainerSpec) error
-	// StartContainer starts the container's process; its output goes to spec.LogPath.
-	StartContainer(ctx context.Context, id string) error
+	// StartContainer starts the container's process (its output goes to spec.LogPath) and
+	// returns the container's status.
+	StartContainer(ctx context.Context, id string) (ContainerStatus, error)
 	// StopContainer sends the stop signal (SIGTERM unless the image says otherwise), waits up to
 	// grace, then SIGKILLs. Stopping a stopped or missing container succeeds.
 	StopContainer(ctx context.Context, id string, grace time.Duration) error

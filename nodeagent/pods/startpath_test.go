@@ -16,20 +16,31 @@ import (
 	"github.com/bosun-gitops/bosun/nodeagent/pods/podstest"
 )
 
-// announcingNetwork is the fake network plus NetnsPath, which lets the workers create containers
+// pinningNetwork is the fake network plus PinNetns, which lets the workers create containers
 // while SetupPod runs. Its SetupPod first waits (up to a second) until the runtime holds
 // waitFor, so that a worker creating containers only after the network shows in the call order.
-type announcingNetwork struct {
+type pinningNetwork struct {
 	*podstest.Network
 	rt      *podstest.Runtime
+	calls   *podstest.Calls
 	waitFor string
+	// hostsAtCreate is the /etc/hosts file the waitFor container mounted when it was created.
+	hostsAtCreate os.FileInfo
 }
 
-func (n *announcingNetwork) NetnsPath(uid string) string { return "/run/bosun/netns/" + uid }
+func (n *pinningNetwork) PinNetns(pod pods.PodRef) (string, error) {
+	n.calls.Add("PinNetns " + pod.UID)
+	return "/run/bosun/netns/" + pod.UID, nil
+}
 
-func (n *announcingNetwork) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.PortMapping) (pods.PodNetwork, error) {
+func (n *pinningNetwork) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.PortMapping) (pods.PodNetwork, error) {
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if _, ok := n.rt.Spec(n.waitFor); ok || n.waitFor == "" {
+		if spec, ok := n.rt.Spec(n.waitFor); ok || n.waitFor == "" {
+			for _, m := range spec.Mounts {
+				if m.ContainerPath == "/etc/hosts" {
+					n.hostsAtCreate, _ = os.Stat(m.HostPath)
+				}
+			}
 			break
 		}
 	}
@@ -61,15 +72,15 @@ func TestNetworkSetupOverlapsContainerCreation(t *testing.T) {
 		wantEnv   string // an entry the container's environment must hold
 	}{
 		{
-			name: "announced namespace path: create before CNI, start after", pod: testPod("overlap"), announce: true,
-			wantCalls: []string{"CreateContainer", "SetupPod", "StartContainer"},
+			name: "namespace pinned ahead: create before CNI, start after", pod: testPod("overlap"), announce: true,
+			wantCalls: []string{"PinNetns", "CreateContainer", "SetupPod", "StartContainer"},
 		},
 		{
 			name: "pod IP in the environment: CNI first", pod: testPod("podip", podIPEnv), announce: true,
 			wantCalls: []string{"SetupPod", "CreateContainer", "StartContainer"}, wantEnv: "POD_IP=10.244.0.2",
 		},
 		{
-			name: "network without NetnsPath: CNI first", pod: testPod("plain"),
+			name: "network without PinNetns: CNI first", pod: testPod("plain"),
 			wantCalls: []string{"SetupPod", "CreateContainer", "StartContainer"},
 		},
 	}
@@ -77,13 +88,13 @@ func TestNetworkSetupOverlapsContainerCreation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t)
 			if tt.announce {
-				h.network = &announcingNetwork{Network: h.net, rt: h.rt, waitFor: cid(tt.pod, "app", 0)}
+				h.network = &pinningNetwork{Network: h.net, rt: h.rt, calls: h.calls, waitFor: cid(tt.pod, "app", 0)}
 			}
 			h.start()
 			h.m.UpdatePod(tt.pod)
 			h.settle()
 
-			got := callOrder(h.calls.List(), "SetupPod", "CreateContainer", "StartContainer", "RemoveContainer")
+			got := callOrder(h.calls.List(), "PinNetns", "SetupPod", "CreateContainer", "StartContainer", "RemoveContainer")
 			if diff := cmp.Diff(tt.wantCalls, got); diff != "" {
 				t.Errorf("calls (-want +got):\n%s", diff)
 			}
@@ -98,9 +109,18 @@ func TestNetworkSetupOverlapsContainerCreation(t *testing.T) {
 			if tt.wantEnv != "" && !contains(spec.Env, tt.wantEnv) {
 				t.Errorf("env %q lacks %q", spec.Env, tt.wantEnv)
 			}
-			hosts, err := os.ReadFile(filepath.Join(pods.PodDir(h.dataDir, string(tt.pod.UID)), "etc-hosts"))
+			hostsPath := filepath.Join(pods.PodDir(h.dataDir, string(tt.pod.UID)), "etc-hosts")
+			hosts, err := os.ReadFile(hostsPath)
 			if err != nil || !strings.Contains(string(hosts), "10.244.0.2") {
 				t.Errorf("hosts file %q (err %v) lacks the pod IP", hosts, err)
+			}
+			if pn, ok := h.network.(*pinningNetwork); ok && tt.wantCalls[0] == "PinNetns" {
+				// The container created before the pod IP was known mounted the file that now
+				// holds it: the same inode, rewritten in place.
+				final, err := os.Stat(hostsPath)
+				if pn.hostsAtCreate == nil || err != nil || !os.SameFile(pn.hostsAtCreate, final) {
+					t.Errorf("/etc/hosts was replaced after the container mounted it (at create: %v; now: %v, %v)", pn.hostsAtCreate, final, err)
+				}
 			}
 		})
 	}
@@ -117,7 +137,7 @@ func contains(list []string, s string) bool {
 
 func TestNetworkFailureAfterCreateDelaysStart(t *testing.T) {
 	h := newHarness(t)
-	h.network = &announcingNetwork{Network: h.net, rt: h.rt}
+	h.network = &pinningNetwork{Network: h.net, rt: h.rt, calls: h.calls}
 	h.net.SetError(errors.New("no IP addresses available"))
 	h.start()
 	pod := testPod("netfail")

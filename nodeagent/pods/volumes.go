@@ -384,8 +384,10 @@ func checkHostPath(hp *corev1.HostPathVolumeSource) error {
 	return nil
 }
 
-// writeEtcFiles writes /etc/hosts, /etc/hostname and /etc/resolv.conf for the pod.
-func (v *podVolumes) writeEtcFiles(pod *corev1.Pod, podIP string, dns dnsInput) error {
+// writeEtcFiles writes /etc/hosts, /etc/hostname and /etc/resolv.conf for the pod. A changed
+// file is replaced (readers see the old or the new one, never a partial one) or, inPlace,
+// rewritten (so that the bind mounts of containers created but not started see the new one).
+func (v *podVolumes) writeEtcFiles(pod *corev1.Pod, podIP string, dns dnsInput, inPlace bool) error {
 	if err := os.MkdirAll(v.podDir, 0o755); err != nil {
 		return fmt.Errorf("creating pod dir: %w", err)
 	}
@@ -395,13 +397,13 @@ func (v *podVolumes) writeEtcFiles(pod *corev1.Pod, podIP string, dns dnsInput) 
 			hosts = b
 		}
 	}
-	if err := writeFileIfChanged(filepath.Join(v.podDir, hostsFileName), hosts, 0o644); err != nil {
+	if err := writeFileIfChanged(filepath.Join(v.podDir, hostsFileName), hosts, 0o644, inPlace); err != nil {
 		return err
 	}
-	if err := writeFileIfChanged(filepath.Join(v.podDir, hostnameFileNm), hostnameFile(pod, dns.clusterDomain), 0o644); err != nil {
+	if err := writeFileIfChanged(filepath.Join(v.podDir, hostnameFileNm), hostnameFile(pod, dns.clusterDomain), 0o644, inPlace); err != nil {
 		return err
 	}
-	return writeFileIfChanged(filepath.Join(v.podDir, resolvFileName), podResolvConf(pod, dns), 0o644)
+	return writeFileIfChanged(filepath.Join(v.podDir, resolvFileName), podResolvConf(pod, dns), 0o644, inPlace)
 }
 
 // containerMounts turns a container's volumeMounts (with subPath/subPathExpr) and the generated

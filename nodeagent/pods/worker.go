@@ -396,10 +396,9 @@ func (w *podWorker) removeStale(ctx context.Context) {
 // syncContainers brings up the network and volumes, then the init containers one at a time and
 // then the app containers, and runs the due probes.
 //
-// When the pod's namespace path is known in advance, CNI ADD runs while the images are checked
-// and the first containers are created (containerd only records the namespace path at create;
-// runc needs the namespace at start): start waits for it, and it is always joined before
-// syncContainers returns.
+// When the network pins the pod's namespace ahead (see beginNetwork), CNI ADD runs while the
+// images are checked and the first containers are created: start waits for it, and it is always
+// joined before syncContainers returns.
 func (w *podWorker) syncContainers(ctx context.Context, pod *corev1.Pod) bool {
 	if !w.netReady && w.beginNetwork(ctx, pod) {
 		defer w.awaitNetwork(pod)
@@ -455,7 +454,7 @@ func (w *podWorker) dnsInput() dnsInput {
 }
 
 func (w *podWorker) writeEtcFiles(pod *corev1.Pod) bool {
-	if err := w.volumes.writeEtcFiles(pod, w.podIP, w.dnsInput()); err != nil {
+	if err := w.volumes.writeEtcFiles(pod, w.podIP, w.dnsInput(), true); err != nil {
 		w.log.Error("writing pod files", "err", err)
 		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
 		return false
@@ -463,9 +462,12 @@ func (w *podWorker) writeEtcFiles(pod *corev1.Pod) bool {
 	return true
 }
 
-// netnsPather is implemented by networks that know a pod's namespace path before SetupPod.
-type netnsPather interface {
-	NetnsPath(podUID string) string
+// netnsPinner is implemented by networks that can create and pin a pod's namespace ahead of
+// SetupPod (which then wires the pinned namespace).
+type netnsPinner interface {
+	// PinNetns creates and pins the pod's namespace unless it is pinned already, and returns its
+	// path.
+	PinNetns(pod PodRef) (string, error)
 }
 
 // netSetup is a SetupPod call running concurrently with container creation.
@@ -475,15 +477,27 @@ type netSetup struct {
 	err  error
 }
 
-// beginNetwork starts SetupPod in the background when the network knows the namespace path in
-// advance and no container's environment needs the pod IP; it reports whether it did. The
-// caller must call awaitNetwork before syncContainers returns.
+// beginNetwork pins the pod's namespace, writes its /etc files (/etc/hosts without the pod IP
+// yet) and starts SetupPod in the background, when the network can pin namespaces ahead and no
+// container's environment needs the pod IP; it reports whether it did. Containers may then be
+// created (runc joins the namespace and mounts the files) while CNI ADD runs; awaitNetwork,
+// which start calls, completes /etc/hosts in place before any process starts. The caller must
+// call awaitNetwork before syncContainers returns.
 func (w *podWorker) beginNetwork(ctx context.Context, pod *corev1.Pod) bool {
-	np, ok := w.m.cfg.Network.(netnsPather)
+	np, ok := w.m.cfg.Network.(netnsPinner)
 	if !ok || pod.Spec.HostNetwork || needsPodIP(pod) {
 		return false
 	}
-	w.netnsPath = np.NetnsPath(string(pod.UID))
+	path, err := np.PinNetns(podRef(pod))
+	if err != nil {
+		w.log.Warn("pinning the pod's network namespace ahead of CNI", "err", err)
+		return false // ensureNetwork retries it the ordinary way and reports what fails
+	}
+	if err := w.volumes.writeEtcFiles(pod, "", w.dnsInput(), false); err != nil {
+		w.log.Warn("writing pod files", "err", err)
+		return false
+	}
+	w.netnsPath = path
 	ports := hostPorts(pod)
 	ns := &netSetup{done: make(chan struct{})}
 	go func() {
@@ -510,10 +524,16 @@ func (w *podWorker) awaitNetwork(pod *corev1.Pod) bool {
 		return false
 	}
 	if ns.pn.NetnsPath != w.netnsPath {
-		w.log.Warn("pod network namespace differs from the announced path", "want", w.netnsPath, "got", ns.pn.NetnsPath)
+		w.log.Warn("pod network namespace differs from the pinned path", "want", w.netnsPath, "got", ns.pn.NetnsPath)
 	}
 	w.podIP, w.netnsPath, w.netReady = ns.pn.IP, ns.pn.NetnsPath, true
-	return w.writeEtcFiles(pod)
+	// In place: the containers created meanwhile have the files bind-mounted already.
+	if err := w.volumes.writeEtcFiles(pod, w.podIP, w.dnsInput(), true); err != nil {
+		w.log.Error("writing pod files", "err", err)
+		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
+		return false
+	}
+	return true
 }
 
 // needsPodIP reports whether a container's environment refers to the pod IP, which is only
@@ -721,7 +741,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, r *ctrRun) bool 
 		return false
 	}
 	began := w.m.clock.Now()
-	err := w.m.cfg.Runtime.StartContainer(ctx, r.id)
+	st, err := w.m.cfg.Runtime.StartContainer(ctx, r.id)
 	w.m.cfg.Metrics.observe(opStartContainer, w.m.clock.Since(began))
 	if err != nil {
 		now := w.m.clock.Now()
@@ -732,9 +752,7 @@ func (w *podWorker) start(ctx context.Context, pod *corev1.Pod, r *ctrRun) bool 
 		return true
 	}
 	w.event(pod, corev1.EventTypeNormal, "Started", "Started container %s", r.name)
-	if st, err := w.m.cfg.Runtime.ContainerStatus(ctx, r.id); err == nil {
-		r.status = st
-	}
+	r.status = st
 	return true
 }
 

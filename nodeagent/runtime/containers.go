@@ -33,7 +33,9 @@ const (
 // killWait bounds how long StopContainer waits for a task to die after SIGKILL.
 const killWait = 10 * time.Second
 
-// CreateContainer creates the container (snapshot + OCI spec) without starting it.
+// CreateContainer creates the container (snapshot + OCI spec) and its task without starting
+// it: runc sets up the container's namespaces, mounts and cgroup, and its process waits for
+// StartContainer. The spec's network namespace and mount sources must exist.
 func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) error {
 	if spec.ID == "" || spec.Image == "" {
 		return fmt.Errorf("creating container: spec needs an ID and an image")
@@ -66,18 +68,25 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 		r.forgetImage(name)
 		return fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}
+	task, err := newTask(ctx, ctr, spec.LogPath)
+	if err != nil {
+		if derr := ctr.Delete(ctx, containerd.WithSnapshotCleanup); derr != nil && !errdefs.IsNotFound(derr) {
+			r.log.Warn("removing a container whose task failed", "id", spec.ID, "err", derr)
+		}
+		return fmt.Errorf("creating container %s: %w", spec.ID, err)
+	}
 	r.freshMu.Lock()
-	r.fresh[spec.ID] = freshContainer{ctr: ctr, logPath: spec.LogPath}
+	r.fresh[spec.ID] = freshContainer{ctr: ctr, task: task}
 	r.freshMu.Unlock()
 	r.log.Debug("created container", "id", spec.ID, "image", name)
 	return nil
 }
 
-// freshContainer is a container this Runtime created and has not started: it has no task, and
-// its log path is known, so StartContainer need not read it back.
+// freshContainer is a container this Runtime created and has not started, with its created
+// task, so StartContainer need not read them back.
 type freshContainer struct {
-	ctr     containerd.Container
-	logPath string
+	ctr  containerd.Container
+	task containerd.Task
 }
 
 // takeFresh returns and forgets id's freshContainer.
@@ -182,33 +191,49 @@ func withNoSwap(limit int64) oci.SpecOpts {
 	}
 }
 
-// StartContainer starts the container's task with stdout and stderr appended to its log file.
-// Starting a running container succeeds.
-func (r *Runtime) StartContainer(ctx context.Context, id string) error {
+// StartContainer starts the container's process (creating its task first when it has none,
+// with stdout and stderr appended to its log file) and returns the container's status. Starting
+// a running container succeeds.
+func (r *Runtime) StartContainer(ctx context.Context, id string) (pods.ContainerStatus, error) {
 	ctr, task, err := r.taskToStart(ctx, id)
 	if err != nil {
-		return fmt.Errorf("starting container %s: %w", id, err)
+		return pods.ContainerStatus{}, fmt.Errorf("starting container %s: %w", id, err)
 	}
-	if task == nil {
-		return nil // running already
+	if task == nil { // running already
+		return r.status(ctx, ctr)
 	}
 	if err := task.Start(ctx); err != nil {
 		_, _ = task.Delete(ctx, containerd.WithProcessKill)
-		return fmt.Errorf("starting container %s: %w", id, err)
+		return pods.ContainerStatus{}, fmt.Errorf("starting container %s: %w", id, err)
 	}
-	if _, err := ctr.SetLabels(ctx, map[string]string{labelStartedAt: time.Now().UTC().Format(time.RFC3339Nano)}); err != nil {
+	started := time.Now().UTC()
+	labels, err := ctr.SetLabels(ctx, map[string]string{labelStartedAt: started.Format(time.RFC3339Nano)})
+	if err != nil {
 		r.log.Warn("recording start time", "id", id, "err", err)
 	}
 	r.log.Debug("started container", "id", id, "pid", task.Pid())
-	return nil
+	// The status as status() would read it back: the process has just started (an exit right
+	// after comes as an event).
+	info, err := ctr.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil {
+		return r.status(ctx, ctr)
+	}
+	if labels == nil {
+		labels = info.Labels
+	}
+	st := pods.ContainerStatus{ID: id, Labels: labels, Image: info.Image, ImageID: labels[labelImageDigest],
+		State: pods.StateRunning, Pid: task.Pid(), StartedAt: started}
+	if st.ImageID == "" {
+		return r.status(ctx, ctr) // created by an older agent
+	}
+	return st, nil
 }
 
 // taskToStart returns the container and its created task, making the task when there is none;
 // the task is nil when it runs already.
 func (r *Runtime) taskToStart(ctx context.Context, id string) (containerd.Container, containerd.Task, error) {
 	if f, ok := r.takeFresh(id); ok {
-		task, err := newTask(ctx, f.ctr, f.logPath)
-		return f.ctr, task, err
+		return f.ctr, f.task, nil
 	}
 	ctr, err := r.client.LoadContainer(ctx, id)
 	if err != nil {
@@ -277,7 +302,16 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, grace time.Durat
 	if err != nil {
 		return fmt.Errorf("stopping container %s: %w", id, err)
 	}
-	if st.Status == containerd.Stopped {
+	switch st.Status {
+	case containerd.Stopped:
+		return nil
+	case containerd.Created:
+		// Never started: runc's init waits for the start and ignores SIGTERM, so it is removed
+		// rather than signalled (the container stays, without a task, as before CreateContainer).
+		r.takeFresh(id)
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stopping container %s: %w", id, err)
+		}
 		return nil
 	}
 	exited, err := task.Wait(ctx)

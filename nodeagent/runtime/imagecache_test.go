@@ -186,10 +186,10 @@ func TestStartContainerCreatedByAnotherRuntime(t *testing.T) {
 	}
 	r2 := newRuntime(t, socket, runtime.Config{})
 	t.Cleanup(func() { _ = r2.RemoveContainer(context.Background(), spec.ID) })
-	if err := r2.StartContainer(ctx, spec.ID); err != nil {
+	if _, err := r2.StartContainer(ctx, spec.ID); err != nil {
 		t.Fatal(err)
 	}
-	if err := r2.StartContainer(ctx, spec.ID); err != nil {
+	if _, err := r2.StartContainer(ctx, spec.ID); err != nil {
 		t.Errorf("starting a running container: %v", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)

@@ -196,7 +196,7 @@ func runToExit(t *testing.T, r *runtime.Runtime, spec pods.ContainerSpec) pods.C
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), spec.ID) })
-	if err := r.StartContainer(ctx, spec.ID); err != nil {
+	if _, err := r.StartContainer(ctx, spec.ID); err != nil {
 		t.Fatal(err)
 	}
 	for {
@@ -294,7 +294,7 @@ func startAndWaitForLog(t *testing.T, r *runtime.Runtime, spec pods.ContainerSpe
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), spec.ID) })
-	if err := r.StartContainer(ctx, spec.ID); err != nil {
+	if _, err := r.StartContainer(ctx, spec.ID); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -349,6 +349,72 @@ func TestStop(t *testing.T) {
 				t.Errorf("status after remove: no error")
 			}
 		})
+	}
+}
+
+// TestCreatedContainer checks a container created but not started: its process is set up (a
+// task in containerd) and waits; stopping it does not wait for a grace period (runc's init
+// ignores SIGTERM) and leaves it startable no more than before; a new Runtime adopts it as
+// Created and starts it; the status StartContainer returns is the one read back.
+func TestCreatedContainer(t *testing.T) {
+	r, socket, ref := withImage(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	stopped := podSpec(t.TempDir(), ref, "created-stop", "sleep", "3600")
+	if err := r.CreateContainer(ctx, stopped); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), stopped.ID) })
+	if st, err := r.ContainerStatus(ctx, stopped.ID); err != nil || st.State != pods.StateCreated || st.Pid == 0 {
+		t.Fatalf("created container: status %+v, %v; want Created with runc's init process", st, err)
+	}
+	// A grace period of an hour: waiting for it would end at the context's deadline instead.
+	if err := r.StopContainer(ctx, stopped.ID, time.Hour); err != nil {
+		t.Fatalf("stopping a created container: %v", err)
+	}
+	if st, err := r.ContainerStatus(ctx, stopped.ID); err != nil || st.State != pods.StateCreated || st.Pid != 0 {
+		t.Errorf("after stop: status %+v, %v; want Created without a process", st, err)
+	}
+	if err := r.RemoveContainer(ctx, stopped.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	adopted := podSpec(t.TempDir(), ref, "created-adopt", "sh", "-c", "echo ready; exec sleep 3600")
+	if err := r.CreateContainer(ctx, adopted); err != nil {
+		t.Fatal(err)
+	}
+	r2 := newRuntime(t, socket, runtime.Config{})
+	t.Cleanup(func() { _ = r2.RemoveContainer(context.Background(), adopted.ID) })
+	list, err := r2.ListContainers(ctx)
+	if err != nil || len(list) != 1 || list[0].State != pods.StateCreated {
+		t.Fatalf("ListContainers = %+v, %v; want the created container", list, err)
+	}
+	got, err := r2.StartContainer(ctx, adopted.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := r2.ContainerStatus(ctx, adopted.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" || got.State != pods.StateRunning {
+		t.Errorf("StartContainer's status (-read back +returned):\n%s", diff)
+	}
+	fresh := podSpec(t.TempDir(), ref, "created-fresh", "sh", "-c", "echo ready; exec sleep 3600")
+	if err := r2.CreateContainer(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r2.RemoveContainer(context.Background(), fresh.ID) })
+	got, err = r2.StartContainer(ctx, fresh.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, err = r2.ContainerStatus(ctx, fresh.ID); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" || got.State != pods.StateRunning || got.ImageID == "" {
+		t.Errorf("StartContainer's status (-read back +returned):\n%s", diff)
 	}
 }
 

@@ -18,7 +18,10 @@ type Calls struct {
 	calls []string
 }
 
-func (c *Calls) add(s string) {
+func (c *Calls) add(s string) { c.Add(s) }
+
+// Add records a call, for fakes that tests define around these ones.
+func (c *Calls) Add(s string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls = append(c.calls, s)

@@ -3,6 +3,7 @@ package podstest
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -138,22 +139,28 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 	if _, ok := r.containers[spec.ID]; ok {
 		return fmt.Errorf("container %s: %w", spec.ID, pods.ErrContainerExists)
 	}
+	// As runc's create: it bind-mounts the sources, so they must exist.
+	for _, m := range spec.Mounts {
+		if _, err := os.Stat(m.HostPath); err != nil {
+			return fmt.Errorf("creating container %s: mount %s: %w", spec.ID, m.ContainerPath, err)
+		}
+	}
 	r.containers[spec.ID] = &container{spec: spec, status: pods.ContainerStatus{
 		ID: spec.ID, Labels: spec.Labels, Image: spec.Image, ImageID: r.images[spec.Image].Digest, State: pods.StateCreated,
 	}}
 	return nil
 }
 
-func (r *Runtime) StartContainer(ctx context.Context, id string) error {
+func (r *Runtime) StartContainer(ctx context.Context, id string) (pods.ContainerStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls.add("StartContainer " + id)
 	c, ok := r.containers[id]
 	if !ok {
-		return fmt.Errorf("container %s not found", id)
+		return pods.ContainerStatus{}, fmt.Errorf("container %s not found", id)
 	}
 	if c.status.State != pods.StateCreated {
-		return fmt.Errorf("container %s is %s", id, c.status.State)
+		return pods.ContainerStatus{}, fmt.Errorf("container %s is %s", id, c.status.State)
 	}
 	c.status.State = pods.StateRunning
 	c.status.StartedAt = r.clock.Now()
@@ -161,7 +168,7 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) error {
 	if b := r.behaviors[c.spec.Labels[pods.LabelContainerName]]; b.ExitImmediately {
 		r.exitLocked(c, b.ExitCode, false)
 	}
-	return nil
+	return c.status, nil
 }
 
 func (r *Runtime) exitLocked(c *container, code int32, oom bool) {
