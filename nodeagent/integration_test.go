@@ -306,7 +306,11 @@ spec:
 	before := containerIDs(&app)
 	c.KillAgent()
 	c.Repo.Remove("t/gone.yaml")
-	c.Repo.CommitAndPush("delete gone while the agent is down")
+	// A pod bound while the agent is down: its container is created once the agent has read
+	// the Services again, with their variables (enableServiceLinks).
+	c.Repo.Write(map[string]string{"t/svcenv.yaml": deployment("svcenv", "      terminationGracePeriodSeconds: 1\n      containers:\n"+
+		container("c", ref, `echo "svc=$WEB_SERVICE_HOST:$WEB_SERVICE_PORT link=$WEB_PORT"; sleep 3600`, ""))})
+	c.Repo.CommitAndPush("delete gone and add svcenv while the agent is down")
 	c.WaitPods("t", "app=gone", time.Minute, "marked for deletion (Terminating)", func(ps []corev1.Pod) bool {
 		return len(ps) == 1 && ps[0].UID == gone.UID && ps[0].DeletionTimestamp != nil
 	})
@@ -335,9 +339,16 @@ spec:
 	if !podReady(&app) {
 		t.Errorf("adopted pod not Ready after the agent's restart")
 	}
+	web, err := c.Admin.CoreV1().Services("t").Get(context.Background(), "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := web.Spec.ClusterIP
+	svcenv := c.WaitPods("t", "app=svcenv", time.Minute, "Running", running)[0]
+	waitLog(t, c, svcenv.Name, "c", fmt.Sprintf("svc=%s:80 link=tcp://%s:80", ip, ip))
 
 	// Graceful stop and cleanup: delete every workload from Git.
-	for _, f := range []string{"t/app.yaml", "t/hostnet.yaml", "t/downward.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml", "t/secure.yaml", "t/rootonly.yaml", "t/job.yaml"} {
+	for _, f := range []string{"t/app.yaml", "t/svcenv.yaml", "t/hostnet.yaml", "t/downward.yaml", "t/client.yaml", "t/crash.yaml", "t/notready.yaml", "t/liveness.yaml", "t/oom.yaml", "t/pull.yaml", "t/badpull.yaml", "t/secure.yaml", "t/rootonly.yaml", "t/job.yaml"} {
 		c.Repo.Remove(f)
 	}
 	c.Repo.CommitAndPush("delete everything")

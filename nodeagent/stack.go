@@ -21,8 +21,10 @@ import (
 	"github.com/bosun-gitops/bosun/nodeagent/runtime"
 	bosunv1 "github.com/bosun-gitops/bosun/repo-layout/v1alpha1"
 	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -36,12 +38,15 @@ const routesResyncPeriod = 10 * time.Second
 // CIDRs with the cluster-wide masquerade.
 //
 //	NewNodeStack: containerd (import <data-dir>/images/*.tar) ─> CNI conflist (ipMasq off) ─> bridge
-//	Run:          informers (Services, Endpoints, Nodes) ─> synced ─> proxy, DNS, routes, pods
+//	Run:          pods; informers (Services, Endpoints, Nodes) ─> synced ─> proxy, DNS, routes
 type NodeStack struct {
 	*pods.Manager
 	rt      *runtime.Runtime
 	env     PodEnv
 	gateway netip.Prefix
+	// factory holds the informers of Services (also the pods' service variables), Endpoints
+	// and Nodes; Run starts them.
+	factory informers.SharedInformerFactory
 	log     *slog.Logger
 }
 
@@ -91,9 +96,12 @@ func NewNodeStack(ctx context.Context, env PodEnv) (PodManager, error) {
 		rt.Close()
 		return nil, err
 	}
+	factory := informers.NewSharedInformerFactory(env.Client, 10*time.Minute)
+	svcInf := factory.Core().V1().Services()
 	mgr, err := pods.NewManager(pods.ManagerConfig{
 		NodeName: cfg.NodeName, DataDir: cfg.DataDir,
 		Runtime: rt, Network: nw, Status: env.Status, Objects: env.Objects, Recorder: env.Recorder,
+		Services:   serviceLister{svcInf},
 		ClusterDNS: []string{gw.Addr().String()}, ClusterDomain: cfg.ClusterDomain,
 		NodeIP: env.NodeIP, NodeAllocatable: env.Allocatable, Metrics: pods.NewMetrics(env.Metrics), Logger: log,
 	})
@@ -101,7 +109,16 @@ func NewNodeStack(ctx context.Context, env PodEnv) (PodManager, error) {
 		rt.Close()
 		return nil, err
 	}
-	return &NodeStack{Manager: mgr, rt: rt, env: env, gateway: gw, log: log}, nil
+	return &NodeStack{Manager: mgr, rt: rt, env: env, gateway: gw, factory: factory, log: log}, nil
+}
+
+// serviceLister is pods.ServiceLister on the Services informer the proxy and DNS share.
+type serviceLister struct{ inf coreinformers.ServiceInformer }
+
+func (l serviceLister) HasSynced() bool { return l.inf.Informer().HasSynced() }
+
+func (l serviceLister) List(namespace string) ([]*corev1.Service, error) {
+	return l.inf.Lister().Services(namespace).List(labels.Everything())
 }
 
 // Run runs the proxy, DNS and routes once the cluster's Services, Endpoints and Nodes are
@@ -113,7 +130,7 @@ func (s *NodeStack) Run(ctx context.Context) error {
 	defer cancel()
 	cfg := s.env.Config
 
-	factory := informers.NewSharedInformerFactory(s.env.Client, 10*time.Minute)
+	factory := s.factory
 	svcInf := factory.Core().V1().Services()
 	epInf := factory.Core().V1().Endpoints()
 	nodeInf := factory.Core().V1().Nodes()
@@ -171,7 +188,8 @@ func (s *NodeStack) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	// The pods do not wait for the cluster's services: a pod's start path needs none of them.
+	// The pods do not wait for the cluster's services: a container created before they are read
+	// waits (CreateContainerConfigError, as the kubelet's) for its service variables only.
 	podsDone := make(chan error, 1)
 	go func() { podsDone <- s.Manager.Run(ctx) }()
 

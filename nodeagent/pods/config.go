@@ -49,6 +49,9 @@ type ManagerConfig struct {
 	Status   StatusWriter
 	Objects  ObjectGetter
 	Recorder EventRecorder
+	// Services gives containers their service environment variables (enableServiceLinks); nil =
+	// none.
+	Services ServiceLister
 	// Mounter mounts memory-backed emptyDirs; nil = mount(2).
 	Mounter Mounter
 

@@ -124,9 +124,13 @@ func (w *podWorker) containerSpec(ctx context.Context, pod *corev1.Pod, c *corev
 	if err := containerSecurity(pod, c).verifyRunAsNonRoot(pod, c, image); err != nil {
 		return ContainerSpec{}, err
 	}
+	services, err := serviceEnv(w.m.cfg.Services, pod)
+	if err != nil {
+		return ContainerSpec{}, err
+	}
 	env, err := containerEnv(ctx, envContext{
 		pod: pod, podIP: w.podIP, hostIP: w.m.cfg.NodeIP,
-		objects: w.m.cfg.Objects, nodeAllocatable: w.m.cfg.NodeAllocatable,
+		objects: w.m.cfg.Objects, nodeAllocatable: w.m.cfg.NodeAllocatable, services: services,
 	}, c)
 	if err != nil {
 		return ContainerSpec{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"sort"
 	"strconv"
@@ -32,6 +33,8 @@ type envContext struct {
 	podIP, hostIP   string
 	objects         ObjectGetter
 	nodeAllocatable corev1.ResourceList
+	// services are the pod's service environment variables (see serviceEnv).
+	services map[string]string
 }
 
 // orderedEnv keeps variables in the order they were first defined, later values replacing earlier.
@@ -58,10 +61,20 @@ func (e *orderedEnv) list() []string {
 }
 
 // containerEnv resolves a container's environment the way the kubelet does: envFrom sources in
-// order, then env entries in order, each value expanded against the variables defined before it.
+// order, then env entries in order, each value expanded against the variables defined before it
+// and the service variables, then the service variables the container does not define itself.
 // It returns the container's own variables (without the image's).
 func containerEnv(ctx context.Context, ec envContext, c *corev1.Container) (*orderedEnv, error) {
 	env := newOrderedEnv()
+	// scope is what $(VAR) expands against: the service variables, overridden by those defined.
+	scope := maps.Clone(ec.services)
+	if scope == nil {
+		scope = map[string]string{}
+	}
+	set := func(name, value string) {
+		env.set(name, value)
+		scope[name] = value
+	}
 	cache := objectCache{getter: ec.objects, ns: ec.pod.Namespace}
 	for _, from := range c.EnvFrom {
 		var data map[string]string
@@ -98,14 +111,14 @@ func containerEnv(ctx context.Context, ec envContext, c *corev1.Container) (*ord
 			if len(validation.IsEnvVarName(name)) != 0 {
 				continue // the kubelet skips invalid names with an event
 			}
-			env.set(name, data[k])
+			set(name, data[k])
 		}
 	}
 	for _, ev := range c.Env {
 		value := ev.Value
 		switch {
 		case value != "":
-			value = expand(value, env.values)
+			value = expand(value, scope)
 		case ev.ValueFrom != nil:
 			v, ok, err := envValueFrom(ctx, ec, &cache, c, ev.ValueFrom)
 			if err != nil {
@@ -116,7 +129,12 @@ func containerEnv(ctx context.Context, ec envContext, c *corev1.Container) (*ord
 			}
 			value = v
 		}
-		env.set(ev.Name, value)
+		set(ev.Name, value)
+	}
+	for _, name := range sortedKeys(ec.services) {
+		if _, ok := env.values[name]; !ok {
+			env.set(name, ec.services[name])
+		}
 	}
 	return env, nil
 }

@@ -29,11 +29,13 @@ type harness struct {
 	net   *podstest.Network
 	// network, when set, is the Manager's network instead of net (e.g. a wrapper of net).
 	network pods.Network
-	status  *podstest.StatusWriter
-	objects *podstest.Objects
-	rec     *podstest.Recorder
-	mounter *podstest.Mounter
-	dataDir string
+	// services, when set, gives the containers their service variables.
+	services pods.ServiceLister
+	status   *podstest.StatusWriter
+	objects  *podstest.Objects
+	rec      *podstest.Recorder
+	mounter  *podstest.Mounter
+	dataDir  string
 	// reg holds the running Manager's metrics (a new registry per start).
 	reg    *prometheus.Registry
 	m      *pods.Manager
@@ -66,7 +68,7 @@ func (h *harness) start() {
 	h.reg = reg
 	m, err := pods.NewManager(pods.ManagerConfig{
 		NodeName: "node-1", DataDir: h.dataDir, Runtime: h.rt, Network: network, Status: h.status,
-		Objects: h.objects, Recorder: h.rec, Mounter: h.mounter, ClusterDNS: []string{"10.96.0.10"},
+		Objects: h.objects, Recorder: h.rec, Mounter: h.mounter, Services: h.services, ClusterDNS: []string{"10.96.0.10"},
 		NodeIP: "192.168.1.10", Metrics: pods.NewMetrics(reg), Clock: h.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/bosun-gitops/bosun/nodeagent/pods"
 	"github.com/bosun-gitops/bosun/nodeagent/pods/podstest"
@@ -204,6 +206,59 @@ func TestLeftoverContainerReplacedOnlyWhenCreateFinds(t *testing.T) {
 		}
 		if st := h.lastStatus(tt.pod); st == nil || st.Phase != corev1.PodRunning {
 			t.Errorf("%s: status = %+v, want Running", tt.pod.Name, st)
+		}
+	}
+}
+
+// syncingServices is a pods.ServiceLister whose Services are read once synced is set.
+type syncingServices struct {
+	synced atomic.Bool
+	list   []*corev1.Service
+}
+
+func (s *syncingServices) HasSynced() bool { return s.synced.Load() }
+
+func (s *syncingServices) List(namespace string) ([]*corev1.Service, error) {
+	var out []*corev1.Service
+	for _, svc := range s.list {
+		if svc.Namespace == namespace {
+			out = append(out, svc)
+		}
+	}
+	return out, nil
+}
+
+// TestServiceVariablesWaitForServices checks that a container is created only once the
+// Services were read, as the kubelet does, and then gets their variables.
+func TestServiceVariablesWaitForServices(t *testing.T) {
+	h := newHarness(t)
+	svcs := &syncingServices{list: []*corev1.Service{{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "db"},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.9", Ports: []corev1.ServicePort{{Port: 5432, Protocol: corev1.ProtocolTCP}}},
+	}}}
+	h.services = svcs
+	h.start()
+	pod := testPod("svcenv")
+	h.m.UpdatePod(pod)
+	h.settle()
+
+	if _, ok := h.rt.Spec(cid(pod, "app", 0)); ok {
+		t.Fatal("container created before the Services were read")
+	}
+	cs := h.containerStatus(pod, "app")
+	if w := cs.State.Waiting; w == nil || w.Reason != "CreateContainerConfigError" || !strings.Contains(w.Message, "services have not yet been read") {
+		t.Errorf("container state = %+v, want CreateContainerConfigError about the services", cs.State)
+	}
+
+	svcs.synced.Store(true)
+	h.until(time.Minute, "Running once the Services were read", func() bool {
+		st := h.lastStatus(pod)
+		return st != nil && st.Phase == corev1.PodRunning
+	})
+	spec, _ := h.rt.Spec(cid(pod, "app", 0))
+	for _, want := range []string{"DB_SERVICE_HOST=10.96.0.9", "DB_SERVICE_PORT=5432", "DB_PORT=tcp://10.96.0.9:5432"} {
+		if !contains(spec.Env, want) {
+			t.Errorf("env %q lacks %q", spec.Env, want)
 		}
 	}
 }
