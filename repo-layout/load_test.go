@@ -144,7 +144,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name:  "invalid YAML",
 			files: map[string]string{"a.yaml": "apiVersion: v1\nkind: [ConfigMap\n"},
-			want:  []string{"a.yaml:1: invalid YAML: did not find expected ',' or ']'"},
+			want:  []string{"a.yaml:2: kind: invalid YAML: did not find expected ',' or ']'"},
 		},
 		{
 			name:  "duplicate YAML key",
@@ -154,7 +154,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name:  "invalid JSON",
 			files: map[string]string{"a.json": "{\"apiVersion\": \"v1\",\n\"kind\": }\n"},
-			want:  []string{"a.json:2: invalid JSON: invalid character '}' looking for beginning of value"},
+			want:  []string{"a.json:2: kind: invalid JSON: invalid character '}' looking for beginning of value"},
 		},
 		{
 			name:  "not a mapping",
@@ -565,7 +565,7 @@ func TestLoadErrors(t *testing.T) {
 				"README.md":             "garbage: [",
 				"keep.tmp.yaml":         "garbage: [",
 			},
-			want: []string{"keep.tmp.yaml:1: invalid YAML: did not find expected node content"},
+			want: []string{"keep.tmp.yaml:1: garbage: invalid YAML: did not find expected node content"},
 		},
 	}
 	for _, tt := range tests {

@@ -96,7 +96,8 @@ func splitDocuments(file string, data []byte, isJSON bool) ([]document, ErrorLis
 			if errors.As(err, &se) {
 				line = lineAt(data, int(se.Offset))
 			}
-			return nil, ErrorList{{File: file, Line: line, Reason: "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")}}
+			return nil, ErrorList{{File: file, Line: line, Field: jsonPathAt(data),
+				Reason: "invalid JSON: " + strings.TrimPrefix(err.Error(), "json: ")}}
 		}
 	}
 	var docs []document
@@ -121,7 +122,14 @@ func splitDocuments(file string, data []byte, isJSON bool) ([]document, ErrorLis
 			break
 		}
 		if err != nil {
-			errs = append(errs, yamlError(file, err, 0))
+			e := yamlError(file, err, 0)
+			// At the end of the stream yaml.v3 may name the line after the last one.
+			e.Line = min(e.Line, lastLine(data))
+			e.Field = yamlPathAt(data, e.Line)
+			if tabIndented(data, e.Line) {
+				e.Reason += " (YAML is indented with spaces, not tabs)"
+			}
+			errs = append(errs, e)
 			break
 		}
 		doc, derrs := newDocument(file, &n)
@@ -133,12 +141,27 @@ func splitDocuments(file string, data []byte, isJSON bool) ([]document, ErrorLis
 	return docs, errs
 }
 
+// yamlParserErrors are the messages of yaml.v3's parser (not its scanner). It reports their
+// line 0-based: the line of the collection being parsed (the "[" left open, the mapping a key is
+// missing from) minus one.
+var yamlParserErrors = map[string]bool{
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected key":              true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+}
+
 // yamlError turns a yaml.v3 error into an Error at the line it names (else at line).
 func yamlError(file string, err error, line int) Error {
 	msg := err.Error()
 	if m := yamlLineError.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		if yamlParserErrors[msg] {
+			line++
+		}
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
