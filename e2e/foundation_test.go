@@ -156,6 +156,26 @@ metadata:
 		t.Errorf("bosun get of a pruned object: exit %d, stderr %q; want a not-found error", code, errOut)
 	}
 
+	// A force-push (the last commit amended) applies nothing until accepted for its commit.
+	repo.write(t, "extra/amended.yaml", fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: amended\n  namespace: %s\n", dep.Metadata.Namespace))
+	mustRun(t, repo.work, "git", "add", "-A")
+	mustRun(t, repo.work, "git", "commit", "--quiet", "--amend", "-m", "remove settings, amended")
+	mustRun(t, repo.work, "git", "push", "--quiet", "--force", "origin", "main")
+	amended := strings.TrimSpace(mustRun(t, repo.work, "git", "rev-parse", "HEAD"))
+	out, code = syncNow(t, bin, dataDir)
+	if code != 1 || !strings.Contains(out, "history rewritten") || !strings.Contains(out, "bosun sync --accept-rewrite "+amended[:7]) {
+		t.Fatalf("bosun sync after a force-push: exit %d, want 1 and how to accept the rewrite\n%s", code, out)
+	}
+	if cms := getList(t, bin, dataDir, "configmaps", "-n", dep.Metadata.Namespace); hasName(cms, "amended") {
+		t.Fatal("a refused force-push was applied")
+	}
+	if out, errOut, code := cli(t, bin, dataDir, "sync", "--timeout", "60s", "--accept-rewrite", amended[:7]); code != 0 {
+		t.Fatalf("bosun sync --accept-rewrite: exit %d\n%s%s", code, out, errOut)
+	}
+	if cms := getList(t, bin, dataDir, "configmaps", "-n", dep.Metadata.Namespace); !hasName(cms, "amended") {
+		t.Fatal("the accepted force-push was not applied")
+	}
+
 	// The table output names the columns kubectl does.
 	table, _, _ := cli(t, bin, dataDir, "get", "deploy", "-A", "-o", "wide")
 	for _, col := range []string{"NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "IMAGES", "SOURCE", src} {

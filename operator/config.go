@@ -25,6 +25,9 @@ type Config struct {
 	Interval time.Duration
 	// FetchTimeout bounds one fetch of the repository (default 2m).
 	FetchTimeout time.Duration
+	// FollowForcePush applies a rewritten branch history (force-push) without `bosun sync
+	// --accept-rewrite` (gitsync.Config.FollowRewrites).
+	FollowForcePush bool
 	// Listen is the API server's address.
 	Listen string
 	// ServerNames are extra names and addresses for the API server certificate.
@@ -154,5 +157,6 @@ func (c *Config) gitSyncConfig() gitsync.Config {
 		KnownHostsFile: c.KnownHostsFile,
 		Token:          c.GitToken,
 		CAFile:         c.GitCAFile,
+		FollowRewrites: c.FollowForcePush,
 	}
 }

@@ -27,6 +27,7 @@ func addOperatorFlags(fs *pflag.FlagSet, cfg *operator.Config, endpoints *string
 	fs.StringVar(&cfg.Branch, "branch", "main", "branch to sync")
 	fs.StringVar(&cfg.Path, "path", ".", "sub-directory of the repository holding the manifests")
 	fs.DurationVar(&cfg.Interval, "interval", 0, "how often to poll the repository (default 10s)")
+	fs.BoolVar(&cfg.FollowForcePush, "follow-force-push", false, "apply a branch whose history was rewritten (force-push) as Flux and Argo CD do; by default such a head is refused, the last good commit stays live, until `bosun sync --accept-rewrite SHA` accepts it")
 	fs.DurationVar(&cfg.FetchTimeout, "fetch-timeout", 0, "how long one fetch may take before the sync records Failed and the last good commit stays applied (default 2m)")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:6443", "API server address")
 	fs.StringSliceVar(&cfg.ServerNames, "server-name", nil, "extra DNS name or IP for the API server certificate (repeatable)")

@@ -169,20 +169,33 @@ func formatFileError(e bosunv1.FileError) string {
 func newSyncCmd(g *globalFlags) *cobra.Command {
 	var wait bool
 	var timeout time.Duration
+	var acceptRewrite string
 	cmd := &cobra.Command{
 		Use:   "sync",
 		Short: "Fetch the Git repository and apply its latest commit now",
 		Long: `Ask the operator to fetch and apply the tracked branch at once instead of at its next poll.
-With --wait (the default) it waits for the result and exits 1 if the commit failed to apply.`,
+With --wait (the default) it waits for the result and exits 1 if the commit failed to apply.
+
+A branch whose history was rewritten (a force-push: the new head does not descend from the
+applied commit) is refused and the last good commit stays live, unless the operator runs with
+--follow-force-push. --accept-rewrite SHA accepts that head (the SHA the status names).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec := map[string]any{}
+			if acceptRewrite != "" {
+				if !isCommitPrefix(acceptRewrite) {
+					return fmt.Errorf("--accept-rewrite %q: give the commit's SHA (at least 7 hex digits), as `bosun status` shows it", acceptRewrite)
+				}
+				spec["acceptRewrite"] = strings.ToLower(acceptRewrite)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
 			token := time.Now().UTC().Format(time.RFC3339Nano)
-			patch := map[string]any{"spec": map[string]any{"syncRequested": token}}
+			spec["syncRequested"] = token
+			patch := map[string]any{"spec": spec}
 			err = c.do(ctx, http.MethodPatch, resourcePath(resource.GitSyncs, "", defaultSync), nil, patch, "application/merge-patch+json", nil)
 			if isNotFound(err) {
 				return errors.New("the operator has not created its sync status yet; is it running? (bosun operator --repo ...)")
@@ -207,6 +220,7 @@ With --wait (the default) it waits for the result and exits 1 if the commit fail
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&acceptRewrite, "accept-rewrite", "", "apply this commit (SHA) although the branch's history was rewritten (force-push)")
 	cmd.Flags().BoolVar(&wait, "wait", true, "wait for the sync to finish and print its result")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait")
 	return cmd
@@ -304,4 +318,17 @@ func (c *apiClient) watchGitSync(ctx context.Context, rv, token string) (*bosunv
 			return nil, fmt.Errorf("watching %s: %s", p, st.Message)
 		}
 	}
+}
+
+// isCommitPrefix reports whether s is a commit SHA or a prefix of one of at least 7 hex digits.
+func isCommitPrefix(s string) bool {
+	if len(s) < 7 || len(s) > 64 {
+		return false
+	}
+	for _, r := range strings.ToLower(s) {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
 }

@@ -41,6 +41,10 @@ type Config struct {
 	// CAFile is a PEM bundle of CA certificates trusted for https:// remotes on top of the
 	// system roots (a self-hosted server with a private CA); read again before each fetch.
 	CAFile string
+	// FollowRewrites applies a head that does not descend from the applied commit (a force-push)
+	// as Flux and Argo CD do. Without it such a head is refused (the last good commit stays
+	// live, the status says so) unless the GitSync's spec.acceptRewrite names it.
+	FollowRewrites bool
 	// OnSynced, when set, is called after each sync that applied a commit (also one that
 	// changed nothing), with what it wrote; it runs in the sync loop, so it must not block.
 	OnSynced func(ctx context.Context, r SyncReport)

@@ -11,10 +11,12 @@
 // killed half-way through an apply converges on restart without losing or doubling anything.
 //
 // The remote: every fetch has a deadline (Config.FetchTimeout; for ssh it is also set on the
-// connection, see deadline.go), so a hung remote fails the sync instead of stalling the loop. The
-// branch is followed through force-pushes; a head that does not descend from the applied commit
-// is applied and the status says "history rewritten". Credentials, known_hosts and the CA
-// bundle (Config.CAFile) are read again before each fetch.
+// connection, see deadline.go), so a hung remote fails the sync instead of stalling the loop. A
+// head that does not descend from the applied commit (a force-push) is refused, the last good
+// commit staying live, until the GitSync's spec.acceptRewrite names it (`bosun sync
+// --accept-rewrite`) or unless Config.FollowRewrites follows rewrites as Flux does; the status
+// then says "history rewritten". Credentials, known_hosts and the CA bundle (Config.CAFile) are
+// read again before each fetch.
 //
 // Secrets: the address may name a user but never carry a password, and a token goes over https
 // only (plain http to loopback alone); Validate refuses the rest. What is printed or stored

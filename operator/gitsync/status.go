@@ -43,7 +43,7 @@ func (s *Syncer) ensureGitSync(ctx context.Context) (*bosunv1.GitSync, error) {
 			return nil, err
 		}
 		want := s.specFromConfig()
-		want.SyncRequested = gs.Spec.SyncRequested
+		want.SyncRequested, want.AcceptRewrite = gs.Spec.SyncRequested, gs.Spec.AcceptRewrite
 		if gs.Spec == want {
 			return gs, nil
 		}

@@ -211,7 +211,10 @@ func TestSyncSubPath(t *testing.T) {
 	}
 }
 
-func TestSyncForcePushToOlderCommit(t *testing.T) {
+// TestSyncForcePushRefusedUntilAccepted: a force-push to an older commit applies nothing, the
+// last good commit stays live and the status tells how to accept it; spec.acceptRewrite naming
+// that commit (bosun sync --accept-rewrite) applies it, and only it.
+func TestSyncForcePushRefusedUntilAccepted(t *testing.T) {
 	st := storetest.NewStore(t)
 	f := newGitFixture(t)
 	f.write("a.yaml", configMap("default", "a", "1"))
@@ -221,11 +224,31 @@ func TestSyncForcePushToOlderCommit(t *testing.T) {
 	newer := f.commitPush("b", "main")
 	s := newSyncer(t, f, st, nil)
 	mustSync(t, s)
-	if got := keys(names(t, st, resource.ConfigMaps)); len(got) != 2 {
-		t.Fatalf("config maps = %v", got)
-	}
+	before := resourceVersions(names(t, st, resource.ConfigMaps))
 	f.git("reset", "--quiet", "--hard", old)
 	f.git("push", "--quiet", "--force", "origin", "HEAD:main")
+
+	for _, accept := range []string{"", "0000000", newer[:7], old[:6]} { // none, wrong, the applied one, too short
+		setAcceptRewrite(t, st, accept)
+		if _, err := s.SyncOnce(context.Background()); !errors.Is(err, ErrHistoryRewritten) {
+			t.Fatalf("accept %q: SyncOnce after a force-push = %v, want ErrHistoryRewritten", accept, err)
+		}
+		status := gitSyncStatus(t, st, "default")
+		if status.State != bosunv1.SyncStateFailed || status.Applied.SHA != newer || status.Commit.SHA != old {
+			t.Errorf("accept %q: status %s, applied %s, commit %s; want Failed, %s still applied, %s fetched",
+				accept, status.State, shortSHA(status.Applied.SHA), shortSHA(status.Commit.SHA), shortSHA(newer), shortSHA(old))
+		}
+		for _, want := range []string{"history rewritten", shortSHA(newer) + " stays live", "bosun sync --accept-rewrite " + shortSHA(old), "--follow-force-push"} {
+			if !strings.Contains(status.Message, want) {
+				t.Errorf("accept %q: status message %q lacks %q", accept, status.Message, want)
+			}
+		}
+		if diff := cmp.Diff(before, resourceVersions(names(t, st, resource.ConfigMaps))); diff != "" {
+			t.Errorf("accept %q: objects changed by a refused force-push (-before +after):\n%s", accept, diff)
+		}
+	}
+
+	setAcceptRewrite(t, st, strings.ToUpper(old[:10]))
 	mustSync(t, s)
 	rewritten := "history rewritten: " + shortSHA(newer) + " is not an ancestor of " + shortSHA(old) + "; applying " + shortSHA(old)
 	if msg := gitSyncStatus(t, st, "default").Message; !strings.HasPrefix(msg, rewritten+"; commit "+shortSHA(old)+" applied") {
@@ -233,7 +256,7 @@ func TestSyncForcePushToOlderCommit(t *testing.T) {
 	}
 	cms := names(t, st, resource.ConfigMaps)
 	if diff := cmp.Diff([]string{"default/a"}, keys(cms)); diff != "" {
-		t.Errorf("config maps after force-push (-want +got):\n%s", diff)
+		t.Errorf("config maps after the accepted force-push (-want +got):\n%s", diff)
 	}
 	if got := cms["default/a"].(*corev1.ConfigMap).Data["key"]; got != "1" {
 		t.Errorf("a = %q after force-push to the older commit, want 1", got)
@@ -243,16 +266,32 @@ func TestSyncForcePushToOlderCommit(t *testing.T) {
 	}
 }
 
-// TestSyncForcePushDivergedHistory: an amended commit force-pushed over the applied one is
-// applied, and the status says that history was rewritten; a fast-forward says nothing of it.
-func TestSyncForcePushDivergedHistory(t *testing.T) {
+// setAcceptRewrite writes spec.acceptRewrite, as `bosun sync --accept-rewrite` does.
+func setAcceptRewrite(t *testing.T, st *store.Store, sha string) {
+	t.Helper()
+	obj, err := st.Get(context.Background(), resource.GitSyncs, "", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := obj.(*bosunv1.GitSync)
+	gs.Spec.AcceptRewrite = sha
+	if _, err := st.Update(context.Background(), resource.GitSyncs, gs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSyncForcePushFollowed: with FollowRewrites (--follow-force-push) an amended commit
+// force-pushed over the applied one is applied, and the status says that history was rewritten;
+// a fast-forward says nothing of it.
+func TestSyncForcePushFollowed(t *testing.T) {
 	st := storetest.NewStore(t)
 	f := newGitFixture(t)
 	f.write("a.yaml", configMap("default", "a", "1"))
 	f.commitPush("a", "main")
 	f.write("b.yaml", configMap("default", "b", "1"))
 	applied := f.commitPush("b", "main")
-	s := newSyncer(t, f, st, nil)
+	follow := func(c *Config) { c.FollowRewrites = true }
+	s := newSyncer(t, f, st, follow)
 	mustSync(t, s)
 
 	f.write("b.yaml", configMap("default", "b", "amended"))
@@ -267,7 +306,7 @@ func TestSyncForcePushDivergedHistory(t *testing.T) {
 	// A Syncer with an empty clone, as after a restart on a fresh data dir, does not have the
 	// applied commit at all, and still tells that it is not an ancestor.
 	setApplied(t, st, applied)
-	fresh := newSyncer(t, f, st, nil)
+	fresh := newSyncer(t, f, st, follow)
 	mustSync(t, fresh)
 	checkRewritten(t, st, want, amended)
 

@@ -199,6 +199,14 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		return res, nil
 	}
 	rewritten := s.historyRewritten(commit, gs.Status.Applied.SHA)
+	if rewritten != "" && !s.cfg.FollowRewrites && !acceptsRewrite(gs.Spec.AcceptRewrite, info.SHA) {
+		applied := shortSHA(gs.Status.Applied.SHA)
+		msg := fmt.Sprintf("history rewritten: the head of %s, %s, does not descend from the applied commit %s (a force-push, or the branch deleted and pushed again); "+
+			"nothing of it was applied and %s stays live; if the rewrite is intended, accept it with `bosun sync --accept-rewrite %s` "+
+			"(or run the operator with --follow-force-push to follow rewrites)",
+			s.cfg.Branch, shortSHA(info.SHA), applied, applied, shortSHA(info.SHA))
+		return nil, s.fail(ctx, start, request, &info, msg, ErrHistoryRewritten)
+	}
 
 	tree, err := subtree(commit, s.cfg.Path)
 	if err != nil {
@@ -350,9 +358,20 @@ func (s *Syncer) countApplied(n applyCounts) {
 	s.metrics.applied.WithLabelValues("deleted").Add(float64(n.deleted))
 }
 
+// ErrHistoryRewritten is the error of a sync that refused a head that does not descend from the
+// applied commit (see Config.FollowRewrites).
+var ErrHistoryRewritten = errors.New("branch history rewritten")
+
+// acceptsRewrite reports whether accepted (spec.acceptRewrite) names sha: the whole SHA or a
+// prefix of at least 7 hex digits.
+func acceptsRewrite(accepted, sha string) bool {
+	accepted = strings.ToLower(strings.TrimSpace(accepted))
+	return len(accepted) >= 7 && strings.HasPrefix(sha, accepted)
+}
+
 // historyRewritten returns, when the fetched commit does not descend from the applied one (a
-// force-push), the note that the status and the log carry; "" otherwise. The branch is
-// followed all the same, as Flux and Argo CD do: Git is the desired state, rewritten or not.
+// force-push), the note that the status and the log carry; "" otherwise. Such a commit is
+// applied only when accepted (spec.acceptRewrite) or followed (Config.FollowRewrites).
 func (s *Syncer) historyRewritten(c *object.Commit, applied string) string {
 	sha := c.Hash.String()
 	if applied == "" || applied == sha {

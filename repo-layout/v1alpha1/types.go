@@ -180,6 +180,11 @@ type GitSyncSpec struct {
 	Interval metav1.Duration `json:"interval,omitempty"`
 	// SyncRequested, when changed, asks the operator to sync at once (written by `bosun sync`).
 	SyncRequested string `json:"syncRequested,omitempty"`
+	// AcceptRewrite is a commit (its SHA, or a prefix of at least 7 hex digits) the branch may
+	// move to although it does not descend from the applied commit (a force-push): written by
+	// `bosun sync --accept-rewrite`. Other rewrites are refused unless the operator runs with
+	// --follow-force-push.
+	AcceptRewrite string `json:"acceptRewrite,omitempty"`
 }
 
 // SyncState is the outcome of the latest sync attempt.
