@@ -12,6 +12,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/nodeagent/proxy"
 	corev1 "k8s.io/api/core/v1"
+	apiresource "k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
@@ -75,6 +76,11 @@ type Config struct {
 	Listen string `json:"listen,omitempty"`
 	// DebugListen is the loopback address of /metrics, /healthz, /readyz; "-" disables it.
 	DebugListen string `json:"debugListen,omitempty"`
+	// ContainerLogMaxSize is the size past which a container's log file is rotated (a quantity
+	// such as "10Mi", the default); ContainerLogMaxFiles the files kept per container run, the
+	// current one included (default 5), as the kubelet's settings of the same names.
+	ContainerLogMaxSize  string `json:"containerLogMaxSize,omitempty"`
+	ContainerLogMaxFiles int    `json:"containerLogMaxFiles,omitempty"`
 
 	// Logger receives the agent's structured logs; nil = slog.Default().
 	Logger *slog.Logger `json:"-"`
@@ -151,6 +157,18 @@ func (c *Config) SetDefaults() {
 	}
 }
 
+// containerLogMaxSize parses ContainerLogMaxSize; 0 when unset (the default).
+func (c Config) containerLogMaxSize() (int64, error) {
+	if c.ContainerLogMaxSize == "" {
+		return 0, nil
+	}
+	q, err := apiresource.ParseQuantity(c.ContainerLogMaxSize)
+	if err != nil || q.Value() <= 0 {
+		return 0, fmt.Errorf("containerLogMaxSize %q: give a size such as 10Mi", c.ContainerLogMaxSize)
+	}
+	return q.Value(), nil
+}
+
 // Validate reports every invalid field by name.
 func (c Config) Validate() error {
 	var errs []error
@@ -174,6 +192,12 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.ParseCIDR(c.ClusterCIDR); c.ClusterCIDR != "" && err != nil {
 		errs = append(errs, fmt.Errorf("clusterCIDR %q: %v", c.ClusterCIDR, err))
+	}
+	if _, err := c.containerLogMaxSize(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.ContainerLogMaxFiles < 0 || c.ContainerLogMaxFiles == 1 {
+		errs = append(errs, fmt.Errorf("containerLogMaxFiles %d: keep at least 2 files (the current one and one rotation), or leave it out for 5", c.ContainerLogMaxFiles))
 	}
 	switch c.ProxyMode {
 	case "", proxy.ModeIPTables, proxy.ModeNFTables:

@@ -24,6 +24,9 @@ func TestConfigValidate(t *testing.T) {
 		{"nftables proxy", func(c *Config) { c.ProxyMode = "nftables" }, ""},
 		{"iptables proxy", func(c *Config) { c.ProxyMode = "iptables" }, ""},
 		{"unknown proxy mode", func(c *Config) { c.ProxyMode = "ipvs" }, `proxyMode "ipvs": must be "iptables" (the default) or "nftables"`},
+		{"log rotation settings", func(c *Config) { c.ContainerLogMaxSize, c.ContainerLogMaxFiles = "50Mi", 3 }, ""},
+		{"bad log size", func(c *Config) { c.ContainerLogMaxSize = "ten megs" }, `containerLogMaxSize "ten megs": give a size such as 10Mi`},
+		{"one log file", func(c *Config) { c.ContainerLogMaxFiles = 1 }, "containerLogMaxFiles 1: keep at least 2 files"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good

@@ -96,12 +96,18 @@ func NewNodeStack(ctx context.Context, env PodEnv) (PodManager, error) {
 		rt.Close()
 		return nil, err
 	}
+	logMaxSize, err := cfg.containerLogMaxSize()
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
 	factory := informers.NewSharedInformerFactory(env.Client, 10*time.Minute)
 	svcInf := factory.Core().V1().Services()
 	mgr, err := pods.NewManager(pods.ManagerConfig{
 		NodeName: cfg.NodeName, DataDir: cfg.DataDir,
 		Runtime: rt, Network: nw, Status: env.Status, Objects: env.Objects, Recorder: env.Recorder,
-		Services:   serviceLister{svcInf},
+		Services:            serviceLister{svcInf},
+		ContainerLogMaxSize: logMaxSize, ContainerLogMaxFiles: cfg.ContainerLogMaxFiles,
 		ClusterDNS: []string{gw.Addr().String()}, ClusterDomain: cfg.ClusterDomain,
 		NodeIP: env.NodeIP, NodeAllocatable: env.Allocatable, Metrics: pods.NewMetrics(env.Metrics), Logger: log,
 	})

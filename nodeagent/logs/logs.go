@@ -255,6 +255,14 @@ func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File,
 			flusher.Flush()
 		}
 		if n == 0 {
+			if truncated(f, rd) {
+				// Rotated (copied away and emptied in place): go on from its new start.
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					return
+				}
+				rd.Reset(f)
+				continue
+			}
 			runs := h.runs(uid, container)
 			if len(runs) == 0 {
 				return // the pod was removed
@@ -276,6 +284,16 @@ func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File,
 		case <-t.C:
 		}
 	}
+}
+
+// truncated reports whether f has become shorter than what rd has read of it.
+func truncated(f *os.File, rd *bufio.Reader) bool {
+	pos, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Size() < pos-int64(rd.Buffered())
 }
 
 // runs lists the restart counts that have a log file, ascending.

@@ -191,3 +191,34 @@ func TestFollowEndsWhenTheContainerExits(t *testing.T) {
 		t.Errorf("following an exited container: %d %q", code, body)
 	}
 }
+
+// TestFollowGoesOnAfterRotation checks that a followed log goes on from the start of the file
+// once it was rotated (copied away and emptied in place, the writer appending at its new end).
+func TestFollowGoesOnAfterRotation(t *testing.T) {
+	f := newLogFixture(t, 1)
+	f.setStatus("running", 0, -1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a guard against a hang
+	defer cancel()
+	done := make(chan string, 1)
+	go func() {
+		_, body := f.get(ctx, "follow=true")
+		done <- body
+	}()
+	f.write(t, 0, "before the rotation, a longer line\n")
+	time.Sleep(100 * time.Millisecond) // several polls: the follower has read it
+	if err := os.Truncate(filepath.Join(f.dir, "uid", "c", "0.log"), 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	f.write(t, 0, "after\n")
+	time.Sleep(100 * time.Millisecond)
+	f.setStatus("terminated", 0, -1)
+	select {
+	case body := <-done:
+		if want := "run 0\nbefore the rotation, a longer line\nafter\n"; body != want {
+			t.Errorf("followed log across a rotation: %q, want %q", body, want)
+		}
+	case <-ctx.Done():
+		t.Fatal("the follow did not end after the container terminated")
+	}
+}

@@ -68,6 +68,12 @@ type ManagerConfig struct {
 	// NodeAllocatable answers resourceFieldRef env vars of containers without limits.
 	NodeAllocatable corev1.ResourceList
 
+	// ContainerLogMaxSize is the size past which a container's log file is rotated (default
+	// DefaultContainerLogMaxSize, 10 MiB); ContainerLogMaxFiles the files kept per container
+	// run, the current one included (default 5, at least 2). See logrotate.go.
+	ContainerLogMaxSize  int64
+	ContainerLogMaxFiles int
+
 	// Metrics receives the workers' timings; nil = unregistered metrics.
 	Metrics *Metrics
 
@@ -109,6 +115,13 @@ func (c *ManagerConfig) setDefaults() {
 	if c.HostResolvConf == "" {
 		c.HostResolvConf = "/etc/resolv.conf"
 	}
+	if c.ContainerLogMaxSize <= 0 {
+		c.ContainerLogMaxSize = DefaultContainerLogMaxSize
+	}
+	if c.ContainerLogMaxFiles <= 0 {
+		c.ContainerLogMaxFiles = DefaultContainerLogMaxFiles
+	}
+	c.ContainerLogMaxFiles = max(c.ContainerLogMaxFiles, 2)
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}
 	}

@@ -31,11 +31,13 @@ type harness struct {
 	network pods.Network
 	// services, when set, gives the containers their service variables.
 	services pods.ServiceLister
-	status   *podstest.StatusWriter
-	objects  *podstest.Objects
-	rec      *podstest.Recorder
-	mounter  *podstest.Mounter
-	dataDir  string
+	// logMaxSize, when set, is the Manager's ContainerLogMaxSize.
+	logMaxSize int64
+	status     *podstest.StatusWriter
+	objects    *podstest.Objects
+	rec        *podstest.Recorder
+	mounter    *podstest.Mounter
+	dataDir    string
 	// reg holds the running Manager's metrics (a new registry per start).
 	reg    *prometheus.Registry
 	m      *pods.Manager
@@ -68,7 +70,7 @@ func (h *harness) start() {
 	h.reg = reg
 	m, err := pods.NewManager(pods.ManagerConfig{
 		NodeName: "node-1", DataDir: h.dataDir, Runtime: h.rt, Network: network, Status: h.status,
-		Objects: h.objects, Recorder: h.rec, Mounter: h.mounter, Services: h.services, ClusterDNS: []string{"10.96.0.10"},
+		Objects: h.objects, Recorder: h.rec, Mounter: h.mounter, Services: h.services, ContainerLogMaxSize: h.logMaxSize, ClusterDNS: []string{"10.96.0.10"},
 		NodeIP: "192.168.1.10", Metrics: pods.NewMetrics(reg), Clock: h.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

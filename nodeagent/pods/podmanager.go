@@ -95,6 +95,11 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 	m.log.Info("adopting", "containers", len(containers), "podNetworks", len(netPods))
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.runLogRotation(ctx)
+	}()
 	m.started = true
 	m.runCtx = ctx
 	for _, pod := range m.pending {

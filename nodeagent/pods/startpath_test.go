@@ -262,3 +262,28 @@ func TestServiceVariablesWaitForServices(t *testing.T) {
 		}
 	}
 }
+
+// TestLogsRotatedWhileRunning checks that the Manager rotates a running container's log file
+// once it passes ContainerLogMaxSize, within its 10 s period.
+func TestLogsRotatedWhileRunning(t *testing.T) {
+	h := newHarness(t)
+	h.logMaxSize = 1024
+	h.start()
+	pod := testPod("chatty")
+	h.m.UpdatePod(pod)
+	h.until(time.Minute, "Running", func() bool {
+		st := h.lastStatus(pod)
+		return st != nil && st.Phase == corev1.PodRunning
+	})
+	path := pods.LogPath(h.dataDir, string(pod.UID), "app", 0)
+	if err := os.WriteFile(path, []byte(strings.Repeat("a line of output\n", 100)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.step(10 * time.Second)
+	if st, err := os.Stat(path); err != nil || st.Size() != 0 {
+		t.Errorf("current log after the rotation period: %v, %v; want emptied", st, err)
+	}
+	if st, err := os.Stat(path + ".1"); err != nil || st.Size() != 1700 {
+		t.Errorf("rotated log: %v, %v; want the 1700 bytes", st, err)
+	}
+}

@@ -694,7 +694,7 @@ func (w *podWorker) createAndStart(ctx context.Context, pod *corev1.Pod, c *core
 	}
 	// Keep this run's and the previous run's logs only.
 	for old := restart - 2; old >= 0; old-- {
-		if err := os.Remove(LogPath(w.m.cfg.DataDir, uid, c.Name, old)); errors.Is(err, os.ErrNotExist) {
+		if err := removeRunLogs(LogPath(w.m.cfg.DataDir, uid, c.Name, old)); errors.Is(err, os.ErrNotExist) {
 			break
 		}
 	}

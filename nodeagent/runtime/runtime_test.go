@@ -418,6 +418,35 @@ func TestCreatedContainer(t *testing.T) {
 	}
 }
 
+// TestLogFileTruncatedInPlace checks what the agent's log rotation (copy, then truncate in
+// place) relies on: the shim appends to the container's log file, so after a truncation it
+// writes from the file's new start, without a hole of NUL bytes where the old content was.
+func TestLogFileTruncatedInPlace(t *testing.T) {
+	r, _, ref := withImage(t)
+	spec := podSpec(t.TempDir(), ref, "chatty", "sh", "-c", "echo ready; i=0; while true; do i=$((i+1)); echo line $i; sleep 0.02; done")
+	startAndWaitForLog(t, r, spec, "line 20")
+	if err := os.Truncate(spec.LogPath, 0); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, err := os.ReadFile(spec.LogPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(data) > 0 && strings.Count(string(data), "\n") >= 5 {
+			if data[0] == 0 || !strings.HasPrefix(string(data), "line ") || strings.Contains(string(data), "ready") {
+				t.Fatalf("log after truncation starts %q: the shim does not append", data[:min(len(data), 40)])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing written after the truncation: %q", data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestExec(t *testing.T) {
 	r, _, ref := withImage(t)
 	spec := podSpec(t.TempDir(), ref, "exec", "sh", "-c", "echo ready; exec sleep 3600")
