@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,7 +132,7 @@ func containerEnv(ctx context.Context, ec envContext, c *corev1.Container) (*ord
 		}
 		set(ev.Name, value)
 	}
-	for _, name := range sortedKeys(ec.services) {
+	for _, name := range slices.Sorted(maps.Keys(ec.services)) {
 		if _, ok := env.values[name]; !ok {
 			env.set(name, ec.services[name])
 		}

@@ -3,7 +3,6 @@ package pods
 import (
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -101,13 +100,3 @@ func addServiceVars(env map[string]string, svc *corev1.Service) {
 
 // envVarName turns a Service or port name into a variable name part: upper case, '-' as '_'.
 func envVarName(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
-
-// sortedKeys returns m's keys in order.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
