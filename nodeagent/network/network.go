@@ -299,12 +299,13 @@ func (n *Network) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.Po
 	}
 	res, err := n.cni.AddNetworkList(ctx, list, rt)
 	if err != nil {
-		// Leave nothing half-made: DEL what ADD may have done, then drop a namespace made here
-		// (one that containers may already use stays until TeardownPod).
+		// Leave nothing half-made: DEL what ADD may have done (a veth, an IP: no ADD succeeded
+		// before, there is no cached result), then drop a namespace made here (one that
+		// PinNetns made, which containers may already use, stays until TeardownPod).
+		if derr := n.cni.DelNetworkList(ctx, n.list, rt); derr != nil {
+			n.log.Warn("cleaning up after failed CNI ADD", "pod", pod.UID, "err", derr)
+		}
 		if created {
-			if derr := n.cni.DelNetworkList(ctx, n.list, rt); derr != nil {
-				n.log.Warn("cleaning up after failed CNI ADD", "pod", pod.UID, "err", derr)
-			}
 			_ = unpinNetns(path)
 		}
 		return pods.PodNetwork{}, fmt.Errorf("setting up network of pod %s/%s: CNI ADD: %w", pod.Namespace, pod.Name, err)

@@ -310,3 +310,46 @@ func TestPodNetworkAfterLostNamespace(t *testing.T) {
 		t.Errorf("TeardownPod: %v", err)
 	}
 }
+
+// TestFailedAddAfterPinRetries checks that a CNI ADD that fails in a namespace pinned ahead
+// (PinNetns, containers may already be in it) leaves nothing behind in it: the pod range is
+// full, the bridge plugin has made eth0 before IPAM refused; once an address is free, the retry
+// succeeds in the same namespace.
+func TestFailedAddAfterPinRetries(t *testing.T) {
+	_, cfg := testNetwork(t)
+	cfg.PodCIDR = strings.TrimSuffix(cfg.PodCIDR, "/24") + "/30" // the gateway and one pod
+	nw, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first := pods.PodRef{UID: "7a0c-full-first", Namespace: "default", Name: "first"}
+	second := pods.PodRef{UID: "7a0c-full-second", Namespace: "default", Name: "second"}
+	t.Cleanup(func() {
+		_ = nw.TeardownPod(context.Background(), first)
+		_ = nw.TeardownPod(context.Background(), second)
+	})
+	if _, err := nw.SetupPod(ctx, first, nil); err != nil {
+		t.Fatalf("SetupPod of the first pod: %v", err)
+	}
+	path, err := nw.PinNetns(second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nw.SetupPod(ctx, second, nil); err == nil {
+		t.Fatal("SetupPod in a full pod range: no error")
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the namespace pinned ahead was dropped by the failed ADD: %v", err)
+	}
+	if err := nw.TeardownPod(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	pn, err := nw.SetupPod(ctx, second, nil)
+	if err != nil {
+		t.Fatalf("SetupPod once an address is free: %v", err)
+	}
+	if pn.NetnsPath != path || pn.IP == "" {
+		t.Errorf("second pod network %+v, want an IP in %s", pn, path)
+	}
+}

@@ -18,8 +18,9 @@ type Runtime interface {
 	// nil). Auth holds credentials from the pod's imagePullSecrets.
 	EnsureImage(ctx context.Context, ref string, policy PullPolicy, auth []RegistryAuth, progress func(string)) (ImageInfo, error)
 	// CreateContainer creates a container ready to start (namespaces, mounts and cgroup set up;
-	// spec's network namespace and mount sources must exist) without running its process. An
-	// existing container with that ID makes it fail with an error wrapping ErrContainerExists.
+	// spec's network namespace and mount sources must exist) without running its process; what
+	// keeps the process from being set up is StartContainer's error. An existing container with
+	// that ID makes it fail with an error wrapping ErrContainerExists.
 	CreateContainer(ctx context.Context, spec ContainerSpec) error
 	// StartContainer starts the container's process (its output goes to spec.LogPath) and
 	// returns the container's status.

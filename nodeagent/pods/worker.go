@@ -454,7 +454,7 @@ func (w *podWorker) dnsInput() dnsInput {
 }
 
 func (w *podWorker) writeEtcFiles(pod *corev1.Pod) bool {
-	if err := w.volumes.writeEtcFiles(pod, w.podIP, w.dnsInput(), true); err != nil {
+	if err := w.volumes.writeEtcFiles(pod, w.podIP, w.dnsInput(), false); err != nil {
 		w.log.Error("writing pod files", "err", err)
 		w.wakeAt(w.m.clock.Now().Add(retryPeriod))
 		return false

@@ -35,7 +35,8 @@ const killWait = 10 * time.Second
 
 // CreateContainer creates the container (snapshot + OCI spec) and its task without starting
 // it: runc sets up the container's namespaces, mounts and cgroup, and its process waits for
-// StartContainer. The spec's network namespace and mount sources must exist.
+// StartContainer. The spec's network namespace and mount sources must exist; if runc refuses
+// them, StartContainer reports it.
 func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) error {
 	if spec.ID == "" || spec.Image == "" {
 		return fmt.Errorf("creating container: spec needs an ID and an image")
@@ -68,25 +69,27 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 		r.forgetImage(name)
 		return fmt.Errorf("creating container %s: %w", spec.ID, err)
 	}
+	// runc's create fails for what would make the kubelet's start fail (a mount over a file of
+	// another kind, a cgroup limit it refuses): the container stays, without a task, and
+	// StartContainer tries again and reports the error, so that the restart policy applies.
 	task, err := newTask(ctx, ctr, spec.LogPath)
 	if err != nil {
-		if derr := ctr.Delete(ctx, containerd.WithSnapshotCleanup); derr != nil && !errdefs.IsNotFound(derr) {
-			r.log.Warn("removing a container whose task failed", "id", spec.ID, "err", derr)
-		}
-		return fmt.Errorf("creating container %s: %w", spec.ID, err)
+		r.log.Debug("creating the task ahead failed; StartContainer retries it", "id", spec.ID, "err", err)
+		task = nil
 	}
 	r.freshMu.Lock()
-	r.fresh[spec.ID] = freshContainer{ctr: ctr, task: task}
+	r.fresh[spec.ID] = freshContainer{ctr: ctr, task: task, logPath: spec.LogPath}
 	r.freshMu.Unlock()
 	r.log.Debug("created container", "id", spec.ID, "image", name)
 	return nil
 }
 
 // freshContainer is a container this Runtime created and has not started, with its created
-// task, so StartContainer need not read them back.
+// task (nil when creating it failed) and log path, so StartContainer need not read them back.
 type freshContainer struct {
-	ctr  containerd.Container
-	task containerd.Task
+	ctr     containerd.Container
+	task    containerd.Task
+	logPath string
 }
 
 // takeFresh returns and forgets id's freshContainer.
@@ -233,7 +236,11 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (pods.Container
 // the task is nil when it runs already.
 func (r *Runtime) taskToStart(ctx context.Context, id string) (containerd.Container, containerd.Task, error) {
 	if f, ok := r.takeFresh(id); ok {
-		return f.ctr, f.task, nil
+		if f.task != nil {
+			return f.ctr, f.task, nil
+		}
+		task, err := newTask(ctx, f.ctr, f.logPath)
+		return f.ctr, task, err
 	}
 	ctr, err := r.client.LoadContainer(ctx, id)
 	if err != nil {

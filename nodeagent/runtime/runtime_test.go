@@ -447,6 +447,30 @@ func TestLogFileTruncatedInPlace(t *testing.T) {
 	}
 }
 
+// TestStartErrorFromRuncCreate checks that what runc's create refuses (here a file mounted
+// over a directory) comes back from StartContainer, as the kubelet's start errors do (the
+// restart policy applies), and not from CreateContainer.
+func TestStartErrorFromRuncCreate(t *testing.T) {
+	r, _, ref := withImage(t)
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := podSpec(t.TempDir(), ref, "badmount", "sleep", "3600")
+	spec.Mounts = append(spec.Mounts, pods.Mount{HostPath: file, ContainerPath: "/etc", ReadOnly: true})
+	if err := r.CreateContainer(ctx, spec); err != nil {
+		t.Fatalf("CreateContainer: %v; want runc's refusal from StartContainer", err)
+	}
+	t.Cleanup(func() { _ = r.RemoveContainer(context.Background(), spec.ID) })
+	if _, err := r.StartContainer(ctx, spec.ID); err == nil {
+		t.Fatal("StartContainer with a file mounted over /etc: no error")
+	}
+	if st, err := r.ContainerStatus(ctx, spec.ID); err != nil || st.State == pods.StateRunning {
+		t.Errorf("status after the failed start: %+v, %v", st, err)
+	}
+}
+
 func TestExec(t *testing.T) {
 	r, _, ref := withImage(t)
 	spec := podSpec(t.TempDir(), ref, "exec", "sh", "-c", "echo ready; exec sleep 3600")

@@ -139,12 +139,6 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 	if _, ok := r.containers[spec.ID]; ok {
 		return fmt.Errorf("container %s: %w", spec.ID, pods.ErrContainerExists)
 	}
-	// As runc's create: it bind-mounts the sources, so they must exist.
-	for _, m := range spec.Mounts {
-		if _, err := os.Stat(m.HostPath); err != nil {
-			return fmt.Errorf("creating container %s: mount %s: %w", spec.ID, m.ContainerPath, err)
-		}
-	}
 	r.containers[spec.ID] = &container{spec: spec, status: pods.ContainerStatus{
 		ID: spec.ID, Labels: spec.Labels, Image: spec.Image, ImageID: r.images[spec.Image].Digest, State: pods.StateCreated,
 	}}
@@ -161,6 +155,12 @@ func (r *Runtime) StartContainer(ctx context.Context, id string) (pods.Container
 	}
 	if c.status.State != pods.StateCreated {
 		return pods.ContainerStatus{}, fmt.Errorf("container %s is %s", id, c.status.State)
+	}
+	// As runc: it bind-mounts the sources, so they must exist.
+	for _, m := range c.spec.Mounts {
+		if _, err := os.Stat(m.HostPath); err != nil {
+			return pods.ContainerStatus{}, fmt.Errorf("starting container %s: mount %s: %w", id, m.ContainerPath, err)
+		}
 	}
 	c.status.State = pods.StateRunning
 	c.status.StartedAt = r.clock.Now()
