@@ -266,6 +266,77 @@ func TestSyncForcePushRefusedUntilAccepted(t *testing.T) {
 	}
 }
 
+// TestRewriteJudgedAgainstWhatIsLive: a head is compared with the commit whose objects are live
+// — the one being applied while it waits (Syncing), not only the last complete one — and the
+// acceptance is spent once used; another branch is not a rewrite of the first one's history.
+func TestRewriteJudgedAgainstWhatIsLive(t *testing.T) {
+	st := storetest.NewStore(t)
+	f := newGitFixture(t)
+	f.write("a.yaml", configMap("default", "a", "1"))
+	base := f.commitPush("base", "main")
+	s := newSyncer(t, f, st, nil)
+	mustSync(t, s)
+
+	// An accepted rewrite clears spec.acceptRewrite once applied.
+	f.write("a.yaml", configMap("default", "a", "2"))
+	f.git("commit", "--quiet", "--amend", "-am", "base, amended")
+	f.git("push", "--quiet", "--force", "origin", "HEAD:main")
+	amended := f.git("rev-parse", "HEAD")
+	setAcceptRewrite(t, st, amended)
+	mustSync(t, s)
+	gs := getGitSync(t, st)
+	if gs.Status.Applied.SHA != amended || gs.Spec.AcceptRewrite != "" {
+		t.Errorf("after the accepted rewrite: applied %s, spec.acceptRewrite %q; want %s and cleared", shortSHA(gs.Status.Applied.SHA), gs.Spec.AcceptRewrite, shortSHA(amended))
+	}
+
+	// While a commit is still being applied (Syncing), a commit on top of it is no rewrite,
+	// and one that drops it is.
+	f.write("b.yaml", configMap("default", "b", "1"))
+	waiting := f.commitPush("b", "main")
+	setStatus(t, st, func(st *bosunv1.GitSyncStatus) {
+		st.State, st.Commit.SHA, st.Applied.SHA = bosunv1.SyncStateSyncing, waiting, base
+	})
+	f.write("c.yaml", configMap("default", "c", "1"))
+	f.commitPush("c", "main")
+	mustSync(t, s)
+	f.git("reset", "--quiet", "--hard", amended)
+	f.write("d.yaml", configMap("default", "d", "1"))
+	f.commitPush("d, dropping b and c", "main")
+	setStatus(t, st, func(st *bosunv1.GitSyncStatus) { st.State, st.Commit.SHA = bosunv1.SyncStateSyncing, waiting })
+	if _, err := s.SyncOnce(context.Background()); !errors.Is(err, ErrHistoryRewritten) {
+		t.Errorf("a head dropping the commit being applied: %v, want ErrHistoryRewritten", err)
+	}
+
+	// The operator pointed at another branch, unrelated to main: following it is no rewrite.
+	f.git("checkout", "--quiet", "--orphan", "other")
+	f.write("e.yaml", configMap("default", "e", "1"))
+	other := f.commitPush("other", "other")
+	mustSync(t, newSyncer(t, f, st, func(c *Config) { c.Branch = "other" }))
+	if gs := getGitSync(t, st); gs.Status.Applied.SHA != other || !strings.HasSuffix(gs.Status.AppliedSource, "#other") {
+		t.Errorf("after switching branches: applied %s from %q, want %s from #other", shortSHA(gs.Status.Applied.SHA), gs.Status.AppliedSource, shortSHA(other))
+	}
+}
+
+// getGitSync reads the GitSync "default".
+func getGitSync(t *testing.T, st *store.Store) *bosunv1.GitSync {
+	t.Helper()
+	obj, err := st.Get(context.Background(), resource.GitSyncs, "", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return obj.(*bosunv1.GitSync)
+}
+
+// setStatus changes the GitSync's status as a sync would have left it.
+func setStatus(t *testing.T, st *store.Store, change func(*bosunv1.GitSyncStatus)) {
+	t.Helper()
+	gs := getGitSync(t, st)
+	change(&gs.Status)
+	if _, err := st.UpdateStatus(context.Background(), resource.GitSyncs, gs); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // setAcceptRewrite writes spec.acceptRewrite, as `bosun sync --accept-rewrite` does.
 func setAcceptRewrite(t *testing.T, st *store.Store, sha string) {
 	t.Helper()

@@ -24,6 +24,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh/knownhosts"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
@@ -198,9 +199,16 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		res.Duration = time.Since(start)
 		return res, nil
 	}
-	rewritten := s.historyRewritten(commit, gs.Status.Applied.SHA)
-	if rewritten != "" && !s.cfg.FollowRewrites && !acceptsRewrite(gs.Spec.AcceptRewrite, info.SHA) {
-		applied := shortSHA(gs.Status.Applied.SHA)
+	liveSHA := liveCommit(gs.Status)
+	if gs.Status.AppliedSource != "" && gs.Status.AppliedSource != s.source() {
+		s.log.Info("the source changed since the last applied commit: not a history rewrite",
+			"applied", shortSHA(liveSHA), "appliedSource", gs.Status.AppliedSource, "source", s.source())
+		liveSHA = ""
+	}
+	rewritten := s.historyRewritten(commit, liveSHA)
+	needsAccept := rewritten != "" && !s.cfg.FollowRewrites
+	if needsAccept && !acceptsRewrite(gs.Spec.AcceptRewrite, info.SHA) {
+		applied := shortSHA(liveSHA)
 		msg := fmt.Sprintf("history rewritten: the head of %s, %s, does not descend from the applied commit %s (a force-push, or the branch deleted and pushed again); "+
 			"nothing of it was applied and %s stays live; if the rewrite is intended, accept it with `bosun sync --accept-rewrite %s` "+
 			"(or run the operator with --follow-force-push to follow rewrites)",
@@ -265,6 +273,9 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 	}
 	n, err := s.apply(ctx, p, info.SHA)
 	t.lap("apply")
+	if err == nil && needsAccept {
+		s.clearAcceptRewrite(ctx) // it accepted this rewrite once, not a later return to this commit
+	}
 	s.countApplied(n)
 	s.managedKinds = kinds // what Git manages now, pruned objects gone
 	if err != nil {
@@ -298,6 +309,7 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 		st.Sync = bosunv1.SyncStatusSynced
 		st.Commit = commitStatus(info)
 		st.Applied = commitStatus(info)
+		st.AppliedSource = s.source()
 		st.Message = fmt.Sprintf("commit %s applied: %d created, %d updated, %d deleted, %d unchanged",
 			shortSHA(info.SHA), n.created, n.updated, n.deleted, p.unchanged)
 		if rewritten != "" {
@@ -356,6 +368,37 @@ func (s *Syncer) countApplied(n applyCounts) {
 	s.metrics.applied.WithLabelValues("created").Add(float64(n.created))
 	s.metrics.applied.WithLabelValues("updated").Add(float64(n.updated))
 	s.metrics.applied.WithLabelValues("deleted").Add(float64(n.deleted))
+}
+
+// liveCommit is the commit whose objects are live: the applied one, or the one being applied
+// (Syncing: its writes may have reached the store, or it waits for objects being deleted).
+// Rewrites are judged against it.
+func liveCommit(st bosunv1.GitSyncStatus) string {
+	if st.State == bosunv1.SyncStateSyncing && st.Commit.SHA != "" {
+		return st.Commit.SHA
+	}
+	return st.Applied.SHA
+}
+
+// source names where commits come from, as GitSyncStatus.AppliedSource records it.
+func (s *Syncer) source() string { return RedactURL(s.cfg.Repo) + "#" + s.cfg.Branch }
+
+// clearAcceptRewrite empties spec.acceptRewrite once the rewrite it accepted is applied.
+func (s *Syncer) clearAcceptRewrite(ctx context.Context) {
+	for attempt := 0; attempt <= maxRetries; attempt++ {
+		gs, err := s.getGitSync(ctx)
+		if err != nil || gs.Spec.AcceptRewrite == "" {
+			return
+		}
+		gs.Spec.AcceptRewrite = ""
+		_, err = s.st.Update(ctx, resource.GitSyncs, gs)
+		if !apierrors.IsConflict(err) {
+			if err != nil {
+				s.log.Warn("clearing spec.acceptRewrite", "err", err)
+			}
+			return
+		}
+	}
 }
 
 // ErrHistoryRewritten is the error of a sync that refused a head that does not descend from the

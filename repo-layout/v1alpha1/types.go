@@ -204,6 +204,9 @@ type GitSyncStatus struct {
 	Commit CommitInfo `json:"commit,omitempty"`
 	// Applied is the last commit that was applied completely (the live state).
 	Applied CommitInfo `json:"applied,omitempty"`
+	// AppliedSource is the repository (redacted) and branch Applied came from, "REPO#BRANCH": a
+	// head of another source is not a rewrite of Applied's history.
+	AppliedSource string `json:"appliedSource,omitempty"`
 	// Message summarises the latest attempt (for example why the fetch failed).
 	Message string `json:"message,omitempty"`
 	// Errors lists every validation error of the attempted commit.
