@@ -82,10 +82,7 @@ func (v *podVolumes) prepareOne(ctx context.Context, cache *objectCache, ec envC
 			return err
 		}
 		if vol.EmptyDir.Medium == corev1.StorageMediumMemory {
-			var size int64
-			if vol.EmptyDir.SizeLimit != nil {
-				size = vol.EmptyDir.SizeLimit.Value()
-			}
+			size := emptyDirMemorySize(ec.pod, vol.EmptyDir, ec.nodeAllocatable)
 			if err := v.ensureTmpfs(vol.Name, size); err != nil {
 				return err
 			}
@@ -482,4 +479,45 @@ func (v *podVolumes) teardown() error {
 		return fmt.Errorf("removing pod dir: %w", err)
 	}
 	return nil
+}
+
+// emptyDirMemorySize is the size of a memory-backed emptyDir's tmpfs, as the kubelet sizes it:
+// the node's allocatable memory, or less, the pod's memory limit (when every container has
+// one), or less, the volume's sizeLimit. 0 (the kernel's default, half the RAM) when none is
+// known.
+func emptyDirMemorySize(pod *corev1.Pod, ed *corev1.EmptyDirVolumeSource, nodeAllocatable corev1.ResourceList) int64 {
+	var size int64
+	if q, ok := nodeAllocatable[corev1.ResourceMemory]; ok && q.Value() > 0 {
+		size = q.Value()
+	}
+	if limit := podMemoryLimit(pod); limit > 0 && (size == 0 || limit <= size) {
+		size = limit
+	}
+	if ed.SizeLimit != nil {
+		if l := ed.SizeLimit.Value(); l > 0 && (size == 0 || l <= size) {
+			size = l
+		}
+	}
+	return size
+}
+
+// podMemoryLimit is the pod's memory limit as its cgroup gets it: the sum of its containers'
+// limits, or the largest init container's if that is more; 0 when a container has none.
+func podMemoryLimit(pod *corev1.Pod) int64 {
+	var sum int64
+	for _, c := range pod.Spec.Containers {
+		q, ok := c.Resources.Limits[corev1.ResourceMemory]
+		if !ok || q.Value() <= 0 {
+			return 0
+		}
+		sum += q.Value()
+	}
+	for _, c := range pod.Spec.InitContainers {
+		q, ok := c.Resources.Limits[corev1.ResourceMemory]
+		if !ok || q.Value() <= 0 {
+			return 0
+		}
+		sum = max(sum, q.Value())
+	}
+	return sum
 }
