@@ -255,8 +255,10 @@ func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File,
 			flusher.Flush()
 		}
 		if n == 0 {
-			if truncated(f, rd) {
-				// Rotated (copied away and emptied in place): go on from its new start.
+			if pos, ok := truncated(f, rd); ok {
+				// Rotated: copied to <file>.1, then emptied in place. What was not read yet is
+				// in the copy; then the file goes on from its new start.
+				h.copyRotatedTail(w, h.cfg.LogPath(uid, container, run)+".1", pos)
 				if _, err := f.Seek(0, io.SeekStart); err != nil {
 					return
 				}
@@ -286,14 +288,30 @@ func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File,
 	}
 }
 
-// truncated reports whether f has become shorter than what rd has read of it.
-func truncated(f *os.File, rd *bufio.Reader) bool {
+// truncated reports whether f has become shorter than what rd has read of it, and that length.
+func truncated(f *os.File, rd *bufio.Reader) (int64, bool) {
 	pos, err := f.Seek(0, io.SeekCurrent)
 	if err != nil {
-		return false
+		return 0, false
 	}
+	read := pos - int64(rd.Buffered())
 	st, err := f.Stat()
-	return err == nil && st.Size() < pos-int64(rd.Buffered())
+	return read, err == nil && st.Size() < read
+}
+
+// copyRotatedTail writes what follows offset from in the rotated copy of a log file.
+func (h *Handler) copyRotatedTail(w io.Writer, rotated string, offset int64) {
+	f, err := os.Open(rotated)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Size() < offset {
+		return // not the copy of what was followed
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err == nil {
+		io.Copy(w, f)
+	}
 }
 
 // runs lists the restart counts that have a log file, ascending.

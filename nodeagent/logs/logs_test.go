@@ -192,8 +192,9 @@ func TestFollowEndsWhenTheContainerExits(t *testing.T) {
 	}
 }
 
-// TestFollowGoesOnAfterRotation checks that a followed log goes on from the start of the file
-// once it was rotated (copied away and emptied in place, the writer appending at its new end).
+// TestFollowGoesOnAfterRotation checks that a followed log goes on across a rotation (a copy to
+// <file>.1, then the file emptied in place, the writer appending at its new end): the lines not
+// read yet from the copy, then the file from its new start.
 func TestFollowGoesOnAfterRotation(t *testing.T) {
 	f := newLogFixture(t, 1)
 	f.setStatus("running", 0, -1)
@@ -206,7 +207,18 @@ func TestFollowGoesOnAfterRotation(t *testing.T) {
 	}()
 	f.write(t, 0, "before the rotation, a longer line\n")
 	time.Sleep(100 * time.Millisecond) // several polls: the follower has read it
-	if err := os.Truncate(filepath.Join(f.dir, "uid", "c", "0.log"), 0); err != nil {
+	// Lines the follower has not read yet (it polls every 10 ms), then the rotation as the
+	// agent does it: a copy to 0.log.1, then the file emptied in place.
+	path := filepath.Join(f.dir, "uid", "c", "0.log")
+	f.write(t, 0, "unread 1\nunread 2\n")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".1", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(path, 0); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -215,7 +227,7 @@ func TestFollowGoesOnAfterRotation(t *testing.T) {
 	f.setStatus("terminated", 0, -1)
 	select {
 	case body := <-done:
-		if want := "run 0\nbefore the rotation, a longer line\nafter\n"; body != want {
+		if want := "run 0\nbefore the rotation, a longer line\nunread 1\nunread 2\nafter\n"; body != want {
 			t.Errorf("followed log across a rotation: %q, want %q", body, want)
 		}
 	case <-ctx.Done():

@@ -17,7 +17,7 @@ import (
 // limit is rotated. The shim writes that file itself (opened with O_APPEND, so that the
 // container's output does not depend on the agent), so it is rotated by copy and truncate: its
 // content moves to <run>.log.1 (older rotations shift to .2, ... up to maxFiles-1, the oldest
-// dropped) and the file is emptied in place, the shim appending at its new end. What the
+// dropped) and then the file is emptied in place, the shim appending at its new end. What the
 // container writes between the last copy and the truncation, a few microseconds, is lost.
 // `bosun logs` serves the current file, as kubectl logs does.
 const (
@@ -131,14 +131,18 @@ func rotateLog(path string, maxFiles int) error {
 			break
 		}
 	}
-	if err := src.Truncate(0); err != nil {
-		dst.Close()
-		return fmt.Errorf("rotating %s: %w", path, err)
-	}
 	if err := dst.Close(); err != nil {
 		return fmt.Errorf("rotating %s: %w", path, err)
 	}
-	return os.Rename(tmp, path+".1")
+	// The copy is in place before the truncation: a reader that finds the file truncated
+	// reads what it had not read yet from path.1.
+	if err := os.Rename(tmp, path+".1"); err != nil {
+		return err
+	}
+	if err := src.Truncate(0); err != nil {
+		return fmt.Errorf("rotating %s: %w", path, err)
+	}
+	return nil
 }
 
 // removeRunLogs removes a run's log file and its rotations.
