@@ -21,6 +21,9 @@
 // from the informer cleans up containers, network and volumes. A pod that has finished gives its
 // network back at once and keeps its exited containers (their logs) until it is deleted.
 //
+// Container logs are files per container run, written by containerd's shim; the Manager rotates
+// them past ManagerConfig.ContainerLogMaxSize (logrotate.go).
+//
 // The Runtime and Network it drives are declared in manager.go; nodeagent/runtime implements them
 // with containerd and CNI, and podstest has in-memory fakes for unit tests.
 package pods

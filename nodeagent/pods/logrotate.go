@@ -18,7 +18,8 @@ import (
 // container's output does not depend on the agent), so it is rotated by copy and truncate: its
 // content moves to <run>.log.1 (older rotations shift to .2, ... up to maxFiles-1, the oldest
 // dropped) and then the file is emptied in place, the shim appending at its new end. What the
-// container writes between the last copy and the truncation, a few microseconds, is lost.
+// container writes between the last copy and the truncation (the copy's close and rename) is
+// lost.
 // `bosun logs` serves the current file, as kubectl logs does.
 const (
 	DefaultContainerLogMaxSize  = 10 << 20
