@@ -340,11 +340,7 @@ func setStatus(t *testing.T, st *store.Store, change func(*bosunv1.GitSyncStatus
 // setAcceptRewrite writes spec.acceptRewrite, as `bosun sync --accept-rewrite` does.
 func setAcceptRewrite(t *testing.T, st *store.Store, sha string) {
 	t.Helper()
-	obj, err := st.Get(context.Background(), resource.GitSyncs, "", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := obj.(*bosunv1.GitSync)
+	gs := getGitSync(t, st)
 	gs.Spec.AcceptRewrite = sha
 	if _, err := st.Update(context.Background(), resource.GitSyncs, gs); err != nil {
 		t.Fatal(err)
@@ -403,15 +399,7 @@ func checkRewritten(t *testing.T, st *store.Store, want, amended string) {
 // setApplied records sha as the applied commit in the GitSync status.
 func setApplied(t *testing.T, st *store.Store, sha string) {
 	t.Helper()
-	obj, err := st.Get(context.Background(), resource.GitSyncs, "", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := obj.(*bosunv1.GitSync)
-	gs.Status.Applied.SHA = sha
-	if _, err := st.UpdateStatus(context.Background(), resource.GitSyncs, gs); err != nil {
-		t.Fatal(err)
-	}
+	setStatus(t, st, func(s *bosunv1.GitSyncStatus) { s.Applied.SHA = sha })
 }
 
 func TestSyncRemoteFailuresKeepLastGoodState(t *testing.T) {
