@@ -6,10 +6,12 @@ package runtimetest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,6 +76,7 @@ func StartContainerd(t testing.TB) (socket string) {
 		cleanupContainers(t, socket)
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-exited
+		killShims(t, socket)
 		logFile.Close()
 		if t.Failed() {
 			printTail(t, "containerd", logPath, 60)
@@ -182,4 +185,41 @@ func printTail(t testing.TB, name, path string, n int) {
 		lines = lines[len(lines)-n:]
 	}
 	t.Logf("%s log (last %d lines):\n%s", name, len(lines), strings.Join(lines, "\n"))
+}
+
+// killShims SIGKILLs the shims of the containerd at socket that outlived it, and their
+// containers' processes (a container the agent restarted while the cleanup removed the
+// others): shims run in sessions of their own, outside containerd's process group.
+func killShims(t testing.TB, socket string) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	parents := map[int]int{} // pid -> ppid
+	shims := map[int]bool{}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			// pid (comm) state ppid ...: comm may hold spaces, the last ')' ends it.
+			if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 1 {
+				parents[pid], _ = strconv.Atoi(f[1])
+			}
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte("containerd-shim")) && bytes.Contains(cmdline, []byte("\x00"+socket+"\x00")) {
+			shims[pid] = true
+		}
+	}
+	for pid, ppid := range parents {
+		if shims[ppid] {
+			_ = syscall.Kill(pid, syscall.SIGKILL) // a container's init: its PID namespace goes with it
+		}
+	}
+	for pid := range shims {
+		t.Logf("killed shim %d (and its containers) left by the containerd at %s", pid, socket)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
