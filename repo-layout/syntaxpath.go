@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
 // A syntax error stops the parser before any object exists, so its field path is found from the
@@ -14,26 +15,30 @@ import (
 // the error's line, jsonPathAt the tokens up to the error. Both are best effort: "" when nothing
 // encloses the error.
 
-// pathFrame is one level of a field path: a key, or an item of a list (key == "").
+// pathFrame is one level of a YAML block structure: a key, or an item of a list (key == "").
 type pathFrame struct {
 	indent int
 	key    string
 	index  int
 }
 
-func renderPath(frames []pathFrame) string {
-	var b strings.Builder
+// fieldPath renders frames as a field path ("spec.containers[0].image").
+func fieldPath(frames []pathFrame) string {
+	var p *field.Path
 	for _, f := range frames {
-		if f.key == "" {
-			b.WriteString("[" + strconv.Itoa(f.index) + "]")
-			continue
+		switch {
+		case f.key == "":
+			p = p.Index(f.index)
+		case p == nil:
+			p = field.NewPath(f.key)
+		default:
+			p = p.Child(f.key)
 		}
-		if b.Len() > 0 {
-			b.WriteByte('.')
-		}
-		b.WriteString(f.key)
 	}
-	return b.String()
+	if p == nil {
+		return "" // field.Path's String says "<nil>"
+	}
+	return p.String()
 }
 
 // yamlPathAt returns the field path of the block-style YAML line `line` (1-based) of data: the
@@ -80,7 +85,7 @@ func yamlPathAt(data []byte, line int) string {
 		}
 		stack = append(stack, pathFrame{indent: indent, key: key})
 	}
-	return renderPath(stack)
+	return fieldPath(stack)
 }
 
 // yamlKey returns the key a block mapping line starts with ("name: x", "'a b': c", "data:").
@@ -112,67 +117,56 @@ func jsonPathAt(data []byte) string {
 		// wantKey: the next string token in this object is a key.
 		wantKey bool
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
 	var stack []level
-	var frames []pathFrame
-	path := func() string {
-		frames = frames[:0]
-		for _, l := range stack {
-			switch {
-			case l.object && l.key != "" && !l.wantKey:
-				frames = append(frames, pathFrame{key: l.key})
-			case !l.object && l.index >= 0:
-				frames = append(frames, pathFrame{index: l.index})
-			}
-		}
-		return renderPath(frames)
-	}
-	// value notes that a value starts in the innermost level.
+	// value notes that a value starts in the innermost level: the next index of an array.
 	value := func() {
 		if n := len(stack); n > 0 && !stack[n-1].object {
 			stack[n-1].index++
 		}
 	}
+	// valueDone notes that a value ended in the innermost level: an object's next string is a key.
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].wantKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
 		tok, err := dec.Token()
 		if errors.Is(err, io.EOF) {
 			return ""
 		}
 		if err != nil {
-			// In an array, the error is in the value after the last one read.
-			if n := len(stack); n > 0 && !stack[n-1].object {
-				stack[n-1].index++
-			}
-			return path()
-		}
-		n := len(stack)
-		switch t := tok.(type) {
-		case json.Delim:
-			switch t {
-			case '{', '[':
-				value()
-				stack = append(stack, level{object: t == '{', index: -1, wantKey: t == '{'})
-			default:
-				stack = stack[:n-1]
-				if n > 1 && stack[n-2].object {
-					stack[n-2].wantKey = true
+			value() // in an array, the error is in the value after the last one read
+			var frames []pathFrame
+			for _, l := range stack {
+				switch {
+				case l.object && l.key != "" && !l.wantKey:
+					frames = append(frames, pathFrame{key: l.key})
+				case !l.object && l.index >= 0:
+					frames = append(frames, pathFrame{index: l.index})
 				}
 			}
+			return fieldPath(frames)
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			if t == '{' || t == '[' {
+				value()
+				stack = append(stack, level{object: t == '{', index: -1, wantKey: t == '{'})
+				continue
+			}
+			stack = stack[:len(stack)-1]
 		case string:
-			if n > 0 && stack[n-1].object && stack[n-1].wantKey {
+			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
 				stack[n-1].key, stack[n-1].wantKey = t, false
 				continue
 			}
 			value()
-			if n > 0 && stack[n-1].object {
-				stack[n-1].wantKey = true
-			}
 		default:
 			value()
-			if n > 0 && stack[n-1].object {
-				stack[n-1].wantKey = true
-			}
 		}
+		valueDone()
 	}
 }
 

@@ -258,7 +258,7 @@ func (h *Handler) follow(ctx context.Context, w http.ResponseWriter, f *os.File,
 			if pos, ok := truncated(f, rd); ok {
 				// Rotated: copied to <file>.1, then emptied in place. What was not read yet is
 				// in the copy; then the file goes on from its new start.
-				h.copyRotatedTail(w, h.cfg.LogPath(uid, container, run)+".1", pos)
+				copyRotatedTail(w, h.cfg.LogPath(uid, container, run)+".1", pos)
 				if _, err := f.Seek(0, io.SeekStart); err != nil {
 					return
 				}
@@ -300,7 +300,7 @@ func truncated(f *os.File, rd *bufio.Reader) (int64, bool) {
 }
 
 // copyRotatedTail writes what follows offset from in the rotated copy of a log file.
-func (h *Handler) copyRotatedTail(w io.Writer, rotated string, offset int64) {
+func copyRotatedTail(w io.Writer, rotated string, offset int64) {
 	f, err := os.Open(rotated)
 	if err != nil {
 		return

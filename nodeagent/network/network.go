@@ -248,27 +248,30 @@ func (n *Network) runtimeConf(pod pods.PodRef, netnsPath string, ports []pods.Po
 // PinNetns creates and pins the pod's namespace, unless it is pinned already, and returns its
 // path; SetupPod then wires it. The pod workers pin first so that containers can be created
 // while CNI ADD runs.
-func (n *Network) PinNetns(pod pods.PodRef) (string, error) {
+func (n *Network) PinNetns(ctx context.Context, pod pods.PodRef) (string, error) {
 	if pod.UID == "" {
 		return "", errors.New("pinning pod network namespace: pod has no UID")
 	}
 	path := n.NetnsPath(pod.UID)
 	pinned, err := isPinned(path)
+	if err == nil && !pinned {
+		err = n.pin(ctx, pod, path)
+	}
 	if err != nil {
-		return "", fmt.Errorf("pinning network namespace of pod %s: %w", pod.UID, err)
-	}
-	if pinned {
-		return path, nil
-	}
-	n.releaseLost(context.Background(), pod, path)
-	if err := pinNetns(path); err != nil {
 		return "", fmt.Errorf("pinning network namespace of pod %s: %w", pod.UID, err)
 	}
 	return path, nil
 }
 
-// SetupPod creates and pins the pod's namespace (unless PinNetns did) and runs CNI ADD. When the namespace exists and
-// libcni has a cached result, that result is returned without running CNI again.
+// pin creates the pod's namespace at path, after releasing the network of a namespace lost there.
+func (n *Network) pin(ctx context.Context, pod pods.PodRef, path string) error {
+	n.releaseLost(ctx, pod, path)
+	return pinNetns(path)
+}
+
+// SetupPod creates and pins the pod's namespace (unless PinNetns did) and runs CNI ADD. When the
+// namespace exists and libcni has a cached result, that result is returned without running CNI
+// again.
 func (n *Network) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.PortMapping) (pods.PodNetwork, error) {
 	if pod.UID == "" {
 		return pods.PodNetwork{}, errors.New("setting up pod network: pod has no UID")
@@ -287,8 +290,7 @@ func (n *Network) SetupPod(ctx context.Context, pod pods.PodRef, ports []pods.Po
 			}
 		}
 	} else {
-		n.releaseLost(ctx, pod, path)
-		if err := pinNetns(path); err != nil {
+		if err := n.pin(ctx, pod, path); err != nil {
 			return pods.PodNetwork{}, fmt.Errorf("setting up network of pod %s: %w", pod.UID, err)
 		}
 		created = true

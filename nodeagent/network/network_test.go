@@ -95,7 +95,7 @@ func TestPodNetwork(t *testing.T) {
 	ports := []pods.PortMapping{{HostPort: hostPort, ContainerPort: 8080, Protocol: "tcp"}}
 	// As the pod workers do: pin the namespace, create the containers (runc joins the namespace),
 	// run CNI ADD, then start them.
-	netnsPath, err := nw.PinNetns(pod)
+	netnsPath, err := nw.PinNetns(ctx, pod)
 	if err != nil {
 		t.Fatalf("PinNetns: %v", err)
 	}
@@ -105,7 +105,7 @@ func TestPodNetwork(t *testing.T) {
 			_ = nw.TeardownPod(context.Background(), pod)
 		}
 	})
-	if again, err := nw.PinNetns(pod); err != nil || again != netnsPath {
+	if again, err := nw.PinNetns(ctx, pod); err != nil || again != netnsPath {
 		t.Errorf("second PinNetns = %q, %v; want %q", again, err, netnsPath)
 	}
 
@@ -332,7 +332,7 @@ func TestFailedAddAfterPinRetries(t *testing.T) {
 	if _, err := nw.SetupPod(ctx, first, nil); err != nil {
 		t.Fatalf("SetupPod of the first pod: %v", err)
 	}
-	path, err := nw.PinNetns(second)
+	path, err := nw.PinNetns(ctx, second)
 	if err != nil {
 		t.Fatal(err)
 	}

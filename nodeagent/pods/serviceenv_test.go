@@ -3,6 +3,7 @@ package pods
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -10,13 +11,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// fakeServices is a ServiceLister over a fixed list.
+// fakeServices is a ServiceLister over a fixed list, read as synced once synced is set; the
+// external tests have it as FakeServices (export_test.go).
 type fakeServices struct {
-	synced bool
+	synced atomic.Bool
 	list   []*corev1.Service
 }
 
-func (f *fakeServices) HasSynced() bool { return f.synced }
+func newFakeServices(synced bool, list ...*corev1.Service) *fakeServices {
+	f := &fakeServices{list: list}
+	f.synced.Store(synced)
+	return f
+}
+
+func (f *fakeServices) HasSynced() bool { return f.synced.Load() }
 
 func (f *fakeServices) List(namespace string) ([]*corev1.Service, error) {
 	var out []*corev1.Service
@@ -120,7 +128,7 @@ func TestServiceEnv(t *testing.T) {
 				list = nil
 			}
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tt.ns, Name: "p"}, Spec: corev1.PodSpec{EnableServiceLinks: tt.links}}
-			got, err := serviceEnv(&fakeServices{synced: true, list: list}, pod)
+			got, err := serviceEnv(newFakeServices(true, list...), pod)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -131,7 +139,7 @@ func TestServiceEnv(t *testing.T) {
 	}
 
 	t.Run("services not read yet", func(t *testing.T) {
-		_, err := serviceEnv(&fakeServices{list: services}, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop"}})
+		_, err := serviceEnv(newFakeServices(false, services...), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop"}})
 		var cfgErr *configError
 		if !errors.As(err, &cfgErr) {
 			t.Errorf("err = %v, want a configError (CreateContainerConfigError)", err)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +29,7 @@ type pinningNetwork struct {
 	hostsAtCreate os.FileInfo
 }
 
-func (n *pinningNetwork) PinNetns(pod pods.PodRef) (string, error) {
+func (n *pinningNetwork) PinNetns(_ context.Context, pod pods.PodRef) (string, error) {
 	n.calls.Add("PinNetns " + pod.UID)
 	return "/run/bosun/netns/" + pod.UID, nil
 }
@@ -210,32 +209,14 @@ func TestLeftoverContainerReplacedOnlyWhenCreateFinds(t *testing.T) {
 	}
 }
 
-// syncingServices is a pods.ServiceLister whose Services are read once synced is set.
-type syncingServices struct {
-	synced atomic.Bool
-	list   []*corev1.Service
-}
-
-func (s *syncingServices) HasSynced() bool { return s.synced.Load() }
-
-func (s *syncingServices) List(namespace string) ([]*corev1.Service, error) {
-	var out []*corev1.Service
-	for _, svc := range s.list {
-		if svc.Namespace == namespace {
-			out = append(out, svc)
-		}
-	}
-	return out, nil
-}
-
 // TestServiceVariablesWaitForServices checks that a container is created only once the
 // Services were read, as the kubelet does, and then gets their variables.
 func TestServiceVariablesWaitForServices(t *testing.T) {
 	h := newHarness(t)
-	svcs := &syncingServices{list: []*corev1.Service{{
+	svcs := pods.NewFakeServices(false, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "db"},
 		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.9", Ports: []corev1.ServicePort{{Port: 5432, Protocol: corev1.ProtocolTCP}}},
-	}}}
+	})
 	h.services = svcs
 	h.start()
 	pod := testPod("svcenv")
@@ -250,7 +231,7 @@ func TestServiceVariablesWaitForServices(t *testing.T) {
 		t.Errorf("container state = %+v, want CreateContainerConfigError about the services", cs.State)
 	}
 
-	svcs.synced.Store(true)
+	svcs.SetSynced()
 	h.until(time.Minute, "Running once the Services were read", func() bool {
 		st := h.lastStatus(pod)
 		return st != nil && st.Phase == corev1.PodRunning

@@ -467,7 +467,7 @@ func (w *podWorker) writeEtcFiles(pod *corev1.Pod) bool {
 type netnsPinner interface {
 	// PinNetns creates and pins the pod's namespace unless it is pinned already, and returns its
 	// path.
-	PinNetns(pod PodRef) (string, error)
+	PinNetns(ctx context.Context, pod PodRef) (string, error)
 }
 
 // netSetup is a SetupPod call running concurrently with container creation.
@@ -488,7 +488,7 @@ func (w *podWorker) beginNetwork(ctx context.Context, pod *corev1.Pod) bool {
 	if !ok || pod.Spec.HostNetwork || needsPodIP(pod) {
 		return false
 	}
-	path, err := np.PinNetns(podRef(pod))
+	path, err := np.PinNetns(ctx, podRef(pod))
 	if err != nil {
 		w.log.Warn("pinning the pod's network namespace ahead of CNI", "err", err)
 		return false // ensureNetwork retries it the ordinary way and reports what fails

@@ -75,7 +75,6 @@ func (r *Runtime) CreateContainer(ctx context.Context, spec pods.ContainerSpec) 
 	task, err := newTask(ctx, ctr, spec.LogPath)
 	if err != nil {
 		r.log.Debug("creating the task ahead failed; StartContainer retries it", "id", spec.ID, "err", err)
-		task = nil
 	}
 	r.freshMu.Lock()
 	r.fresh[spec.ID] = freshContainer{ctr: ctr, task: task, logPath: spec.LogPath}
@@ -313,8 +312,9 @@ func (r *Runtime) StopContainer(ctx context.Context, id string, grace time.Durat
 	case containerd.Stopped:
 		return nil
 	case containerd.Created:
-		// Never started: runc's init waits for the start and ignores SIGTERM, so it is removed
-		// rather than signalled (the container stays, without a task, as before CreateContainer).
+		// Never started: the task is removed rather than signalled, which would end runc's init
+		// and read as a run that exited with code 2 (the container stays, without a task, as
+		// before CreateContainer).
 		r.takeFresh(id)
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("stopping container %s: %w", id, err)

@@ -215,6 +215,9 @@ func (s *Syncer) sync(ctx context.Context, force bool) (*Result, error) {
 			s.cfg.Branch, shortSHA(info.SHA), applied, applied, shortSHA(info.SHA))
 		return nil, s.fail(ctx, start, request, &info, msg, ErrHistoryRewritten)
 	}
+	if rewritten != "" { // accepted or followed
+		s.log.Warn(rewritten, "applied", liveSHA, "commit", info.SHA, "branch", s.cfg.Branch)
+	}
 
 	tree, err := subtree(commit, s.cfg.Path)
 	if err != nil {
@@ -413,7 +416,7 @@ func acceptsRewrite(accepted, sha string) bool {
 }
 
 // historyRewritten returns, when the fetched commit does not descend from the applied one (a
-// force-push), the note that the status and the log carry; "" otherwise. Such a commit is
+// force-push), the note that the status and the log carry once it is applied; "" otherwise. Such a commit is
 // applied only when accepted (spec.acceptRewrite) or followed (Config.FollowRewrites).
 func (s *Syncer) historyRewritten(c *object.Commit, applied string) string {
 	sha := c.Hash.String()
@@ -428,9 +431,7 @@ func (s *Syncer) historyRewritten(c *object.Commit, applied string) string {
 	if ok {
 		return ""
 	}
-	note := fmt.Sprintf("history rewritten: %s is not an ancestor of %s; applying %s", shortSHA(applied), shortSHA(sha), shortSHA(sha))
-	s.log.Warn(note, "applied", applied, "commit", sha, "branch", s.cfg.Branch)
-	return note
+	return fmt.Sprintf("history rewritten: %s is not an ancestor of %s; applying %s", shortSHA(applied), shortSHA(sha), shortSHA(sha))
 }
 
 // fetchMessage tells the user what went wrong with the remote and what to do. The repository is
