@@ -538,11 +538,7 @@ func TestRunSyncsOnTriggerAndRequest(t *testing.T) {
 	// `bosun sync` changes spec.syncRequested through the API.
 	f.write("c.yaml", configMap("default", "c", "1"))
 	f.commitPush("c", "main")
-	obj, err := st.Get(ctx, resource.GitSyncs, "", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := obj.(*bosunv1.GitSync)
+	gs := getGitSync(t, st)
 	gs.Spec.SyncRequested = "2026-01-01T00:00:00Z"
 	if _, err := st.Update(ctx, resource.GitSyncs, gs); err != nil {
 		t.Fatal(err)
