@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 )
 
 // kubeconfigFile writes a kubeconfig: clusters and users as name -> server URL / token, and
@@ -180,6 +181,25 @@ func TestDefaultContainer(t *testing.T) {
 		if got := defaultContainer(c.pod, &said); got != c.want || said.String() != c.say {
 			t.Errorf("%v / %v (annotation %q): got %q saying %q, want %q saying %q", c.pod.Spec.InitContainers, c.pod.Spec.Containers,
 				c.pod.Annotations[defaultContainerAnnotation], got, said.String(), c.want, c.say)
+		}
+	}
+}
+
+// TestPodLogOptions checks the options `bosun logs` sends for its flags.
+func TestPodLogOptions(t *testing.T) {
+	ptr := func(n int64) *int64 { return &n }
+	for _, tc := range []struct {
+		name        string
+		tail, limit int64
+		want        corev1.PodLogOptions
+	}{
+		{"defaults", -1, 0, corev1.PodLogOptions{Container: "c"}},
+		{"tail 0", 0, 0, corev1.PodLogOptions{Container: "c", TailLines: ptr(0)}},
+		{"tail and limit", 5, 100, corev1.PodLogOptions{Container: "c", TailLines: ptr(5), LimitBytes: ptr(100)}},
+	} {
+		got := podLogOptions("c", false, false, tc.tail, tc.limit)
+		if !equality.Semantic.DeepEqual(*got, tc.want) {
+			t.Errorf("%s: got %+v, want %+v", tc.name, *got, tc.want)
 		}
 	}
 }

@@ -14,7 +14,7 @@ func newLogsCmd(g *globalFlags) *cobra.Command {
 	var (
 		container, namespace string
 		follow, previous     bool
-		tail                 int64
+		tail, limitBytes     int64
 	)
 	cmd := &cobra.Command{
 		Use:   "logs POD",
@@ -37,10 +37,7 @@ func newLogsCmd(g *globalFlags) *cobra.Command {
 					return fmt.Errorf("pod %s has no containers", pod.Name)
 				}
 			}
-			opts := &corev1.PodLogOptions{Container: container, Follow: follow, Previous: previous}
-			if tail >= 0 {
-				opts.TailLines = &tail
-			}
+			opts := podLogOptions(container, follow, previous, tail, limitBytes)
 			rc, err := cs.CoreV1().Pods(namespace).GetLogs(args[0], opts).Stream(ctx)
 			if err != nil {
 				return err
@@ -59,7 +56,20 @@ func newLogsCmd(g *globalFlags) *cobra.Command {
 	f.BoolVarP(&follow, "follow", "f", false, "stream new lines")
 	f.BoolVarP(&previous, "previous", "p", false, "the previous run of the container")
 	f.Int64Var(&tail, "tail", -1, "only the last N lines")
+	f.Int64Var(&limitBytes, "limit-bytes", 0, "stop after N bytes (0: no limit)")
 	return cmd
+}
+
+// podLogOptions are the API's options for the flags: a negative tail and a limit of 0 are unset.
+func podLogOptions(container string, follow, previous bool, tail, limitBytes int64) *corev1.PodLogOptions {
+	opts := &corev1.PodLogOptions{Container: container, Follow: follow, Previous: previous}
+	if tail >= 0 {
+		opts.TailLines = &tail
+	}
+	if limitBytes > 0 {
+		opts.LimitBytes = &limitBytes
+	}
+	return opts
 }
 
 // defaultContainerAnnotation names the container that commands pick when none is given.

@@ -155,6 +155,11 @@ func (s *Server) servePodLog(w http.ResponseWriter, r *http.Request, ri *request
 		writeError(w, apierrors.NewBadRequest(fmt.Sprintf("pod %s is not scheduled to a node yet", pod.Name)))
 		return
 	}
+	limit, err := checkLogOptions(q)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	target, err := s.nodeLogURL(r, pod, container)
 	if err != nil {
 		writeError(w, err)
@@ -173,7 +178,44 @@ func (s *Server) servePodLog(w http.ResponseWriter, r *http.Request, ri *request
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	w.WriteHeader(http.StatusOK)
-	streamCopy(w, resp.Body)
+	var body io.Reader = resp.Body
+	if limit > 0 {
+		body = io.LimitReader(body, limit) // a followed log ends there too, as in Kubernetes
+	}
+	streamCopy(w, body)
+}
+
+// noLineTimes explains why the log options that need a time per line are refused.
+const noLineTimes = "Bosun's container logs are the containers' output as written, with no time per line, so they cannot be %s; use tailLines (bosun logs --tail N) instead"
+
+// checkLogOptions checks the PodLogOptions that the operator handles itself and returns
+// limitBytes (0: no limit). timestamps=true, sinceSeconds and sinceTime need a time for each
+// line, which Bosun's log files do not record: they are refused rather than ignored, so that a
+// client never takes the whole log for the part it asked for.
+func checkLogOptions(q url.Values) (int64, error) {
+	if v := q.Get("timestamps"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return 0, apierrors.NewBadRequest(fmt.Sprintf("timestamps=%q: not a boolean", v))
+		}
+		if b {
+			return 0, apierrors.NewBadRequest("timestamps=true: " + fmt.Sprintf(noLineTimes, "printed with timestamps"))
+		}
+	}
+	for _, k := range []string{"sinceSeconds", "sinceTime"} {
+		if q.Get(k) != "" {
+			return 0, apierrors.NewBadRequest(k + ": " + fmt.Sprintf(noLineTimes, "cut by time"))
+		}
+	}
+	v := q.Get("limitBytes")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, apierrors.NewBadRequest(fmt.Sprintf("limitBytes=%q: must be a number greater than 0", v))
+	}
+	return n, nil
 }
 
 // logContainer picks the container as kubectl expects: the named one, or the only one.
@@ -216,7 +258,7 @@ func (s *Server) nodeLogURL(r *http.Request, pod *corev1.Pod, container string) 
 	}
 	in := r.URL.Query()
 	out := url.Values{}
-	for _, k := range []string{"follow", "previous", "timestamps"} {
+	for _, k := range []string{"follow", "previous"} {
 		if v := in.Get(k); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
