@@ -277,6 +277,28 @@ func startStubAgent(t *testing.T, clusterCA *x509.CertPool) *stubAgent {
 	return a
 }
 
+// startLogNode starts a stub agent for node n1 (InternalIP 127.0.0.1, its port published as the
+// kubelet endpoint) and creates pod a/p bound to n1.
+func startLogNode(t *testing.T, ts *testServer) *stubAgent {
+	t.Helper()
+	ctx := testCtx(t)
+	ts.createNamespace(t, "a")
+	agent := startStubAgent(t, ts.srv.CA().Pool())
+	node, err := ts.client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(agent.addr.Port)
+	if _, err := ts.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.client.CoreV1().Pods("a").Create(ctx, testPod("p", "n1", nil), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return agent
+}
+
 func (a *stubAgent) present(t *testing.T, certPEM, keyPEM []byte) {
 	t.Helper()
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -297,20 +319,7 @@ func (a *stubAgent) present(t *testing.T, certPEM, keyPEM []byte) {
 func TestPodLogsProxyChecksTheNodesCertificate(t *testing.T) {
 	ts := startServer(t)
 	ctx := testCtx(t)
-	ts.createNamespace(t, "a")
-	agent := startStubAgent(t, ts.srv.CA().Pool())
-	node, err := ts.client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
-	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(agent.addr.Port)
-	if _, err := ts.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ts.client.CoreV1().Pods("a").Create(ctx, testPod("p", "n1", nil), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	agent := startLogNode(t, ts)
 	otherCA, err := pki.NewCA("someone-else")
 	if err != nil {
 		t.Fatal(err)

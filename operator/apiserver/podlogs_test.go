@@ -16,20 +16,7 @@ import (
 func TestPodLogsOptions(t *testing.T) {
 	ts := startServer(t)
 	ctx := testCtx(t)
-	ts.createNamespace(t, "a")
-	agent := startStubAgent(t, ts.srv.CA().Pool())
-	node, err := ts.client.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
-	node.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(agent.addr.Port)
-	if _, err := ts.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ts.client.CoreV1().Pods("a").Create(ctx, testPod("p", "n1", nil), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	agent := startLogNode(t, ts)
 	certPEM, keyPEM, err := ts.srv.NodeServingCA().IssueNodeServing("n1", []string{"n1", "127.0.0.1"}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
