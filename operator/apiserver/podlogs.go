@@ -155,12 +155,12 @@ func (s *Server) servePodLog(w http.ResponseWriter, r *http.Request, ri *request
 		writeError(w, apierrors.NewBadRequest(fmt.Sprintf("pod %s is not scheduled to a node yet", pod.Name)))
 		return
 	}
-	limit, err := checkLogOptions(q)
+	agentQuery, limit, err := logOptions(q)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	target, err := s.nodeLogURL(r, pod, container)
+	target, err := s.nodeLogURL(ctx, pod, container, agentQuery)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -188,34 +188,52 @@ func (s *Server) servePodLog(w http.ResponseWriter, r *http.Request, ri *request
 // noLineTimes explains why the log options that need a time per line are refused.
 const noLineTimes = "Bosun's container logs are the containers' output as written, with no time per line, so they cannot be %s; use tailLines (bosun logs --tail N) instead"
 
-// checkLogOptions checks the PodLogOptions that the operator handles itself and returns
-// limitBytes (0: no limit). timestamps=true, sinceSeconds and sinceTime need a time for each
-// line, which Bosun's log files do not record: they are refused rather than ignored, so that a
-// client never takes the whole log for the part it asked for.
-func checkLogOptions(q url.Values) (int64, error) {
+// logOptions reads the PodLogOptions of a log request: the query for the agent (follow,
+// previous, tailLines) and limitBytes, which the operator applies itself (0: no limit).
+// timestamps=true, sinceSeconds and sinceTime need a time for each line, which Bosun's log files
+// do not record: they are refused rather than ignored, so that a client never takes the whole log
+// for the part it asked for.
+func logOptions(q url.Values) (url.Values, int64, error) {
+	agent := url.Values{}
+	for _, k := range []string{"follow", "previous"} {
+		if v := q.Get(k); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, 0, apierrors.NewBadRequest(fmt.Sprintf("%s=%q: not a boolean", k, v))
+			}
+			agent.Set(k, strconv.FormatBool(b))
+		}
+	}
+	if v := q.Get("tailLines"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return nil, 0, apierrors.NewBadRequest(fmt.Sprintf("tailLines=%q: must be a number >= 0", v))
+		}
+		agent.Set("tailLines", strconv.FormatInt(n, 10))
+	}
 	if v := q.Get("timestamps"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return 0, apierrors.NewBadRequest(fmt.Sprintf("timestamps=%q: not a boolean", v))
+			return nil, 0, apierrors.NewBadRequest(fmt.Sprintf("timestamps=%q: not a boolean", v))
 		}
 		if b {
-			return 0, apierrors.NewBadRequest("timestamps=true: " + fmt.Sprintf(noLineTimes, "printed with timestamps"))
+			return nil, 0, apierrors.NewBadRequest("timestamps=true: " + fmt.Sprintf(noLineTimes, "printed with timestamps"))
 		}
 	}
 	for _, k := range []string{"sinceSeconds", "sinceTime"} {
 		if q.Get(k) != "" {
-			return 0, apierrors.NewBadRequest(k + ": " + fmt.Sprintf(noLineTimes, "cut by time"))
+			return nil, 0, apierrors.NewBadRequest(k + ": " + fmt.Sprintf(noLineTimes, "cut by time"))
 		}
 	}
 	v := q.Get("limitBytes")
 	if v == "" {
-		return 0, nil
+		return agent, 0, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 1 {
-		return 0, apierrors.NewBadRequest(fmt.Sprintf("limitBytes=%q: must be a number greater than 0", v))
+		return nil, 0, apierrors.NewBadRequest(fmt.Sprintf("limitBytes=%q: must be a number greater than 0", v))
 	}
-	return n, nil
+	return agent, n, nil
 }
 
 // logContainer picks the container as kubectl expects: the named one, or the only one.
@@ -237,9 +255,10 @@ func logContainer(pod *corev1.Pod, name string) (string, error) {
 		pod.Name, strings.Join(names, " ")))
 }
 
-// nodeLogURL builds the agent URL for the pod's container log, passing through the log options.
-func (s *Server) nodeLogURL(r *http.Request, pod *corev1.Pod, container string) (string, error) {
-	obj, err := s.cfg.Store.Get(r.Context(), resource.Nodes, "", pod.Spec.NodeName)
+// nodeLogURL builds the agent URL for the pod's container log: query (from logOptions) plus
+// the pod's UID.
+func (s *Server) nodeLogURL(ctx context.Context, pod *corev1.Pod, container string, query url.Values) (string, error) {
+	obj, err := s.cfg.Store.Get(ctx, resource.Nodes, "", pod.Spec.NodeName)
 	if err != nil {
 		return "", err
 	}
@@ -256,30 +275,12 @@ func (s *Server) nodeLogURL(r *http.Request, pod *corev1.Pod, container string) 
 		return "", apierrors.NewServiceUnavailable(fmt.Sprintf(
 			"node %s publishes no log endpoint (InternalIP and daemonEndpoints.kubeletEndpoint.port): is its agent running?", node.Name))
 	}
-	in := r.URL.Query()
-	out := url.Values{}
-	for _, k := range []string{"follow", "previous"} {
-		if v := in.Get(k); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return "", apierrors.NewBadRequest(fmt.Sprintf("%s=%q: not a boolean", k, v))
-			}
-			out.Set(k, strconv.FormatBool(b))
-		}
-	}
-	if v := in.Get("tailLines"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return "", apierrors.NewBadRequest(fmt.Sprintf("tailLines=%q: must be a number >= 0", v))
-		}
-		out.Set("tailLines", strconv.FormatInt(n, 10))
-	}
-	out.Set("podUID", string(pod.UID))
+	query.Set("podUID", string(pod.UID))
 	u := url.URL{
 		Scheme:   "https",
 		Host:     net.JoinHostPort(ip, strconv.Itoa(int(port))),
 		Path:     "/containerLogs/" + url.PathEscape(pod.Namespace) + "/" + url.PathEscape(pod.Name) + "/" + url.PathEscape(container),
-		RawQuery: out.Encode(),
+		RawQuery: query.Encode(),
 	}
 	return u.String(), nil
 }

@@ -34,7 +34,6 @@ func TestPodLogsOptions(t *testing.T) {
 		{"no options", corev1.PodLogOptions{}, "a log line\n", ""},
 		{"limitBytes", corev1.PodLogOptions{LimitBytes: &five}, "a log", ""},
 		{"limitBytes=10 drops the newline", corev1.PodLogOptions{LimitBytes: &ten}, "a log line", ""},
-		{"timestamps=false", corev1.PodLogOptions{Timestamps: false}, "a log line\n", ""},
 		{"limitBytes=0", corev1.PodLogOptions{LimitBytes: &zero}, "", `limitBytes="0": must be a number greater than 0`},
 		{"timestamps", corev1.PodLogOptions{Timestamps: true}, "", "timestamps=true: Bosun's container logs are the containers' output as written, with no time per line"},
 		{"sinceSeconds", corev1.PodLogOptions{SinceSeconds: &ten}, "", "sinceSeconds: Bosun's container logs"},
