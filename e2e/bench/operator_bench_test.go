@@ -5,7 +5,6 @@ package bench_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/bosun-gitops/bosun/e2e/e2eutil"
+	"github.com/bosun-gitops/bosun/internal/resource"
 	"github.com/bosun-gitops/bosun/internal/testutil"
 	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/bosun-gitops/bosun/operator/store/storetest"
@@ -280,7 +280,7 @@ func benchOperator(b *testing.B, bin string, n, replicas int) {
 	for _, v := range kvs {
 		size += len(v)
 	}
-	fmt.Printf("bench: operator-push-to-visible-%d %.3f s limit=%.3f ratio=%.2f (raw: %d objects, %.1f MB of JSON, %d per txn, %d txns in flight)\n",
+	fmt.Printf("bench: operator-push-to-visible-%d %.3f s limit=%.3f ratio=%.2f (raw: %d objects, %.1f MB of values as stored, %d per txn, %d txns in flight)\n",
 		n, visible.Seconds(), raw.Seconds(), visible.Seconds()/raw.Seconds(), len(kvs), float64(size)/(1<<20),
 		store.DefaultMaxTxnOps, store.DefaultBatchConcurrency)
 }
@@ -776,13 +776,19 @@ func (t *tracker) restarts() int {
 	return t.restart
 }
 
-// payloads is the JSON of every object as first ADDED, keyed under a prefix of its own.
+// payloads is every object as first ADDED, encoded as the store stores it, keyed under a
+// prefix of its own.
 func (t *tracker) payloads(b *testing.B) map[string][]byte {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	kvs := make(map[string][]byte, len(t.added))
 	for key, obj := range t.added {
-		data, err := json.Marshal(obj)
+		gvk := obj.GetObjectKind().GroupVersionKind()
+		res, ok := resource.ForKind(gvk.GroupVersion().String(), gvk.Kind)
+		if !ok {
+			b.Fatalf("%s: no resource for %v", key, gvk)
+		}
+		data, err := store.Encode(res, obj.(resource.Object))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -89,7 +88,7 @@ func scheduleOnce(b *testing.B, numNodes, numPods int) (rate, rawBatched, rawSin
 	if err != nil {
 		b.Fatal(err)
 	}
-	value, err := json.Marshal(sample)
+	value, err := store.Encode(resource.Pods, sample) // what the store writes for a pod
 	if err != nil {
 		b.Fatal(err)
 	}

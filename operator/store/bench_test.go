@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -42,7 +41,7 @@ func BenchmarkBatchCreate(b *testing.B) {
 				}
 				// The same payloads, encoded as the store stores them, under other keys.
 				for i, r := range results {
-					data, err := json.Marshal(r.Object)
+					data, err := store.Encode(resource.ConfigMaps, r.Object)
 					if err != nil {
 						b.Fatal(err)
 					}

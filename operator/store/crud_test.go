@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 )
 
@@ -63,8 +65,24 @@ func TestCreateGet(t *testing.T) {
 	if err != nil || len(raw.Kvs) != 1 {
 		t.Fatalf("raw key missing: %v %v", raw, err)
 	}
-	if !strings.Contains(string(raw.Kvs[0].Value), `"apiVersion":"v1"`) || strings.Contains(string(raw.Kvs[0].Value), "resourceVersion") {
-		t.Errorf("stored value = %s", raw.Kvs[0].Value)
+	// Stored as kube-apiserver stores it: "k8s\x00", then a runtime.Unknown naming the kind.
+	value := raw.Kvs[0].Value
+	if !bytes.HasPrefix(value, []byte("k8s\x00")) {
+		t.Fatalf("stored value %q does not start with the protobuf prefix k8s\\x00", value)
+	}
+	var unk runtime.Unknown
+	if err := unk.Unmarshal(value[4:]); err != nil {
+		t.Fatalf("stored value is not a runtime.Unknown: %v", err)
+	}
+	if unk.APIVersion != "v1" || unk.Kind != "Pod" {
+		t.Errorf("stored value names %q %q, want v1 Pod", unk.APIVersion, unk.Kind)
+	}
+	var stored corev1.Pod
+	if err := stored.Unmarshal(unk.Raw); err != nil {
+		t.Fatalf("stored raw is not a protobuf Pod: %v", err)
+	}
+	if stored.Name != "web-1" || stored.ResourceVersion != "" {
+		t.Errorf("stored pod is %q with resourceVersion %q, want web-1 with none (the revision is etcd's)", stored.Name, stored.ResourceVersion)
 	}
 
 	// Cluster-scoped kinds have no namespace segment.

@@ -1,5 +1,6 @@
-// Package store keeps Bosun's objects in etcd the way the Kubernetes API server does: one JSON
-// value per object under /bosun/registry/<group>/<resource>/[<namespace>/]<name>, the etcd
+// Package store keeps Bosun's objects in etcd the way the Kubernetes API server does: one value
+// per object under /bosun/registry/<group>/<resource>/[<namespace>/]<name> (protobuf for
+// Kubernetes' kinds, JSON for Bosun's own; see codec.go), the etcd
 // ModRevision as resourceVersion, optimistic concurrency through transaction compares, and
 // watches that resume from a revision and ask for a re-list ("410 Gone") after compaction.
 //

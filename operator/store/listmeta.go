@@ -1,9 +1,7 @@
 package store
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -53,28 +51,4 @@ func (s *Store) ListMetadata(ctx context.Context, res *resource.Resource, namesp
 		}
 		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
-}
-
-// decodeMetadata decodes the metadata of a stored object. Objects are stored with kind,
-// apiVersion and metadata first (encode marshals typed objects), so it reads tokens up to
-// "metadata" and stops there: the spec and status, most of the bytes, are not even scanned.
-func decodeMetadata(data []byte, meta *metav1.ObjectMeta) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return fmt.Errorf("stored value is not a JSON object")
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		if key, _ := tok.(string); key == "metadata" {
-			return dec.Decode(meta)
-		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return err
-		}
-	}
-	return nil // no metadata
 }

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -148,12 +147,12 @@ func (s *Store) objectKey(res *resource.Resource, namespace, name string) (strin
 	return s.resourcePrefix(res) + namespace + "/" + name, nil
 }
 
-// encode returns the stored form of obj: JSON with apiVersion and kind, without
-// resourceVersion (the revision is etcd's, not part of the value). obj is modified.
+// encode returns the stored form of obj (see codec.go), without resourceVersion: the revision
+// is etcd's, not part of the value. obj is modified.
 func (s *Store) encode(res *resource.Resource, key string, obj resource.Object) ([]byte, error) {
 	res.SetTypeMeta(obj)
 	obj.SetResourceVersion("")
-	data, err := json.Marshal(obj)
+	data, err := marshal(obj)
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("encoding %s %q: %w", res, obj.GetName(), err))
 	}
@@ -172,7 +171,7 @@ func tooLarge(res *resource.Resource, name string, size, limit int) error {
 // decode turns a stored value into a typed object with resourceVersion rev.
 func decode(res *resource.Resource, data []byte, rev int64) (resource.Object, error) {
 	obj := res.New()
-	if err := json.Unmarshal(data, obj); err != nil {
+	if err := unmarshal(data, obj); err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("decoding stored %s: %w", res, err))
 	}
 	res.SetTypeMeta(obj)
