@@ -1,6 +1,7 @@
 package repolayout
 
 import (
+	"bytes"
 	"fmt"
 	"path"
 	"runtime"
@@ -426,7 +427,9 @@ func (r *fileResult) loadDocument(doc document) {
 	if obj == nil {
 		return
 	}
-	raw := doc.raw
+	// The object keeps its document's JSON, which the next load's cache holds too: a copy of
+	// its own size, not the parse's buffer, which has room to spare (up to twice the size).
+	raw := bytes.Clone(doc.raw)
 	// Keep only what the checks across objects need: the YAML nodes and the generic value are
 	// the bulk of a document's memory. Machines and the Cluster keep their nodes
 	// (checkMachines and checkWebhookSecret report on several fields; there are few of them).

@@ -501,8 +501,39 @@ func (e *env) printRSS(n int, suffix, when string) {
 	if path := os.Getenv("BOSUN_BENCH_HEAP_PROFILE"); path != "" && e.debugURL != "" {
 		e.saveHeapProfile(fmt.Sprintf("%s-%d%s", path, n, suffix))
 	}
-	fmt.Printf("bench: %s %.0f MB (%s; RssAnon %.0f MB, RssFile %.0f MB, VmHWM %.0f MB; %s; %s; %s; goal < 150 MB)\n",
-		name, mb(kb["VmRSS"]), when, mb(kb["RssAnon"]), mb(kb["RssFile"]), mb(kb["VmHWM"]), heap, goMem, db)
+	fmt.Printf("bench: %s %.0f MB (%s; RssAnon %.0f MB, RssFile %.0f MB of which %s, VmHWM %.0f MB; %s; %s; %s; goal < 150 MB)\n",
+		name, mb(kb["VmRSS"]), when, mb(kb["RssAnon"]), mb(kb["RssFile"]), e.fileRSS(), mb(kb["VmHWM"]), heap, goMem, db)
+}
+
+// fileRSS splits the operator's file-backed resident memory between the bosun executable and
+// etcd's database file (which bbolt maps), from /proc/PID/smaps.
+func (e *env) fileRSS() string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", e.op.Pid()))
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", e.op.Pid()))
+	var exeKB, dbKB int
+	var path string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			path = "" // a mapping's header: address range, perms, offset, device, inode[, path]
+			if len(f) >= 6 {
+				path = f[5]
+			}
+		case len(f) == 3 && f[0] == "Rss:":
+			n, _ := strconv.Atoi(f[1])
+			switch {
+			case path == exe:
+				exeKB += n
+			case strings.HasSuffix(path, "/member/snap/db"):
+				dbKB += n
+			}
+		}
+	}
+	return fmt.Sprintf("executable %.0f MB, etcd db %.0f MB", mb(exeKB), mb(dbKB))
 }
 
 // goMemory reads the Go runtime's view of the operator's memory from its /metrics: what the heap
@@ -515,13 +546,13 @@ func (e *env) goMemory() string {
 	}
 	v := map[string]float64{}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if k, val, ok := strings.Cut(line, " "); ok && strings.HasPrefix(k, "go_memstats_") {
+		if k, val, ok := strings.Cut(line, " "); ok && (strings.HasPrefix(k, "go_memstats_") || k == "process_cpu_seconds_total") {
 			v[k], _ = strconv.ParseFloat(val, 64)
 		}
 	}
 	m := func(k string) float64 { return v["go_memstats_"+k] / (1 << 20) }
-	return fmt.Sprintf("Go runtime: heap in use %.0f MB, heap free not returned %.0f MB, from the OS in all %.0f MB",
-		m("heap_inuse_bytes"), m("heap_idle_bytes")-m("heap_released_bytes"), m("sys_bytes"))
+	return fmt.Sprintf("Go runtime: heap in use %.0f MB, heap free not returned %.0f MB, from the OS in all %.0f MB; operator CPU so far %.1f s",
+		m("heap_inuse_bytes"), m("heap_idle_bytes")-m("heap_released_bytes"), m("sys_bytes"), v["process_cpu_seconds_total"])
 }
 
 // profileCPU records the operator's CPU profile for the next 2 s (the push and its sync) into
