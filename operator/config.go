@@ -73,7 +73,11 @@ type Config struct {
 	// GCPercent, when above 0, is the garbage collector's heap growth target (GOGC): a
 	// collection starts once the heap has grown by this percentage of what the last one kept.
 	GCPercent int
-	Logger    *slog.Logger
+	// StorageMediaType is how objects are written to etcd: store.MediaTypeProtobuf (default) or
+	// store.MediaTypeJSON, for operators sharing an etcd cluster with an older Bosun that reads
+	// JSON only, until all are upgraded.
+	StorageMediaType string
+	Logger           *slog.Logger
 }
 
 // Validate checks the configuration and fills in defaults; errors name the flag to fix.
@@ -103,6 +107,12 @@ func (c *Config) Validate() error {
 	}
 	if c.FetchTimeout < 0 {
 		return fmt.Errorf("--fetch-timeout %s is negative: use a duration such as 2m", c.FetchTimeout)
+	}
+	if c.StorageMediaType == "" {
+		c.StorageMediaType = store.MediaTypeProtobuf
+	}
+	if err := store.CheckMediaType(c.StorageMediaType); err != nil {
+		return fmt.Errorf("--storage-media-type: %w", err)
 	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:6443"

@@ -42,3 +42,24 @@ func TestValidateRefusesGitSecretsInTheClear(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateStorageMediaType: protobuf by default, JSON on request, anything else refused with
+// the values that work.
+func TestValidateStorageMediaType(t *testing.T) {
+	for _, tt := range []struct{ in, want, err string }{
+		{in: "", want: "application/vnd.kubernetes.protobuf"},
+		{in: "application/json", want: "application/json"},
+		{in: "yaml", err: `--storage-media-type: storage media type "yaml": must be application/vnd.kubernetes.protobuf or application/json`},
+	} {
+		cfg := Config{DataDir: t.TempDir(), Repo: "/srv/fleet.git", StorageMediaType: tt.in}
+		err := cfg.Validate()
+		switch {
+		case tt.err != "" && (err == nil || err.Error() != tt.err):
+			t.Errorf("%q: Validate() = %v, want %q", tt.in, err, tt.err)
+		case tt.err == "" && err != nil:
+			t.Errorf("%q: Validate() = %v", tt.in, err)
+		case tt.err == "" && cfg.StorageMediaType != tt.want:
+			t.Errorf("%q: media type %q, want %q", tt.in, cfg.StorageMediaType, tt.want)
+		}
+	}
+}

@@ -145,7 +145,7 @@ func (o *Operator) Run(ctx context.Context) error {
 	}
 	o.signer = signer
 
-	st := store.New(client, store.Options{Logger: cfg.Logger})
+	st := store.New(client, store.Options{Logger: cfg.Logger, MediaType: cfg.StorageMediaType})
 	for _, c := range st.Collectors() {
 		if err := o.metrics.Register(c); err != nil {
 			return fmt.Errorf("registering the store metrics: %w", err)

@@ -8,6 +8,7 @@ import (
 	"github.com/bosun-gitops/bosun/internal/logging"
 	"github.com/bosun-gitops/bosun/operator"
 	"github.com/bosun-gitops/bosun/operator/preview"
+	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -44,6 +45,8 @@ func addOperatorFlags(fs *pflag.FlagSet, cfg *operator.Config, endpoints *string
 	_ = limit.Set("auto")
 	fs.Var(limit, "memory-limit", "soft memory limit of the process, for example 512Mi: the garbage collector works harder near it; "+
 		"auto: 90% of the cgroup's memory limit if there is one, else none ($GOMEMLIMIT when set); 0: none (unless $GOMEMLIMIT sets one)")
+	fs.StringVar(&cfg.StorageMediaType, "storage-media-type", store.MediaTypeProtobuf, "how objects are written to etcd: "+store.MediaTypeProtobuf+
+		", or "+store.MediaTypeJSON+" while operators older than protobuf values share the etcd cluster (both are always read)")
 	fs.IntVar(&cfg.GCPercent, "gc-percent", defaultGCPercent(operator.DefaultGCPercent), "garbage collection target: collect once the heap grew by this percentage of what the last collection kept "+
 		"(lower: less memory, more CPU; Go's default is 100; $GOGC when set)")
 }

@@ -27,6 +27,21 @@ import (
 // Bosun stay readable and become protobuf at their next write.
 var protobufPrefix = []byte("k8s\x00")
 
+// The media types values can be written in (Options.MediaType), named as kube-apiserver's
+// --storage-media-type names them.
+const (
+	MediaTypeProtobuf = "application/vnd.kubernetes.protobuf"
+	MediaTypeJSON     = "application/json"
+)
+
+// CheckMediaType returns an error unless mediaType is one values can be written in.
+func CheckMediaType(mediaType string) error {
+	if mediaType != MediaTypeProtobuf && mediaType != MediaTypeJSON {
+		return fmt.Errorf("storage media type %q: must be %s or %s", mediaType, MediaTypeProtobuf, MediaTypeJSON)
+	}
+	return nil
+}
+
 // protobufObject is what the generated code of k8s.io/api's types provides.
 type protobufObject interface {
 	resource.Object
@@ -35,10 +50,11 @@ type protobufObject interface {
 	Unmarshal([]byte) error
 }
 
-// marshal returns the stored form of obj, whose TypeMeta must be set.
-func marshal(obj resource.Object) ([]byte, error) {
+// marshal returns the stored form of obj in mediaType, whose TypeMeta must be set. Kinds
+// without a protobuf encoding are JSON whatever mediaType says.
+func marshal(obj resource.Object, mediaType string) ([]byte, error) {
 	pb, ok := obj.(protobufObject)
-	if !ok {
+	if !ok || mediaType == MediaTypeJSON {
 		return json.Marshal(obj)
 	}
 	gvk := obj.GetObjectKind().GroupVersionKind()
@@ -153,11 +169,11 @@ func decodeJSONMetadata(data []byte, meta *metav1.ObjectMeta) error {
 	return nil // no metadata
 }
 
-// Encode returns the value the store writes for obj, which it does not modify: for benchmarks
-// whose ceiling writes the same values straight to etcd.
+// Encode returns the value a store with default options writes for obj, which it does not
+// modify: for benchmarks whose ceiling writes the same values straight to etcd.
 func Encode(res *resource.Resource, obj resource.Object) ([]byte, error) {
 	obj = copyObject(obj)
 	res.SetTypeMeta(obj)
 	obj.SetResourceVersion("")
-	return marshal(obj)
+	return marshal(obj, MediaTypeProtobuf)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/bosun-gitops/bosun/operator/store/storetest"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 )
 
@@ -104,6 +105,40 @@ func TestCorruptValue(t *testing.T) {
 		_, err := s.Get(ctx, resource.ConfigMaps, "default", name)
 		if !apierrors.IsInternalError(err) || !strings.Contains(err.Error(), "decoding stored configmaps") {
 			t.Errorf("%s: Get error = %v, want an internal error decoding stored configmaps", name, err)
+		}
+	}
+}
+
+// TestMediaTypeJSON checks that a store told to write JSON (operators sharing etcd with an older
+// Bosun) writes JSON for every kind, and that stores of either media type read each other's values.
+func TestMediaTypeJSON(t *testing.T) {
+	t.Parallel()
+	pbStore := storetest.NewStore(t)
+	jsonStore := store.New(pbStore.Client(), store.Options{MediaType: store.MediaTypeJSON})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	for _, w := range []struct {
+		name         string
+		writer       *store.Store
+		wantProtobuf bool
+	}{{"by-json", jsonStore, false}, {"by-protobuf", pbStore, true}} {
+		if _, err := w.writer.Create(ctx, resource.ConfigMaps, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: w.name}, Data: map[string]string{"k": w.name}}); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := pbStore.Client().Get(ctx, "/bosun/registry/core/configmaps/default/"+w.name)
+		if err != nil || len(raw.Kvs) != 1 {
+			t.Fatalf("raw read: %v", err)
+		}
+		if got := bytes.HasPrefix(raw.Kvs[0].Value, []byte("k8s\x00")); got != w.wantProtobuf {
+			t.Errorf("%s: stored as protobuf = %v, want %v: %q", w.name, got, w.wantProtobuf, raw.Kvs[0].Value)
+		}
+		for _, r := range []*store.Store{pbStore, jsonStore} {
+			got, err := r.Get(ctx, resource.ConfigMaps, "default", w.name)
+			if err != nil || got.(*corev1.ConfigMap).Data["k"] != w.name {
+				t.Errorf("%s: read back %v, %v", w.name, got, err)
+			}
 		}
 	}
 }

@@ -114,7 +114,7 @@ func TestCodecReadsAsJSONDid(t *testing.T) {
 		res := resourceOf(obj)
 		res.SetTypeMeta(obj)
 		t.Run(res.Kind, func(t *testing.T) {
-			data, err := marshal(obj)
+			data, err := marshal(obj, MediaTypeProtobuf)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,7 +157,7 @@ func BenchmarkCodec(b *testing.B) {
 		marshal   func(resource.Object) ([]byte, error)
 		unmarshal func([]byte, resource.Object) error
 	}{
-		{"protobuf", marshal, unmarshal},
+		{"protobuf", func(o resource.Object) ([]byte, error) { return marshal(o, MediaTypeProtobuf) }, unmarshal},
 		{"json", func(o resource.Object) ([]byte, error) { return json.Marshal(o) }, func(d []byte, o resource.Object) error { return json.Unmarshal(d, o) }},
 	}
 	for _, f := range forms {

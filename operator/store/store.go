@@ -56,6 +56,10 @@ type Options struct {
 	// BookmarkInterval is how often a watch with Bookmarks asks etcd for a progress
 	// notification; default one minute.
 	BookmarkInterval time.Duration
+	// MediaType is how values are written: MediaTypeProtobuf (the default) or MediaTypeJSON,
+	// which a Bosun older than protobuf values can read (operators sharing an etcd cluster are
+	// upgraded one at a time). Both are always read.
+	MediaType string
 }
 
 func (o Options) withDefaults() Options {
@@ -65,6 +69,9 @@ func (o Options) withDefaults() Options {
 	o.Prefix = strings.TrimRight(o.Prefix, "/")
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.MediaType == "" {
+		o.MediaType = MediaTypeProtobuf
 	}
 	if o.MaxTxnOps <= 0 {
 		o.MaxTxnOps = DefaultMaxTxnOps
@@ -152,7 +159,7 @@ func (s *Store) objectKey(res *resource.Resource, namespace, name string) (strin
 func (s *Store) encode(res *resource.Resource, key string, obj resource.Object) ([]byte, error) {
 	res.SetTypeMeta(obj)
 	obj.SetResourceVersion("")
-	data, err := marshal(obj)
+	data, err := marshal(obj, s.opts.MediaType)
 	if err != nil {
 		return nil, apierrors.NewInternalError(fmt.Errorf("encoding %s %q: %w", res, obj.GetName(), err))
 	}
