@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/bosun-gitops/bosun/internal/resource"
+	"google.golang.org/protobuf/encoding/protowire"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,9 +20,10 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Media types of request bodies. Responses are JSON, which every client accepts, except watch
-// streams of Kubernetes' own kinds for clients that prefer protobuf: client-go's generated
-// clients send built-in kinds as protobuf and ask for it first.
+// Media types of request and response bodies. Responses are JSON, which every client accepts,
+// or, for Kubernetes' own kinds, protobuf to the clients that prefer it: client-go's generated
+// clients send built-in kinds as protobuf and ask for it first. Errors (metav1.Status) are JSON,
+// which client-go reads whatever it asked for.
 const (
 	mediaJSON          = "application/json"
 	mediaProtobuf      = "application/vnd.kubernetes.protobuf"
@@ -135,4 +139,56 @@ func (c *codec) protoWatchFrame(eventType watch.EventType, obj runtime.Object) (
 		return nil, err
 	}
 	return frame, nil
+}
+
+// writeProtoList writes res's <Kind>List holding meta and items as a protobuf response: the
+// prefix "k8s\x00", then a runtime.Unknown naming the list's kind whose raw field is the list:
+// its metadata (field 1), then each item (field 2). The items are encoded one at a time, after
+// their sizes are summed for the length of the raw field.
+func writeProtoList(w io.Writer, res *resource.Resource, meta metav1.ListMeta, items []resource.Object) error {
+	metaBytes, err := meta.Marshal()
+	if err != nil {
+		return err
+	}
+	sizes := make([]int, len(items))
+	listSize := 1 + protowire.SizeBytes(len(metaBytes))
+	for i, item := range items {
+		pb, ok := item.(runtime.ProtobufReverseMarshaller)
+		if !ok {
+			return fmt.Errorf("%T has no protobuf encoding", item)
+		}
+		sizes[i] = pb.Size()
+		listSize += 1 + protowire.SizeBytes(sizes[i])
+	}
+	typeMeta, err := (&runtime.TypeMeta{APIVersion: res.APIVersion(), Kind: res.ListKind}).Marshal()
+	if err != nil {
+		return err
+	}
+	buf := []byte("k8s\x00")
+	buf = protowire.AppendTag(buf, 1, protowire.BytesType) // Unknown.typeMeta
+	buf = protowire.AppendBytes(buf, typeMeta)
+	buf = protowire.AppendTag(buf, 2, protowire.BytesType) // Unknown.raw: the list
+	buf = protowire.AppendVarint(buf, uint64(listSize))
+	buf = protowire.AppendTag(buf, 1, protowire.BytesType) // list.metadata
+	buf = protowire.AppendBytes(buf, metaBytes)
+	if _, err := w.Write(buf); err != nil {
+		return err
+	}
+	for i, item := range items {
+		buf = protowire.AppendTag(buf[:0], 2, protowire.BytesType) // list.items
+		buf = protowire.AppendVarint(buf, uint64(sizes[i]))
+		n := len(buf)
+		buf = slices.Grow(buf, sizes[i])[:n+sizes[i]]
+		if written, err := item.(runtime.ProtobufReverseMarshaller).MarshalToSizedBuffer(buf[n:]); err != nil {
+			return err
+		} else if written != sizes[i] {
+			return fmt.Errorf("%T encoded in %d bytes, its Size said %d", item, written, sizes[i])
+		}
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+	}
+	// Unknown.contentEncoding and Unknown.contentType, empty, as the protobuf serializer writes them.
+	_, err = w.Write([]byte{3<<3 | 2, 0, 4<<3 | 2, 0})
+	return err
 }

@@ -21,7 +21,7 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, ri *requestIn
 		writeError(w, err)
 		return
 	}
-	writeObject(w, http.StatusOK, ri.Resource, obj)
+	s.writeObject(w, r, http.StatusOK, ri.Resource, obj)
 }
 
 // selectors parses labelSelector and fieldSelector.
@@ -67,7 +67,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request, ri *requestI
 		writeError(w, err)
 		return
 	}
-	writeList(w, ri.Resource, lr)
+	s.writeList(w, r, ri.Resource, lr)
 }
 
 // dryRun reports whether the request asks for dryRun=All; other values are refused.
@@ -146,7 +146,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, ri *reques
 				return
 			}
 		}
-		writeObject(w, http.StatusCreated, res, obj)
+		s.writeObject(w, r, http.StatusCreated, res, obj)
 		return
 	}
 	created, err := s.cfg.Store.Create(r.Context(), res, obj)
@@ -154,7 +154,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, ri *reques
 		writeError(w, err)
 		return
 	}
-	writeObject(w, http.StatusCreated, res, created)
+	s.writeObject(w, r, http.StatusCreated, res, created)
 }
 
 // checkIdentity makes a body's name and namespace agree with the path; empty ones are filled in.
@@ -216,7 +216,7 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, ri *reques
 			writeError(w, conflictStale(ri))
 			return
 		}
-		writeObject(w, http.StatusOK, ri.Resource, obj)
+		s.writeObject(w, r, http.StatusOK, ri.Resource, obj)
 		return
 	}
 	updated, err := s.write(r, ri, obj)
@@ -224,7 +224,7 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request, ri *reques
 		writeError(w, err)
 		return
 	}
-	writeObject(w, http.StatusOK, ri.Resource, updated)
+	s.writeObject(w, r, http.StatusOK, ri.Resource, updated)
 }
 
 // write stores obj as a spec update or, for the status subresource, a status update.
@@ -278,7 +278,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, ri *reques
 		}
 	}
 	if len(opts.DryRun) > 0 {
-		writeObject(w, http.StatusOK, ri.Resource, existing)
+		s.writeObject(w, r, http.StatusOK, ri.Resource, existing)
 		return
 	}
 	// Orphan and Foreground leave the object marked with a propagation finalizer that the
@@ -293,7 +293,7 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request, ri *reques
 	if deleted == nil {
 		deleted = existing
 	}
-	writeObject(w, http.StatusOK, ri.Resource, deleted)
+	s.writeObject(w, r, http.StatusOK, ri.Resource, deleted)
 }
 
 // reservedAnnotations and reservedLabels are Bosun's own marks: Git sync and preview

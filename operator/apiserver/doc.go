@@ -2,9 +2,9 @@
 // protocol, so that client-go, informers, the dynamic client and kubectl work against the
 // operator. It authenticates people by bearer token and agents by client certificate signed by
 // the cluster CA, authorizes them (admin, nodes, anonymous health checks), and enforces the Git
-// rule: objects that Git manages take status writes only. Responses are JSON, except that watch
-// streams of Kubernetes' own kinds are protobuf for the clients that prefer it (client-go's
-// typed clients), as with the Kubernetes API server.
+// rule: objects that Git manages take status writes only. Objects, lists and watch streams of
+// Kubernetes' own kinds are protobuf for the clients that prefer it (client-go's typed clients),
+// as with the Kubernetes API server; everything else, errors included, is JSON.
 //
 //	client ──TLS──> authenticate ─> parse path ─> authorize ─> handler ─> Store (etcd)
 //	                (token | cert)   (requestInfo)  (+ Git rule)  get/list/watch/create/

@@ -79,7 +79,7 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, ri *request
 				writeError(w, conflictStale(ri))
 				return
 			}
-			writeObject(w, http.StatusOK, ri.Resource, patched)
+			s.writeObject(w, r, http.StatusOK, ri.Resource, patched)
 			return
 		}
 		updated, err := s.write(r, ri, patched)
@@ -90,7 +90,7 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request, ri *request
 			writeError(w, err)
 			return
 		}
-		writeObject(w, http.StatusOK, ri.Resource, updated)
+		s.writeObject(w, r, http.StatusOK, ri.Resource, updated)
 		return
 	}
 }

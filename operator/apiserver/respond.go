@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,17 +61,25 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // writeList answers with the <Kind>List of a store page, as encoding the typed list would, but
-// item by item: the JSON of a list of thousands of objects is never held in memory whole (the
-// Kubernetes API server streams its list responses too). An item that fails to encode ends
-// the response early, which the client sees as a truncated body.
-func writeList(w http.ResponseWriter, res *resource.Resource, lr *store.ListResult) {
+// item by item: a list of thousands of objects is never held in memory whole, encoded (the
+// Kubernetes API server streams its list responses too). It is protobuf for the clients that
+// prefer it and JSON for the others. An item that fails to encode ends the response early,
+// which the client sees as a truncated body.
+func (s *Server) writeList(w http.ResponseWriter, r *http.Request, res *resource.Resource, lr *store.ListResult) {
+	meta := metav1.ListMeta{ResourceVersion: strconv.FormatInt(lr.ResourceVersion, 10), Continue: lr.Continue}
+	if hasProtobuf(res) && prefersProtobuf(r) {
+		w.Header().Set("Content-Type", mediaProtobuf)
+		w.WriteHeader(http.StatusOK)
+		bw := bufio.NewWriterSize(w, 64<<10)
+		if writeProtoList(bw, res, meta, lr.Items) == nil {
+			bw.Flush()
+		}
+		return
+	}
 	head, err := json.Marshal(struct {
 		metav1.TypeMeta
 		metav1.ListMeta `json:"metadata"`
-	}{
-		metav1.TypeMeta{Kind: res.ListKind, APIVersion: res.APIVersion()},
-		metav1.ListMeta{ResourceVersion: strconv.FormatInt(lr.ResourceVersion, 10), Continue: lr.Continue},
-	})
+	}{metav1.TypeMeta{Kind: res.ListKind, APIVersion: res.APIVersion()}, meta})
 	if err != nil {
 		writeError(w, fmt.Errorf("encoding the %s: %w", res.ListKind, err))
 		return
@@ -94,9 +103,21 @@ func writeList(w http.ResponseWriter, res *resource.Resource, lr *store.ListResu
 	bw.Flush()
 }
 
-// writeObject answers with obj, its apiVersion and kind set.
-func writeObject(w http.ResponseWriter, code int, res *resource.Resource, obj runtime.Object) {
+// writeObject answers with obj, its apiVersion and kind set: in protobuf for the clients that
+// prefer it (client-go's typed clients) when its kind has a protobuf encoding, else in JSON.
+func (s *Server) writeObject(w http.ResponseWriter, r *http.Request, code int, res *resource.Resource, obj runtime.Object) {
 	res.SetTypeMeta(obj)
+	if hasProtobuf(res) && prefersProtobuf(r) {
+		var buf bytes.Buffer
+		if err := s.codec.proto.Encode(obj, &buf); err != nil {
+			writeError(w, fmt.Errorf("encoding the %s: %w", res.Kind, err))
+			return
+		}
+		w.Header().Set("Content-Type", mediaProtobuf)
+		w.WriteHeader(code)
+		w.Write(buf.Bytes())
+		return
+	}
 	writeJSON(w, code, obj)
 }
 

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http/httptest"
 	"strconv"
@@ -37,8 +38,9 @@ func typedList(t *testing.T, res *resource.Resource, lr *store.ListResult) runti
 	return list
 }
 
-// TestWriteList: the streamed list is byte for byte the encoding of the typed list, empty lists
-// and continue tokens included.
+// TestWriteList: the streamed list is byte for byte the encoding of the typed list, in JSON and
+// in protobuf (as Kubernetes' protobuf serializer encodes it), empty lists and continue tokens
+// included.
 func TestWriteList(t *testing.T) {
 	pod := func(name string) resource.Object {
 		return &corev1.Pod{TypeMeta: metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
@@ -57,6 +59,11 @@ func TestWriteList(t *testing.T) {
 		{"apps", resource.Deployments, &store.ListResult{ResourceVersion: 9, Items: []resource.Object{
 			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "web"}}}}},
 	}
+	c, err := newCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{codec: c}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want, err := json.Marshal(typedList(t, tt.res, tt.lr))
@@ -64,12 +71,27 @@ func TestWriteList(t *testing.T) {
 				t.Fatal(err)
 			}
 			rec := httptest.NewRecorder()
-			writeList(rec, tt.res, tt.lr)
+			s.writeList(rec, httptest.NewRequest("GET", "/", nil), tt.res, tt.lr)
 			if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" {
 				t.Errorf("status %d, content type %q", rec.Code, rec.Header().Get("Content-Type"))
 			}
 			if diff := cmp.Diff(string(want)+"\n", rec.Body.String()); diff != "" {
 				t.Errorf("streamed list differs from the typed list's encoding (-want +got):\n%s", diff)
+			}
+
+			var wantProto bytes.Buffer
+			if err := c.proto.Encode(typedList(t, tt.res, tt.lr), &wantProto); err != nil {
+				t.Fatal(err)
+			}
+			r := httptest.NewRequest("GET", "/", nil)
+			r.Header.Set("Accept", "application/vnd.kubernetes.protobuf, application/json")
+			rec = httptest.NewRecorder()
+			s.writeList(rec, r, tt.res, tt.lr)
+			if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/vnd.kubernetes.protobuf" {
+				t.Errorf("protobuf: status %d, content type %q", rec.Code, rec.Header().Get("Content-Type"))
+			}
+			if !bytes.Equal(wantProto.Bytes(), rec.Body.Bytes()) {
+				t.Errorf("streamed protobuf list differs from the serializer's encoding of the typed list:\n got %q\nwant %q", rec.Body.Bytes(), wantProto.Bytes())
 			}
 		})
 	}

@@ -19,26 +19,40 @@ import (
 func TestWatchEncodingFollowsAccept(t *testing.T) {
 	ts := startServer(t)
 	ts.createNamespace(t, "a")
+	checkContentTypes(t, ts, "?watch=true&timeoutSeconds=1", []contentTypeCase{
+		{"typed client", "/api/v1/namespaces/a/configmaps", protoFirst, "application/vnd.kubernetes.protobuf;stream=watch", 200},
+		{"typed client, apps group", "/apis/apps/v1/deployments", protoFirst, "application/vnd.kubernetes.protobuf;stream=watch", 200},
+		{"JSON client", "/api/v1/namespaces/a/configmaps", "application/json", "application/json", 200},
+		{"JSON first", "/api/v1/namespaces/a/configmaps", "application/json,application/vnd.kubernetes.protobuf", "application/json", 200},
+		{"anything", "/api/v1/namespaces/a/configmaps", "*/*", "application/json", 200},
+		{"no Accept header", "/api/v1/namespaces/a/configmaps", "", "application/json", 200},
+		{"protobuf refused", "/api/v1/namespaces/a/configmaps", "application/vnd.kubernetes.protobuf;q=0,application/json", "application/json", 200},
+		{"protobuf Table", "/api/v1/namespaces/a/configmaps", "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json", "application/json", 200},
+		{"Bosun kind", "/apis/bosun.dev/v1alpha1/gitsyncs", protoFirst, "application/json", 200},
+	})
+}
+
+// protoFirst is the Accept header of client-go's typed clients.
+const protoFirst = "application/vnd.kubernetes.protobuf,application/json"
+
+// contentTypeCase is a GET of path with an Accept header, and the status and Content-Type its
+// answer must have.
+type contentTypeCase struct {
+	name, path, accept, want string
+	code                     int
+}
+
+// checkContentTypes sends each case's request, with query appended to its path, and checks
+// the answer's status and Content-Type.
+func checkContentTypes(t *testing.T, ts *testServer, query string, cases []contentTypeCase) {
+	t.Helper()
 	httpClient, err := rest.HTTPClientFor(ts.config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const protoFirst = "application/vnd.kubernetes.protobuf,application/json"
-	for _, tc := range []struct {
-		name, path, accept, want string
-	}{
-		{"typed client", "/api/v1/namespaces/a/configmaps", protoFirst, "application/vnd.kubernetes.protobuf;stream=watch"},
-		{"typed client, apps group", "/apis/apps/v1/deployments", protoFirst, "application/vnd.kubernetes.protobuf;stream=watch"},
-		{"JSON client", "/api/v1/namespaces/a/configmaps", "application/json", "application/json"},
-		{"JSON first", "/api/v1/namespaces/a/configmaps", "application/json,application/vnd.kubernetes.protobuf", "application/json"},
-		{"anything", "/api/v1/namespaces/a/configmaps", "*/*", "application/json"},
-		{"no Accept header", "/api/v1/namespaces/a/configmaps", "", "application/json"},
-		{"protobuf refused", "/api/v1/namespaces/a/configmaps", "application/vnd.kubernetes.protobuf;q=0,application/json", "application/json"},
-		{"protobuf Table", "/api/v1/namespaces/a/configmaps", "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io,application/json", "application/json"},
-		{"Bosun kind", "/apis/bosun.dev/v1alpha1/gitsyncs", protoFirst, "application/json"},
-	} {
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, ts.srv.URL()+tc.path+"?watch=true&timeoutSeconds=1", nil)
+			req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, ts.srv.URL()+tc.path+query, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,8 +64,8 @@ func TestWatchEncodingFollowsAccept(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("status %s", resp.Status)
+			if resp.StatusCode != tc.code {
+				t.Fatalf("status %s, want %d", resp.Status, tc.code)
 			}
 			if got := resp.Header.Get("Content-Type"); got != tc.want {
 				t.Errorf("Content-Type %q, want %q", got, tc.want)
