@@ -230,7 +230,27 @@ func (o *Operator) connectEtcd(ctx context.Context) (*clientv3.Client, func(), e
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting embedded etcd in %s: %w", filepath.Join(cfg.DataDir, "etcd"), err)
 	}
-	return etcd.Client(), func() { etcd.Close() }, nil
+	for _, c := range etcd.Collectors() {
+		if err := o.metrics.Register(c); err != nil {
+			etcd.Close()
+			return nil, nil, fmt.Errorf("registering the etcd metrics: %w", err)
+		}
+	}
+	// The database file keeps the size compaction freed inside it until defragmented (see
+	// store.DBSize): at start, before the API serves, and while serving once mostly free.
+	log := cfg.Logger.With("component", "etcd")
+	etcd.DefragmentAtStart(ctx, log)
+	dctx, stopDefrag := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		etcd.RunDefragmenter(dctx, log)
+	}()
+	return etcd.Client(), func() {
+		stopDefrag()
+		<-done
+		etcd.Close()
+	}, nil
 }
 
 // lead campaigns for leadership and runs the reconcilers while this operator leads. Losing the

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -90,6 +91,7 @@ type Etcd struct {
 	endpoints []string
 	peerURL   string
 	name      string
+	defrags   atomic.Uint64
 }
 
 // StartEtcd starts an embedded etcd member and waits until it serves requests (for a
