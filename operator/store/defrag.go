@@ -2,11 +2,16 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	etcdstorage "go.etcd.io/etcd/server/v3/storage"
 )
 
 // Compaction frees the history it drops inside etcd's database file, where later writes reuse
@@ -80,8 +85,8 @@ func (e *Etcd) Defragment(ctx context.Context) (before, after DBSize, err error)
 	return e.DefragmentIfWorth(ctx, DefragPolicy{})
 }
 
-// RunDefragmenter defragments the member's database with ServingDefrag's policy, checking at
-// the compactor's pace, until ctx ends.
+// RunDefragmenter recovers the member from a full database (see RecoverSpace) and defragments
+// it with ServingDefrag's policy, checking at the compactor's pace, until ctx ends.
 func (e *Etcd) RunDefragmenter(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(defragCheckInterval)
 	defer t.Stop()
@@ -91,14 +96,74 @@ func (e *Etcd) RunDefragmenter(ctx context.Context, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
+		if err := e.RecoverSpace(ctx, log); err != nil && ctx.Err() == nil {
+			log.Error("etcd's database is full and refuses writes", "err", err)
+		}
 		e.defragmentLogged(ctx, ServingDefrag, log)
 	}
 }
 
-// DefragmentAtStart defragments the member's database with StartupDefrag's policy; call it
-// before the API serves.
+// DefragmentAtStart recovers the member from a full database (see RecoverSpace), then
+// defragments it with StartupDefrag's policy; call it before the API serves.
 func (e *Etcd) DefragmentAtStart(ctx context.Context, log *slog.Logger) {
+	if err := e.RecoverSpace(ctx, log); err != nil && ctx.Err() == nil {
+		log.Error("etcd's database is full and refuses writes", "err", err)
+	}
 	e.defragmentLogged(ctx, StartupDefrag, log)
+}
+
+// RecoverSpace brings the member back from etcd's NOSPACE alarm, raised when the database file
+// passed the space quota: from then on etcd serves only reads and deletes, so no object can be
+// written, and compaction alone gives no space back. It compacts all of the history (watchers
+// re-list), defragments, and disarms the alarm. It does nothing without the alarm; it fails when
+// the data in use alone is over the quota (delete objects, or raise the quota).
+func (e *Etcd) RecoverSpace(ctx context.Context, log *slog.Logger) error {
+	alarms, err := e.client.AlarmList(ctx)
+	if err != nil {
+		return fmt.Errorf("listing etcd's alarms: %w", err)
+	}
+	var noSpace []*etcdserverpb.AlarmMember
+	for _, a := range alarms.Alarms {
+		if a.Alarm == etcdserverpb.AlarmType_NOSPACE {
+			noSpace = append(noSpace, a)
+		}
+	}
+	if len(noSpace) == 0 {
+		return nil
+	}
+	quota := e.quota()
+	log.Error("etcd's database reached its space quota and refuses writes: compacting its history and defragmenting it",
+		"database", e.DBSize().String(), "quotaMiB", quota>>20)
+	cur, err := e.client.Get(ctx, "/", clientv3.WithCountOnly(), clientv3.WithLimit(1))
+	if err != nil {
+		return fmt.Errorf("reading etcd's revision: %w", err)
+	}
+	if _, err := e.client.Compact(ctx, cur.Header.Revision, clientv3.WithCompactPhysical()); err != nil &&
+		!errors.Is(err, rpctypes.ErrCompacted) && !errors.Is(err, rpctypes.ErrGRPCCompacted) {
+		return fmt.Errorf("compacting etcd's history: %w", err)
+	}
+	_, after, err := e.Defragment(ctx)
+	if err != nil {
+		return err
+	}
+	if after.InUse >= quota {
+		return fmt.Errorf("the data in use, %s, is over etcd's space quota of %d MiB: delete objects (or files from Git) or raise the quota", after, quota>>20)
+	}
+	for _, a := range noSpace {
+		if _, err := e.client.AlarmDisarm(ctx, (*clientv3.AlarmMember)(a)); err != nil {
+			return fmt.Errorf("disarming etcd's NOSPACE alarm: %w", err)
+		}
+	}
+	log.Info("etcd's database is below its space quota again and takes writes", "database", after.String())
+	return nil
+}
+
+// quota is the member's space quota.
+func (e *Etcd) quota() int64 {
+	if q := e.server.Server.Cfg.QuotaBackendBytes; q > 0 {
+		return q
+	}
+	return etcdstorage.DefaultQuotaBytes
 }
 
 func (e *Etcd) defragmentLogged(ctx context.Context, p DefragPolicy, log *slog.Logger) {

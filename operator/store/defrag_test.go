@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/bosun-gitops/bosun/operator/store"
 	"github.com/bosun-gitops/bosun/operator/store/storetest"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -94,5 +96,61 @@ func TestDefragment(t *testing.T) {
 	}
 	if _, err := c.Put(ctx, "/after", "written"); err != nil {
 		t.Errorf("writing after the defragmentation: %v", err)
+	}
+}
+
+// TestRecoverSpace fills a member with a small space quota until etcd raises its NOSPACE alarm
+// and refuses writes, deletes most of the data as a user would (by removing objects), and checks
+// that RecoverSpace gives the member back its writes, and does nothing without the alarm.
+func TestRecoverSpace(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := store.StartEtcd(ctx, store.EtcdConfig{Name: "test", DataDir: t.TempDir(), Logger: storetest.Logger(t), QuotaBackendBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c := e.Client()
+	log := storetest.Logger(t)
+	if err := e.RecoverSpace(ctx, log); err != nil {
+		t.Fatalf("without the alarm: %v", err)
+	}
+
+	value := strings.Repeat("x", 64<<10)
+	var written int
+	for ; ; written++ {
+		if written > 1000 {
+			t.Fatal("64 MiB written under a 16 MiB quota without a NOSPACE alarm")
+		}
+		if _, err := c.Put(ctx, fmt.Sprintf("/fill/%04d", written), value); err != nil {
+			if !errors.Is(err, rpctypes.ErrGRPCNoSpace) && !strings.Contains(err.Error(), "database space exceeded") {
+				t.Fatalf("put %d: %v, want etcd's database space exceeded", written, err)
+			}
+			break
+		}
+	}
+	if _, err := c.Put(ctx, "/one-more", "x"); err == nil {
+		t.Fatal("a write went through under the NOSPACE alarm")
+	}
+	if _, err := c.Delete(ctx, "/fill/", clientv3.WithPrefix()); err != nil {
+		t.Fatalf("deleting under the NOSPACE alarm: %v", err)
+	}
+	if _, err := c.Put(ctx, "/one-more", "x"); err == nil {
+		t.Fatal("a write went through under the NOSPACE alarm after the deletes; the test proves nothing")
+	}
+
+	if err := e.RecoverSpace(ctx, log); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "/one-more", "x"); err != nil {
+		t.Errorf("writing after RecoverSpace: %v", err)
+	}
+	alarms, err := c.AlarmList(ctx)
+	if err != nil || len(alarms.Alarms) != 0 {
+		t.Errorf("alarms after RecoverSpace: %v, %v", alarms, err)
+	}
+	if d := e.DBSize(); d.Size > 4<<20 {
+		t.Errorf("database after RecoverSpace: %s, want it defragmented", d)
 	}
 }

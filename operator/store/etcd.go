@@ -47,6 +47,9 @@ type EtcdConfig struct {
 	// ClientTLS, when set, serves clients over TLS and requires client certificates signed by
 	// its CA (the member's own client uses the same files). URLs then use https.
 	ClientTLS *TLSFiles
+	// QuotaBackendBytes is the size of the database file past which etcd refuses writes (its
+	// NOSPACE alarm); 0 is etcd's default, 2 GiB.
+	QuotaBackendBytes int64
 }
 
 // TLSFiles are PEM files for one TLS identity and the CA it trusts.
@@ -226,6 +229,7 @@ func startEtcdOnce(ctx context.Context, cfg EtcdConfig, log *slog.Logger) (*Etcd
 		}
 	}
 	ec.ListenMetricsUrls = nil
+	ec.QuotaBackendBytes = cfg.QuotaBackendBytes
 	ec.WatchProgressNotifyInterval = cfg.ProgressNotifyInterval
 	if ec.WatchProgressNotifyInterval <= 0 {
 		ec.WatchProgressNotifyInterval = time.Minute
