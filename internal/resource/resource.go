@@ -24,6 +24,21 @@ type Object interface {
 	runtime.Object
 }
 
+// ProtobufObject is an object with Kubernetes' generated protobuf encoding, which the types of
+// k8s.io/api have and Bosun's own kinds do not.
+type ProtobufObject interface {
+	Object
+	runtime.ProtobufMarshaller
+	runtime.ProtobufReverseMarshaller
+	Unmarshal([]byte) error
+}
+
+// HasProtobuf reports whether r's objects have a protobuf encoding (see ProtobufObject).
+func (r *Resource) HasProtobuf() bool {
+	_, ok := r.New().(ProtobufObject)
+	return ok
+}
+
 // ShallowCopy returns a new object of obj's type holding obj's fields: its struct fields
 // (metadata, a pod's status) are copies, its maps, slices and pointers shared, so setting a
 // top-level or metadata scalar on the copy leaves obj as it was. Unstructured objects, whose

@@ -58,3 +58,13 @@ func TestTableIsConsistent(t *testing.T) {
 		t.Errorf("KindKnown(Deployment) = %v", v)
 	}
 }
+
+// TestHasProtobuf: Kubernetes' kinds have a protobuf encoding, Bosun's own do not.
+func TestHasProtobuf(t *testing.T) {
+	for _, r := range All {
+		want := r.Group != "bosun.dev"
+		if got := r.HasProtobuf(); got != want {
+			t.Errorf("%s: HasProtobuf() = %v, want %v", r, got, want)
+		}
+	}
+}

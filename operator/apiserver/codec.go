@@ -93,16 +93,6 @@ func (c *codec) decodeProto(data []byte, into runtime.Object) error {
 	return nil
 }
 
-// hasProtobuf reports whether objects of res have a protobuf encoding: Kubernetes' own kinds
-// do, Bosun's are JSON only.
-func hasProtobuf(res *resource.Resource) bool {
-	_, ok := res.New().(interface {
-		Size() int
-		MarshalToSizedBuffer([]byte) (int, error)
-	})
-	return ok
-}
-
 // prefersProtobuf reports whether the Accept header of r lists protobuf (without a Table or
 // other conversion) before JSON, as client-go's typed clients do.
 func prefersProtobuf(r *http.Request) bool {

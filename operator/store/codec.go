@@ -42,18 +42,10 @@ func CheckMediaType(mediaType string) error {
 	return nil
 }
 
-// protobufObject is what the generated code of k8s.io/api's types provides.
-type protobufObject interface {
-	resource.Object
-	runtime.ProtobufMarshaller
-	runtime.ProtobufReverseMarshaller
-	Unmarshal([]byte) error
-}
-
 // marshal returns the stored form of obj in mediaType, whose TypeMeta must be set. Kinds
 // without a protobuf encoding are JSON whatever mediaType says.
 func marshal(obj resource.Object, mediaType string) ([]byte, error) {
-	pb, ok := obj.(protobufObject)
+	pb, ok := obj.(resource.ProtobufObject)
 	if !ok || mediaType == MediaTypeJSON {
 		return json.Marshal(obj)
 	}
@@ -80,7 +72,7 @@ func unmarshal(data []byte, obj resource.Object) error {
 	if !isProtobuf {
 		return json.Unmarshal(data, obj)
 	}
-	pb, ok := obj.(protobufObject)
+	pb, ok := obj.(resource.ProtobufObject)
 	if !ok {
 		return fmt.Errorf("stored value is protobuf, but %T has no protobuf encoding", obj)
 	}

@@ -118,7 +118,7 @@ func TestCodecReadsAsJSONDid(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, isProtobuf := obj.(protobufObject)
+			_, isProtobuf := obj.(resource.ProtobufObject)
 			if got := bytes.HasPrefix(data, protobufPrefix); got != isProtobuf {
 				t.Fatalf("protobuf prefix = %v, want %v (k8s.io/api kinds as protobuf, Bosun's as JSON)", got, isProtobuf)
 			}
