@@ -21,9 +21,8 @@ import (
 //   - Kinds without one (Bosun's own, bosun.dev/v1alpha1) are stored as JSON with apiVersion and
 //     kind, as kube-apiserver stores custom resources.
 //
-// Protobuf is what keeps the store's hot paths cheap: a pod encodes about 4 times and decodes
-// about 5 times faster than in JSON, and its value is half the size in etcd (see
-// BenchmarkCodec). Decoding reads either form, so values written as JSON by earlier versions of
+// Protobuf is what keeps the store's hot paths cheap: a pod encodes and decodes about 4 times
+// faster than in JSON, and its value is half the size in etcd (see BenchmarkCodec). Decoding reads either form, so values written as JSON by earlier versions of
 // Bosun stay readable and become protobuf at their next write.
 var protobufPrefix = []byte("k8s\x00")
 

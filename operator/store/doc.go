@@ -6,7 +6,8 @@
 //
 //	gitsync ──Batch──┐
 //	apiserver ─CRUD──┼─> Store ──txn/range/watch──> etcd (StartEtcd: embedded, or Connect)
-//	controllers ─────┘        └─ RunCompactor keeps the last N revisions
+//	controllers ─────┘        └─ RunCompactor keeps the last N revisions; an embedded member
+//	                             defragments its file and recovers from a full one (defrag.go)
 //
 // Errors are k8s.io/apimachinery/pkg/api/errors StatusErrors (NotFound, AlreadyExists,
 // Conflict, Invalid, RequestEntityTooLarge, ResourceExpired), ready to be served as
