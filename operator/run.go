@@ -244,7 +244,7 @@ func (o *Operator) connectEtcd(ctx context.Context) (*clientv3.Client, func(), e
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		etcd.RunDefragmenter(dctx, log)
+		etcd.RunDefragmenter(dctx, store.DefragCheckInterval, store.ServingDefrag, log)
 	}()
 	return etcd.Client(), func() {
 		stopDefrag()

@@ -56,8 +56,9 @@ var (
 	ServingDefrag = DefragPolicy{MinFree: 64 << 20, MinFreeRatio: 0.5}
 )
 
-// defragCheckInterval is how often RunDefragmenter looks at the file: the compactor's period.
-const defragCheckInterval = compactorIntervalDef
+// DefragCheckInterval is how often the operator's RunDefragmenter looks at the file: the
+// compactor's period.
+const DefragCheckInterval = compactorIntervalDef
 
 // DBSize returns the member's database size.
 func (e *Etcd) DBSize() DBSize {
@@ -86,9 +87,9 @@ func (e *Etcd) Defragment(ctx context.Context) (before, after DBSize, err error)
 }
 
 // RunDefragmenter recovers the member from a full database (see RecoverSpace) and defragments
-// it with ServingDefrag's policy, checking at the compactor's pace, until ctx ends.
-func (e *Etcd) RunDefragmenter(ctx context.Context, log *slog.Logger) {
-	t := time.NewTicker(defragCheckInterval)
+// it with policy p (the operator's: ServingDefrag), checking every interval, until ctx ends.
+func (e *Etcd) RunDefragmenter(ctx context.Context, interval time.Duration, p DefragPolicy, log *slog.Logger) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -99,7 +100,7 @@ func (e *Etcd) RunDefragmenter(ctx context.Context, log *slog.Logger) {
 		if err := e.RecoverSpace(ctx, log); err != nil && ctx.Err() == nil {
 			log.Error("etcd's database is full and refuses writes", "err", err)
 		}
-		e.defragmentLogged(ctx, ServingDefrag, log)
+		e.defragmentLogged(ctx, p, log)
 	}
 }
 

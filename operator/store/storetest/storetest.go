@@ -196,3 +196,23 @@ feed:
 	}
 	return err
 }
+
+// FreeHistory compacts e's history up to rev and writes to it until its database file has at
+// least minFree bytes free: bbolt hands the pages of compacted history back at a later write's
+// commit, once no read still holds them, so a test that measures the free space waits for that.
+func FreeHistory(ctx context.Context, t testing.TB, e *store.Etcd, rev, minFree int64) {
+	t.Helper()
+	c := e.Client()
+	if _, err := c.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatalf("compacting to %d: %v", rev, err)
+	}
+	for i := 0; e.DBSize().Free() < minFree; i++ {
+		if ctx.Err() != nil {
+			t.Fatalf("compacted history not freed: %s, want %d bytes free", e.DBSize(), minFree)
+		}
+		if _, err := c.Put(ctx, "/storetest/free-history", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // etcd's backend commits every 100 ms
+	}
+}
