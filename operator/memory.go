@@ -18,7 +18,7 @@ import (
 // the controllers' fan-out after it grows the heap to twice that at GOGC=100, and because Go
 // does not move objects, the spans the burst's survivors end up scattered over stay in use long
 // after it. With 10 000 objects in Git (make bench-e2e, 2 cores) 50 keeps the RSS at 333–347 MB
-// once the controllers are quiet and 304–307 MB at rest, against 427–464 and 351–376 MB at 100,
+// once the controllers are quiet and 298–307 MB at rest, against 427–464 and 350–376 MB at 100,
 // for a push-to-visible about 10% longer. Prometheus makes the same trade (GOGC=75 unless set).
 const DefaultGCPercent = 50
 

@@ -34,10 +34,7 @@ type ProtobufObject interface {
 }
 
 // HasProtobuf reports whether r's objects have a protobuf encoding (see ProtobufObject).
-func (r *Resource) HasProtobuf() bool {
-	_, ok := r.New().(ProtobufObject)
-	return ok
-}
+func (r *Resource) HasProtobuf() bool { return r.protobuf }
 
 // ShallowCopy returns a new object of obj's type holding obj's fields: its struct fields
 // (metadata, a pod's status) are copies, its maps, slices and pointers shared, so setting a
@@ -74,6 +71,8 @@ type Resource struct {
 	New    func() Object
 	// NewList returns an empty typed list (for example *corev1.PodList).
 	NewList func() runtime.Object
+
+	protobuf bool // New's objects are ProtobufObjects
 }
 
 // GroupVersion returns the resource's API group and version.
@@ -103,10 +102,11 @@ func (r *Resource) SetTypeMeta(obj runtime.Object) {
 
 func res(group, version, plural, singular, kind string, namespaced, hasStatus, inRepo bool,
 	short []string, newObj func() Object, newList func() runtime.Object) *Resource {
+	_, protobuf := newObj().(ProtobufObject)
 	return &Resource{
 		Group: group, Version: version, Resource: plural, Singular: singular, Kind: kind,
 		ListKind: kind + "List", Namespaced: namespaced, HasStatus: hasStatus, InRepo: inRepo,
-		ShortNames: short, New: newObj, NewList: newList,
+		ShortNames: short, New: newObj, NewList: newList, protobuf: protobuf,
 	}
 }
 

@@ -93,6 +93,12 @@ func (c *codec) decodeProto(data []byte, into runtime.Object) error {
 	return nil
 }
 
+// answersInProtobuf reports whether the answer to r, about objects of res, is protobuf: res has
+// a protobuf encoding and r prefers it.
+func answersInProtobuf(r *http.Request, res *resource.Resource) bool {
+	return res.HasProtobuf() && prefersProtobuf(r)
+}
+
 // prefersProtobuf reports whether the Accept header of r lists protobuf (without a Table or
 // other conversion) before JSON, as client-go's typed clients do.
 func prefersProtobuf(r *http.Request) bool {

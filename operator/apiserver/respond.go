@@ -67,7 +67,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // which the client sees as a truncated body.
 func (s *Server) writeList(w http.ResponseWriter, r *http.Request, res *resource.Resource, lr *store.ListResult) {
 	meta := metav1.ListMeta{ResourceVersion: strconv.FormatInt(lr.ResourceVersion, 10), Continue: lr.Continue}
-	if res.HasProtobuf() && prefersProtobuf(r) {
+	if answersInProtobuf(r, res) {
 		w.Header().Set("Content-Type", mediaProtobuf)
 		w.WriteHeader(http.StatusOK)
 		bw := bufio.NewWriterSize(w, 64<<10)
@@ -107,7 +107,7 @@ func (s *Server) writeList(w http.ResponseWriter, r *http.Request, res *resource
 // prefer it (client-go's typed clients) when its kind has a protobuf encoding, else in JSON.
 func (s *Server) writeObject(w http.ResponseWriter, r *http.Request, code int, res *resource.Resource, obj runtime.Object) {
 	res.SetTypeMeta(obj)
-	if res.HasProtobuf() && prefersProtobuf(r) {
+	if answersInProtobuf(r, res) {
 		var buf bytes.Buffer
 		if err := s.codec.proto.Encode(obj, &buf); err != nil {
 			writeError(w, fmt.Errorf("encoding the %s: %w", res.Kind, err))

@@ -101,7 +101,7 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request, ri *request
 
 	// Kubernetes' own kinds go as protobuf to the clients that prefer it (client-go's typed
 	// clients): cheaper to encode here and to decode there than JSON.
-	useProto := res.HasProtobuf() && prefersProtobuf(r)
+	useProto := answersInProtobuf(r, res)
 	if useProto {
 		w.Header().Set("Content-Type", mediaProtobufWatch)
 	} else {

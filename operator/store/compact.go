@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // RunCompactor compacts etcd's history every interval (default 5 minutes), keeping the last
@@ -55,11 +56,17 @@ func (s *Store) Compact(ctx context.Context, keep, after int64) (int64, error) {
 	if target <= after || target <= 1 {
 		return 0, nil
 	}
-	if _, err := s.client.Compact(ctx, target); err != nil {
-		if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrGRPCCompacted) {
-			return target, nil
-		}
+	if err := compactTo(ctx, s.client, target); err != nil {
 		return 0, etcdError("compacting etcd", err)
 	}
 	return target, nil
+}
+
+// compactTo compacts etcd's history up to rev; a revision already compacted is no error.
+func compactTo(ctx context.Context, c clientv3.KV, rev int64, opts ...clientv3.CompactOption) error {
+	_, err := c.Compact(ctx, rev, opts...)
+	if errors.Is(err, rpctypes.ErrCompacted) || errors.Is(err, rpctypes.ErrGRPCCompacted) {
+		return nil
+	}
+	return err
 }
